@@ -1,0 +1,445 @@
+//! Every NATS subject herd uses, built and parsed in one place.
+//!
+//! Layout: `<prefix>.v1.<area>.…`; see docs/bus.md for the table.
+
+use crate::ids::{validate_token, IdError, NodeId, WorkloadId};
+use crate::messages::{LogStream, NodeEventKind, WorkloadState};
+use crate::API_VERSION;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    #[error("subject '{0}' is not under this bus's prefix '{1}'")]
+    ForeignPrefix(String, String),
+    #[error("unknown subject '{0}'")]
+    Unknown(String),
+    #[error("unknown verb '{verb}' on subject '{subject}'")]
+    UnknownVerb { subject: String, verb: String },
+    #[error(transparent)]
+    Id(#[from] IdError),
+}
+
+/// Requests a node answers on `<prefix>.v1.node.<node>.<verb>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeVerb {
+    Ping,
+    WorkloadStart,
+    WorkloadStop,
+    WorkloadList,
+    WorkloadGet,
+    Lameduck,
+}
+
+impl NodeVerb {
+    pub const ALL: [NodeVerb; 6] = [
+        NodeVerb::Ping,
+        NodeVerb::WorkloadStart,
+        NodeVerb::WorkloadStop,
+        NodeVerb::WorkloadList,
+        NodeVerb::WorkloadGet,
+        NodeVerb::Lameduck,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeVerb::Ping => "ping",
+            NodeVerb::WorkloadStart => "workload.start",
+            NodeVerb::WorkloadStop => "workload.stop",
+            NodeVerb::WorkloadList => "workload.list",
+            NodeVerb::WorkloadGet => "workload.get",
+            NodeVerb::Lameduck => "lameduck",
+        }
+    }
+
+    pub fn parse(verb: &str) -> Option<NodeVerb> {
+        NodeVerb::ALL.into_iter().find(|v| v.as_str() == verb)
+    }
+}
+
+/// Requests the coordinator answers on `<prefix>.v1.cluster.<verb>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterVerb {
+    Nodes,
+    NodeGet,
+    Workloads,
+    Query,
+    RunSubmit,
+    RunStop,
+    RunGet,
+    RunList,
+}
+
+impl ClusterVerb {
+    pub const ALL: [ClusterVerb; 8] = [
+        ClusterVerb::Nodes,
+        ClusterVerb::NodeGet,
+        ClusterVerb::Workloads,
+        ClusterVerb::Query,
+        ClusterVerb::RunSubmit,
+        ClusterVerb::RunStop,
+        ClusterVerb::RunGet,
+        ClusterVerb::RunList,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterVerb::Nodes => "nodes",
+            ClusterVerb::NodeGet => "node.get",
+            ClusterVerb::Workloads => "workloads",
+            ClusterVerb::Query => "query",
+            ClusterVerb::RunSubmit => "run.submit",
+            ClusterVerb::RunStop => "run.stop",
+            ClusterVerb::RunGet => "run.get",
+            ClusterVerb::RunList => "run.list",
+        }
+    }
+
+    pub fn parse(verb: &str) -> Option<ClusterVerb> {
+        ClusterVerb::ALL.into_iter().find(|v| v.as_str() == verb)
+    }
+}
+
+/// A parsed herd subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    NodeCommand {
+        node: NodeId,
+        verb: NodeVerb,
+    },
+    NodesPing,
+    WorkloadEvent {
+        node: NodeId,
+        state: String,
+    },
+    NodeEvent {
+        node: NodeId,
+        kind: String,
+    },
+    Heartbeat {
+        node: NodeId,
+    },
+    Telemetry {
+        node: NodeId,
+    },
+    Logs {
+        node: NodeId,
+        workload: WorkloadId,
+        stream: LogStream,
+    },
+    Cluster(ClusterVerb),
+    ClusterEvent {
+        kind: String,
+    },
+}
+
+/// Subject builder for one prefix. `Subjects::default()` is `herd.v1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+    base: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Subjects::new(crate::DEFAULT_PREFIX).expect("default prefix is valid")
+    }
+}
+
+impl Subjects {
+    /// `prefix` is one or more dot-separated tokens, e.g. `herd` or `acme.herd`.
+    pub fn new(prefix: &str) -> Result<Subjects, IdError> {
+        for token in prefix.split('.') {
+            validate_token("subject prefix", token)?;
+        }
+        Ok(Subjects {
+            prefix: prefix.to_string(),
+            base: format!("{prefix}.{API_VERSION}"),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Name of the JetStream stream holding lifecycle events: `HERD_EVENTS` for prefix `herd`.
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.stream_stem())
+    }
+
+    /// Name of the JetStream stream holding telemetry: `HERD_TELEMETRY` for prefix `herd`.
+    pub fn telemetry_stream(&self) -> String {
+        format!("{}_TELEMETRY", self.stream_stem())
+    }
+
+    fn stream_stem(&self) -> String {
+        self.prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
+    pub fn node_command(&self, node: &NodeId, verb: NodeVerb) -> String {
+        format!("{}.node.{node}.{}", self.base, verb.as_str())
+    }
+
+    /// Everything addressed to one node: what its Bus actor subscribes to.
+    pub fn node_commands(&self, node: &NodeId) -> String {
+        format!("{}.node.{node}.>", self.base)
+    }
+
+    /// The fleet-wide ping that every node answers.
+    pub fn nodes_ping(&self) -> String {
+        format!("{}.nodes.ping", self.base)
+    }
+
+    pub fn workload_event(&self, node: &NodeId, state: WorkloadState) -> String {
+        format!("{}.evt.{node}.workload.{}", self.base, state.as_str())
+    }
+
+    pub fn node_event(&self, node: &NodeId, kind: NodeEventKind) -> String {
+        format!("{}.evt.{node}.node.{}", self.base, kind.as_str())
+    }
+
+    /// All node and workload events of every node: the subjects of the events stream.
+    pub fn events_all(&self) -> String {
+        format!("{}.evt.>", self.base)
+    }
+
+    pub fn heartbeat(&self, node: &NodeId) -> String {
+        format!("{}.hb.{node}", self.base)
+    }
+
+    pub fn heartbeats_all(&self) -> String {
+        format!("{}.hb.*", self.base)
+    }
+
+    pub fn telemetry(&self, node: &NodeId) -> String {
+        format!("{}.telemetry.{node}", self.base)
+    }
+
+    pub fn telemetry_all(&self) -> String {
+        format!("{}.telemetry.*", self.base)
+    }
+
+    pub fn logs(&self, node: &NodeId, workload: &WorkloadId, stream: LogStream) -> String {
+        format!("{}.logs.{node}.{workload}.{}", self.base, stream.as_str())
+    }
+
+    /// Both streams of one workload's logs.
+    pub fn logs_of(&self, node: &NodeId, workload: &WorkloadId) -> String {
+        format!("{}.logs.{node}.{workload}.*", self.base)
+    }
+
+    pub fn cluster(&self, verb: ClusterVerb) -> String {
+        format!("{}.cluster.{}", self.base, verb.as_str())
+    }
+
+    /// `kind` is e.g. `node.up` or `run.completed`.
+    pub fn cluster_event(&self, kind: &str) -> String {
+        format!("{}.cluster.evt.{kind}", self.base)
+    }
+
+    /// Parses any subject under this prefix. Unknown verbs under a node are reported as such, so
+    /// that the node can answer them with a clear error.
+    pub fn parse(&self, subject: &str) -> Result<Subject, SubjectError> {
+        let rest = subject
+            .strip_prefix(self.base.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+            .ok_or_else(|| SubjectError::ForeignPrefix(subject.into(), self.base.clone()))?;
+        let unknown = || SubjectError::Unknown(subject.to_string());
+        let (area, rest) = rest.split_once('.').ok_or_else(unknown)?;
+        match area {
+            "node" => {
+                let (node, verb) = rest.split_once('.').ok_or_else(unknown)?;
+                let node = NodeId::new(node)?;
+                let verb = NodeVerb::parse(verb).ok_or_else(|| SubjectError::UnknownVerb {
+                    subject: subject.to_string(),
+                    verb: verb.to_string(),
+                })?;
+                Ok(Subject::NodeCommand { node, verb })
+            }
+            "nodes" if rest == "ping" => Ok(Subject::NodesPing),
+            "evt" => {
+                let mut parts = rest.splitn(3, '.');
+                let (Some(node), Some(kind), Some(what)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(unknown());
+                };
+                let node = NodeId::new(node)?;
+                match kind {
+                    "workload" => Ok(Subject::WorkloadEvent {
+                        node,
+                        state: what.to_string(),
+                    }),
+                    "node" => Ok(Subject::NodeEvent {
+                        node,
+                        kind: what.to_string(),
+                    }),
+                    _ => Err(unknown()),
+                }
+            }
+            "hb" => Ok(Subject::Heartbeat {
+                node: NodeId::new(rest)?,
+            }),
+            "telemetry" => Ok(Subject::Telemetry {
+                node: NodeId::new(rest)?,
+            }),
+            "logs" => {
+                let parts: Vec<&str> = rest.split('.').collect();
+                let [node, workload, stream] = parts[..] else {
+                    return Err(unknown());
+                };
+                let stream = LogStream::parse(stream).ok_or_else(unknown)?;
+                Ok(Subject::Logs {
+                    node: NodeId::new(node)?,
+                    workload: WorkloadId::new(workload)?,
+                    stream,
+                })
+            }
+            "cluster" => {
+                if let Some(kind) = rest.strip_prefix("evt.") {
+                    return Ok(Subject::ClusterEvent {
+                        kind: kind.to_string(),
+                    });
+                }
+                ClusterVerb::parse(rest)
+                    .map(Subject::Cluster)
+                    .ok_or_else(|| SubjectError::UnknownVerb {
+                        subject: subject.to_string(),
+                        verb: rest.to_string(),
+                    })
+            }
+            _ => Err(unknown()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> NodeId {
+        NodeId::new("n1").unwrap()
+    }
+
+    #[test]
+    fn every_built_subject_parses_back() {
+        let s = Subjects::default();
+        let wl = WorkloadId::new("w-1").unwrap();
+        for verb in NodeVerb::ALL {
+            let subj = s.node_command(&node(), verb);
+            assert_eq!(
+                s.parse(&subj).unwrap(),
+                Subject::NodeCommand { node: node(), verb }
+            );
+        }
+        for verb in ClusterVerb::ALL {
+            assert_eq!(s.parse(&s.cluster(verb)).unwrap(), Subject::Cluster(verb));
+        }
+        assert_eq!(s.parse(&s.nodes_ping()).unwrap(), Subject::NodesPing);
+        assert_eq!(
+            s.parse(&s.heartbeat(&node())).unwrap(),
+            Subject::Heartbeat { node: node() }
+        );
+        assert_eq!(
+            s.parse(&s.telemetry(&node())).unwrap(),
+            Subject::Telemetry { node: node() }
+        );
+        assert_eq!(
+            s.parse(&s.logs(&node(), &wl, LogStream::Stderr)).unwrap(),
+            Subject::Logs {
+                node: node(),
+                workload: wl,
+                stream: LogStream::Stderr
+            }
+        );
+        assert_eq!(
+            s.parse(&s.workload_event(&node(), WorkloadState::OomKilled))
+                .unwrap(),
+            Subject::WorkloadEvent {
+                node: node(),
+                state: "oom_killed".into()
+            }
+        );
+        assert_eq!(
+            s.parse(&s.node_event(&node(), NodeEventKind::Started))
+                .unwrap(),
+            Subject::NodeEvent {
+                node: node(),
+                kind: "started".into()
+            }
+        );
+        assert_eq!(
+            s.parse(&s.cluster_event("node.up")).unwrap(),
+            Subject::ClusterEvent {
+                kind: "node.up".into()
+            }
+        );
+    }
+
+    #[test]
+    fn literal_subjects_match_the_design() {
+        let s = Subjects::default();
+        assert_eq!(
+            s.node_command(&node(), NodeVerb::Ping),
+            "herd.v1.node.n1.ping"
+        );
+        assert_eq!(
+            s.node_command(&node(), NodeVerb::WorkloadStart),
+            "herd.v1.node.n1.workload.start"
+        );
+        assert_eq!(s.node_commands(&node()), "herd.v1.node.n1.>");
+        assert_eq!(s.nodes_ping(), "herd.v1.nodes.ping");
+        assert_eq!(
+            s.node_event(&node(), NodeEventKind::Stopping),
+            "herd.v1.evt.n1.node.stopping"
+        );
+        assert_eq!(s.events_all(), "herd.v1.evt.>");
+        assert_eq!(s.events_stream(), "HERD_EVENTS");
+        assert_eq!(s.telemetry_stream(), "HERD_TELEMETRY");
+        assert_eq!(
+            s.cluster(ClusterVerb::RunSubmit),
+            "herd.v1.cluster.run.submit"
+        );
+        let custom = Subjects::new("acme.herd").unwrap();
+        assert_eq!(custom.nodes_ping(), "acme.herd.v1.nodes.ping");
+        assert_eq!(custom.events_stream(), "ACME_HERD_EVENTS");
+    }
+
+    #[test]
+    fn bad_subjects_are_explained() {
+        let s = Subjects::default();
+        assert!(matches!(
+            s.parse("herd.v1.node.n1.reboot"),
+            Err(SubjectError::UnknownVerb { verb, .. }) if verb == "reboot"
+        ));
+        assert!(matches!(
+            s.parse("herd.v1.node.n1.workload.explode"),
+            Err(SubjectError::UnknownVerb { .. })
+        ));
+        assert!(matches!(
+            s.parse("other.v1.node.n1.ping"),
+            Err(SubjectError::ForeignPrefix(..))
+        ));
+        assert!(matches!(
+            s.parse("herd.v1.node"),
+            Err(SubjectError::Unknown(_))
+        ));
+        assert!(matches!(
+            s.parse("herd.v1.bogus.x"),
+            Err(SubjectError::Unknown(_))
+        ));
+        assert!(matches!(
+            s.parse("herd.v1.logs.n1.w1.stdin"),
+            Err(SubjectError::Unknown(_))
+        ));
+        assert!(Subjects::new("bad prefix").is_err());
+        assert!(Subjects::new("a..b").is_err());
+    }
+}
