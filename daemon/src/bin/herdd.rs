@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    herd_daemon::herdd::main()
+}

@@ -1,0 +1,327 @@
+//! herdd's configuration: a TOML file, overridden by environment variables, overridden by
+//! flags. Unknown keys in the file are errors, so a typo never goes unnoticed.
+
+use anyhow::{bail, Context};
+use herd_bus::{DecodeLimits, NodeId, Role, Subjects};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/herd/herd.toml";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/herd";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Defaults to the host name, sanitized to a NATS token.
+    pub node_id: Option<String>,
+    pub roles: Vec<Role>,
+    pub labels: BTreeMap<String, String>,
+    pub state_dir: PathBuf,
+    pub nats: NatsConfig,
+    pub log: LogConfig,
+    pub limits: RequestLimits,
+    pub events: EventsConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: None,
+            roles: vec![Role::Node],
+            labels: BTreeMap::new(),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            nats: NatsConfig::default(),
+            log: LogConfig::default(),
+            limits: RequestLimits::default(),
+            events: EventsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Servers to try, in order; reconnection goes on forever with backoff.
+    pub urls: Vec<String>,
+    /// Subject prefix (`herd` → `herd.v1.…`).
+    pub prefix: String,
+    pub creds_file: Option<PathBuf>,
+    pub nkey_seed_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_required: bool,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            urls: vec![DEFAULT_NATS_URL.to_string()],
+            prefix: herd_bus::DEFAULT_PREFIX.to_string(),
+            creds_file: None,
+            nkey_seed_file: None,
+            user: None,
+            password: None,
+            token: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+        }
+    }
+}
+
+impl NatsConfig {
+    pub fn has_credentials(&self) -> bool {
+        self.creds_file.is_some()
+            || self.nkey_seed_file.is_some()
+            || self.user.is_some()
+            || self.token.is_some()
+            || self.tls_cert.is_some()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.urls.is_empty() {
+            bail!("nats.urls is empty: give at least one server");
+        }
+        let methods = [
+            self.creds_file.is_some(),
+            self.nkey_seed_file.is_some(),
+            self.user.is_some(),
+            self.token.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            bail!("nats: choose one of creds_file, nkey_seed_file, user/password and token");
+        }
+        if self.user.is_some() != self.password.is_some() {
+            bail!("nats: user and password go together");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("nats: tls_cert and tls_key go together");
+        }
+        Subjects::new(&self.prefix).context("nats.prefix")?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `herd_actors=debug,info`); `HERD_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestLimits {
+    /// Requests larger than this are refused before decoding.
+    pub max_payload_bytes: usize,
+    /// Deepest nesting of arrays and maps accepted.
+    pub max_depth: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_payload_bytes: DecodeLimits::DEFAULT_MAX_BYTES,
+            max_depth: DecodeLimits::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+impl RequestLimits {
+    pub fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_bytes: self.max_payload_bytes,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events kept while NATS is unreachable; beyond that the oldest are dropped (and counted).
+    pub outbox_capacity: usize,
+    /// How long the HERD_EVENTS stream keeps events, when herdd creates it.
+    pub max_age_s: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            outbox_capacity: 10_000,
+            max_age_s: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Longest wait for queued events to be acknowledged at shutdown; what is left is saved in
+    /// the state directory and sent at the next start.
+    pub flush_timeout_s: f64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            flush_timeout_s: 5.0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`. A missing file is an error only when the path was asked for explicitly.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let (path, explicit) = match path {
+            Some(p) => (p, true),
+            None => (Path::new(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).with_context(|| format!("{}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The node id: configured, or derived from the host name.
+    pub fn node_id(&self) -> anyhow::Result<NodeId> {
+        match &self.node_id {
+            Some(id) => NodeId::new(id.clone()).context("node_id"),
+            None => Ok(NodeId::from_hostname(&hostname())),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.node_id()?;
+        self.nats.validate()?;
+        if self.roles.is_empty() {
+            bail!("roles is empty: give at least `node`");
+        }
+        if self.limits.max_depth == 0 || self.limits.max_payload_bytes == 0 {
+            bail!("limits.max_depth and limits.max_payload_bytes must be > 0");
+        }
+        if !(self.shutdown.flush_timeout_s.is_finite() && self.shutdown.flush_timeout_s >= 0.0) {
+            bail!("shutdown.flush_timeout_s must be ≥ 0");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, with secrets hidden.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        for secret in [&mut shown.nats.password, &mut shown.nats.token] {
+            if secret.is_some() {
+                *secret = Some("<redacted>".into());
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.nats.urls, vec![DEFAULT_NATS_URL]);
+        assert_eq!(c.roles, vec![Role::Node]);
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let c = Config::parse(
+            r#"
+            node_id = "n1"
+            roles = ["node", "coordinator"]
+            labels = { rack = "r1" }
+            state_dir = "/tmp/herd"
+            [nats]
+            urls = ["nats://a:4222", "nats://b:4222"]
+            user = "u"
+            password = "p"
+            [log]
+            format = "json"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.roles, vec![Role::Node, Role::Coordinator]);
+        assert_eq!(c.nats.urls.len(), 2);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(!c.to_redacted_toml().contains("\"p\""));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let err = Config::parse("node_idd = \"x\"").unwrap_err();
+        assert!(format!("{err:#}").contains("node_idd"), "{err:#}");
+        let c = Config::parse("node_id = \"a.b\"").unwrap();
+        assert!(c.validate().is_err());
+        let c = Config::parse("[nats]\nuser = \"u\"").unwrap();
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("password"));
+        let c = Config::parse("[nats]\ntoken = \"t\"\ncreds_file = \"/x\"").unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_missing_explicit_file_is_not() {
+        assert!(Config::load(Some(Path::new("/nonexistent/herd.toml"))).is_err());
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    /// deploy/herd.toml shows the defaults: it must parse to exactly `Config::default()`.
+    #[test]
+    fn the_shipped_example_is_the_default() {
+        let text = include_str!("../../deploy/herd.toml");
+        assert_eq!(
+            super::Config::parse(text).unwrap(),
+            super::Config::default()
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! herdd (node daemon) and herdctl (operator CLI). Thin: configuration, signals, systemd and
+//! wiring; the domain logic lives in herd-actors and herd-bus.
+
+pub mod config;
+pub mod dev;
+pub mod herdctl;
+pub mod herdd;
+pub mod logging;
+pub mod nats;
+pub mod node;
+pub mod systemd;
