@@ -1,0 +1,1 @@
+//! Shared helpers for herd's benches (the benches themselves are in `benches/`).

@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Installs what herd's scripts need, when it is missing. Sourced by scripts/test and scripts/dev.
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else echo "need root for: $*" >&2; return 1
+  fi
+}
+
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "cannot install $* here (no apt-get); install it by hand" >&2
+    return 1
+  fi
+  if [ -z "${HERD_APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    HERD_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_nats_server() {
+  if command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then return 0; fi
+  echo "installing nats-server (Debian package)..." >&2
+  apt_install nats-server
+}
+
+ensure_python_msgpack() {
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "installing python3..." >&2
+    apt_install python3 python3-pip
+  fi
+  if python3 -c 'import msgpack' 2>/dev/null; then return 0; fi
+  echo "installing Python's msgpack..." >&2
+  python3 -m pip install -q msgpack 2>/dev/null \
+    || python3 -m pip install -q --user msgpack 2>/dev/null \
+    || apt_install python3-msgpack
+  python3 -c 'import msgpack'
+}
+
+ensure_rust_components() {
+  if command -v rustup >/dev/null 2>&1; then
+    for c in rustfmt clippy; do
+      rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+    done
+  fi
+}

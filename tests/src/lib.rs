@@ -1,0 +1,370 @@
+//! Test support: a real `nats-server -js` on a free port with a temporary store, and herdd
+//! processes. Both are stopped on drop. Each test binary prints which backends it exercised.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub use herd_bus;
+
+/// Prints a line past the test harness's capture, so CI logs show which real components ran.
+pub fn announce(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "herd-tests: {line}");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_server_bin() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from))
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "nats-server is not installed: these tests need a real one. \
+                 `scripts/test` installs it (apt-get install nats-server)."
+            )
+        })
+}
+
+/// `nats-server --version`, announced once per test binary.
+pub fn nats_version() -> String {
+    static ONCE: Once = Once::new();
+    let out = Command::new(nats_server_bin())
+        .arg("--version")
+        .output()
+        .expect("nats-server --version");
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    ONCE.call_once(|| {
+        announce(&format!(
+            "backend {version} with JetStream (real server, temp store)"
+        ))
+    });
+    version
+}
+
+/// Larger than the 1 MiB default, so tests can send payloads past herdd's own cap.
+pub const TEST_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
+
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        NatsServer::start_on(free_port())
+    }
+
+    /// On a given port (a test may point herdd there before the server exists).
+    pub fn start_on(port: u16) -> NatsServer {
+        nats_version();
+        let dir = tempfile::Builder::new()
+            .prefix("herd-test-nats-")
+            .tempdir()
+            .unwrap();
+        let conf = format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: {TEST_MAX_PAYLOAD}\nserver_name: herd-test-{port}\n\
+             jetstream {{ store_dir: {:?} }}\n",
+            dir.path().join("js")
+        );
+        std::fs::write(dir.path().join("nats.conf"), conf).unwrap();
+        let mut server = NatsServer {
+            child: None,
+            port,
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .unwrap();
+        let child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {addr}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    /// Graceful stop (SIGTERM), so that JetStream's store is consistent for a restart.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+            wait_child(&mut child, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Path of a binary of this workspace (built by `cargo test --workspace` because herd-daemon
+/// has integration tests; `HERD_BIN_DIR` overrides).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HERD_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/<profile>
+            exe.parent().unwrap().parent().unwrap().to_path_buf()
+        });
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --workspace --bins` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A herdd process; killed on drop. Its stderr goes to a file, shown by [`Herdd::log`].
+pub struct Herdd {
+    child: Option<Child>,
+    pub node_id: String,
+    pub state_dir: PathBuf,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub struct HerddOptions<'a> {
+    pub node_id: &'a str,
+    pub nats_url: String,
+    /// Reuse a state dir (restart tests); a fresh one otherwise.
+    pub state_dir: Option<&'a Path>,
+    pub env: Vec<(&'a str, String)>,
+    pub config_toml: Option<&'a str>,
+}
+
+impl<'a> HerddOptions<'a> {
+    pub fn new(node_id: &'a str, nats_url: String) -> Self {
+        HerddOptions {
+            node_id,
+            nats_url,
+            state_dir: None,
+            env: Vec::new(),
+            config_toml: None,
+        }
+    }
+}
+
+impl Herdd {
+    pub fn start(node_id: &str, nats_url: String) -> Herdd {
+        Herdd::start_with(HerddOptions::new(node_id, nats_url))
+    }
+
+    pub fn start_with(opts: HerddOptions) -> Herdd {
+        let dir = tempfile::Builder::new()
+            .prefix("herd-test-herdd-")
+            .tempdir()
+            .unwrap();
+        let state_dir = opts
+            .state_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("state"));
+        let config = dir.path().join("herd.toml");
+        std::fs::write(&config, opts.config_toml.unwrap_or("")).unwrap();
+        let log_path = dir.path().join("herdd.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(workspace_bin("herdd"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--node-id")
+            .arg(opts.node_id)
+            .arg("--nats-url")
+            .arg(&opts.nats_url)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("HERD_LOG", "debug,async_nats=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start herdd");
+        Herdd {
+            child: Some(child),
+            node_id: opts.node_id.to_string(),
+            state_dir,
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        signal(self.pid(), sig);
+    }
+
+    /// SIGTERM, then wait for the exit; None when it did not exit in time (then killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut child = self.child.take().expect("running");
+        wait_child(&mut child, within)
+    }
+}
+
+impl Drop for Herdd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            announce(&format!(
+                "herdd {} log:\n{}",
+                self.node_id,
+                std::fs::read_to_string(&self.log_path).unwrap_or_default()
+            ));
+        }
+    }
+}
+
+pub async fn connect(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Retries `f` until it returns Some or `within` passes.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A request with an optional Content-Type; answers the reply message.
+pub async fn request(
+    client: &async_nats::Client,
+    subject: &str,
+    content_type: Option<&str>,
+    payload: Vec<u8>,
+) -> Result<async_nats::Message, async_nats::RequestError> {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(ct) = content_type {
+        headers.insert("Content-Type", ct);
+    }
+    let req = async_nats::Request::new()
+        .payload(payload.into())
+        .headers(headers)
+        .timeout(Some(Duration::from_secs(5)));
+    client.send_request(subject.to_string(), req).await
+}
+
+pub fn content_type(msg: &async_nats::Message) -> Option<String> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get("Content-Type"))
+        .map(|v| v.as_str().to_string())
+}
+
+/// Waits until `node` answers a ping.
+pub async fn wait_for_node(client: &async_nats::Client, node: &str) {
+    let subject = format!("herd.v1.node.{node}.ping");
+    eventually(
+        Duration::from_secs(15),
+        &format!("{node} to answer"),
+        || async { request(client, &subject, None, vec![]).await.ok() },
+    )
+    .await;
+}
