@@ -244,6 +244,16 @@ fn encode_ok<T: Serialize>(data: &T, enc: Encoding) -> Handled {
     })
 }
 
+/// The encoding of a NATS message: its `Content-Type` header, else what its payload looks like.
+pub fn message_encoding(msg: &NatsMessage) -> Encoding {
+    let content_type = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(CONTENT_TYPE_HEADER))
+        .map(|v| v.as_str());
+    Encoding::detect(content_type, &msg.payload)
+}
+
 /// Builds the reply payload and headers for a handled request.
 pub fn reply_message(handled: Handled, enc: Encoding) -> (HeaderMap, Vec<u8>) {
     let mut headers = HeaderMap::new();
@@ -310,12 +320,7 @@ impl StreamHandler<NatsMessage> for Bus {
             tracing::debug!(subject = %msg.subject, "ignoring a request without a reply subject");
             return;
         };
-        let content_type = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(CONTENT_TYPE_HEADER))
-            .map(|v| v.as_str().to_string());
-        let enc = Encoding::detect(content_type.as_deref(), &msg.payload);
+        let enc = message_encoding(&msg);
         let handled = self.route(&msg, enc);
         if let Err(e) = &handled {
             tracing::debug!(subject = %msg.subject, code = %e.code, error = %e.message, "request refused");

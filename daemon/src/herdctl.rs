@@ -107,12 +107,7 @@ fn msgpack_headers() -> HeaderMap {
 }
 
 fn decode_reply<T: DeserializeOwned>(msg: &async_nats::Message) -> anyhow::Result<T> {
-    let ct = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(CONTENT_TYPE_HEADER))
-        .map(|v| v.as_str().to_string());
-    let enc = Encoding::detect(ct.as_deref(), &msg.payload);
+    let enc = herd_actors::bus::message_encoding(msg);
     let reply: Reply<T> = codec::decode(&msg.payload, enc, &DecodeLimits::default())
         .context("cannot decode the reply")?;
     reply.into_result().map_err(|e| anyhow::anyhow!("{e}"))

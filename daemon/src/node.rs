@@ -37,7 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "herdd starting"
     );
     if !config.nats.has_credentials() {
-        tracing::warn!("connecting to NATS without credentials: any client of this server can command this node (see deploy/nats)");
+        tracing::warn!("connecting to NATS without credentials: any client of this server can command this node; set one of nats.creds_file, nats.nkey_seed_file, nats.user/password or nats.token");
     }
     let serving = format!("serving node {node_id} on {urls}");
     let status_on_event = serving.clone();
