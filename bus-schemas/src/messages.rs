@@ -196,7 +196,7 @@ pub struct RestartPolicy {
 }
 
 /// What to run: `workload.start` request, and the template of a run.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkloadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_id: Option<WorkloadId>,
@@ -236,6 +236,43 @@ pub struct WorkloadSpec {
     pub collect: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: Labels,
+}
+
+/// The same defaults as a payload that leaves every optional field out (`collect` is on).
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            workload_id: None,
+            name: None,
+            run_id: None,
+            rep: None,
+            driver: Driver::Exec,
+            command: vec![],
+            image: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            limits: Limits::default(),
+            timeout_s: None,
+            kill_signal: None,
+            grace_s: None,
+            restart: RestartPolicy::default(),
+            collect: true,
+            labels: Labels::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_equals_an_empty_payload() {
+        let from_wire: WorkloadSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(from_wire, WorkloadSpec::default());
+        assert!(WorkloadSpec::default().collect);
+    }
 }
 
 /// Reply data of `workload.start`.

@@ -1,0 +1,198 @@
+//! Cgroup backends behind one trait: v2 (unified), v1 (legacy or hybrid) and none (plain
+//! processes sampled from /proc, with a warning).
+//!
+//! A workload's cgroup is created with its limits before the process exists; the forked child
+//! writes `0` to pre-opened `cgroup.procs` files before it execs, so it never runs unlimited.
+//! Written by hand rather than with cgroups-rs: placement must happen in the child through
+//! pre-opened descriptors, v2's `cgroup.kill` and v1's freeze-kill-thaw are needed for tree
+//! kills, and sampling reads a handful of files per tick without the crate's allocations.
+
+mod detect;
+pub mod none;
+pub mod proc;
+pub mod v1;
+pub mod v2;
+
+pub use detect::{detect, Mount, MountInfo};
+
+use herd_bus::Limits;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V2,
+    V1,
+    None,
+}
+
+impl CgroupVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupVersion::V2 => "v2",
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no usable cgroup hierarchy: {0}")]
+    Unusable(String),
+    #[error("{0}")]
+    Limit(String),
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CgroupError {
+    let path = path.into();
+    move |source| CgroupError::Io { path, source }
+}
+
+/// Raw counters of one workload at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CgroupSample {
+    pub cpu_usage_us: u64,
+    pub memory_current: u64,
+    pub memory_inactive_file: u64,
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+    pub oom_kills: u64,
+}
+
+/// Creates workload cgroups on one hierarchy layout.
+pub trait CgroupBackend: Send + Sync {
+    fn version(&self) -> CgroupVersion;
+    /// Where workload cgroups are made (for logs and `doctor`).
+    fn describe(&self) -> String;
+    /// Creates the cgroup `name` with `limits`; an existing empty one is reused.
+    fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError>;
+    /// Removes herd's own cgroup directories when nothing is left in them (at shutdown).
+    fn remove_root_if_empty(&self) {}
+}
+
+/// One workload's cgroup (or, without cgroups, its process group).
+pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
+    /// Descriptors of `cgroup.procs` files, open for writing; the child writes `0` to each.
+    fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError>;
+    /// Called once the leader is spawned (the none backend tracks its process group).
+    fn set_leader(&self, _pid: u32) {}
+    fn pids(&self) -> Vec<i32>;
+    fn sample(&self) -> Result<CgroupSample, CgroupError>;
+    /// Sends `signal` to every process of the workload.
+    fn signal_all(&self, signal: nix::sys::signal::Signal) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+    /// Kills every process of the workload, races with forks included.
+    fn kill_all(&self) -> Result<(), CgroupError>;
+    /// Limit files and what they hold, as the kernel reports them.
+    fn limit_files(&self) -> Vec<(PathBuf, String)>;
+    /// Removes the cgroup once empty.
+    fn remove(&self) -> Result<(), CgroupError>;
+}
+
+/// `Limits` to kernel values: cpu quota per 100 ms period, memory in bytes, pids.
+pub fn cpu_quota_us(cores: f64, period_us: u64) -> u64 {
+    ((cores * period_us as f64).round() as u64).max(1000)
+}
+
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// Reads a file of one integer (or `max`, which is None).
+pub(crate) fn read_u64_or_max(path: &std::path::Path) -> Result<Option<u64>, CgroupError> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let t = text.trim();
+    if t == "max" {
+        return Ok(None);
+    }
+    t.parse()
+        .map(Some)
+        .map_err(|e| CgroupError::Limit(format!("{}: {e}: {t:?}", path.display())))
+}
+
+/// Value of `key` in a flat-keyed file such as memory.stat or cpu.stat.
+pub(crate) fn keyed_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(io_err(path))
+}
+
+pub(crate) fn open_procs(path: PathBuf) -> Result<OwnedFd, CgroupError> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Ok(OwnedFd::from(file))
+}
+
+pub(crate) fn read_pids(procs: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(procs)
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Removes a cgroup directory, retrying briefly while the kernel finishes reaping.
+pub(crate) fn remove_dir(path: &std::path::Path) -> Result<(), CgroupError> {
+    for _ in 0..50 {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => {
+                return Err(CgroupError::Io {
+                    path: path.into(),
+                    source: e,
+                })
+            }
+        }
+    }
+    Err(CgroupError::Io {
+        path: path.into(),
+        source: std::io::Error::from_raw_os_error(libc::EBUSY),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quota_matches_cores() {
+        assert_eq!(cpu_quota_us(0.5, CPU_PERIOD_US), 50_000);
+        assert_eq!(cpu_quota_us(2.0, CPU_PERIOD_US), 200_000);
+        assert_eq!(
+            cpu_quota_us(0.001, CPU_PERIOD_US),
+            1000,
+            "kernel minimum is 1 ms"
+        );
+    }
+
+    #[test]
+    fn keyed_files_parse() {
+        let stat = "usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n";
+        assert_eq!(keyed_value(stat, "usage_usec"), Some(1234));
+        assert_eq!(keyed_value(stat, "user"), None);
+        assert_eq!(
+            keyed_value("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Reading /proc: per-process CPU time, memory and I/O for the no-cgroup backend.
+
+/// Fields of /proc/<pid>/stat that herd uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+    pub session: i32,
+    /// user + system time in clock ticks.
+    pub cpu_ticks: u64,
+    pub rss_pages: u64,
+}
+
+/// Parses /proc/<pid>/stat; the command name may contain spaces and parentheses.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let pid = text.split(' ').next()?.parse().ok()?;
+    let after = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // After the name: state(3) ppid(4) pgrp(5) session(6) … utime(14) stime(15) … rss(24).
+    let n = |i: usize| -> Option<u64> { f.get(i - 3)?.parse().ok() };
+    Some(ProcStat {
+        pid,
+        state: f.first()?.chars().next()?,
+        ppid: n(4)? as i32,
+        pgrp: n(5)? as i32,
+        session: n(6)? as i32,
+        cpu_ticks: n(14)? + n(15)?,
+        rss_pages: n(24)?,
+    })
+}
+
+pub fn stat(pid: i32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process of a session (a workload leader calls setsid, so its tree shares it).
+pub fn session_members(session: i32) -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .filter(|s| s.session == session && s.state != 'Z')
+        .collect()
+}
+
+/// (read_bytes, write_bytes) from /proc/<pid>/io.
+pub fn io(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let get = |k: &str| super::keyed_value(&text.replace(": ", " "), k).unwrap_or(0);
+    (get("read_bytes"), get("write_bytes"))
+}
+
+pub fn clock_ticks_per_s() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64
+}
+
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_a_tricky_name() {
+        let line = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 \
+                    12345 1000000 250 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(
+            (s.pid, s.state, s.ppid, s.pgrp, s.session),
+            (4242, 'S', 1, 4242, 4242)
+        );
+        assert_eq!(s.cpu_ticks, 10);
+        assert_eq!(s.rss_pages, 250);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = stat(std::process::id() as i32).unwrap();
+        assert_eq!(me.pid, std::process::id() as i32);
+        assert!(me.rss_pages > 0);
+    }
+}

@@ -1,0 +1,271 @@
+//! cgroup v1 (legacy, or hybrid with an empty unified mount): one directory per hierarchy.
+
+use super::*;
+use crate::cgroup::detect::MountInfo;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Above this, v1's memory.limit_in_bytes means "no limit" (PAGE_COUNTER_MAX in bytes).
+const V1_UNLIMITED: u64 = 1 << 62;
+
+#[derive(Debug)]
+pub struct V1Backend {
+    cpu: PathBuf,
+    cpuacct: PathBuf,
+    memory: PathBuf,
+    pids: PathBuf,
+    freezer: Option<PathBuf>,
+    blkio: Option<PathBuf>,
+}
+
+impl V1Backend {
+    pub fn new(info: &MountInfo, root: &str) -> Result<V1Backend, CgroupError> {
+        let need = |c: &str| {
+            info.v1_controller(c)
+                .map(|m| m.mount_point.join(root))
+                .ok_or_else(|| CgroupError::Unusable(format!("no cgroup v1 '{c}' hierarchy")))
+        };
+        let backend = V1Backend {
+            cpu: need("cpu")?,
+            cpuacct: need("cpuacct")?,
+            memory: need("memory")?,
+            pids: need("pids")?,
+            freezer: info
+                .v1_controller("freezer")
+                .map(|m| m.mount_point.join(root)),
+            blkio: info
+                .v1_controller("blkio")
+                .map(|m| m.mount_point.join(root)),
+        };
+        for dir in backend.hierarchies() {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        Ok(backend)
+    }
+
+    fn hierarchies(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![
+            self.cpu.clone(),
+            self.cpuacct.clone(),
+            self.memory.clone(),
+            self.pids.clone(),
+        ];
+        dirs.extend(self.freezer.clone());
+        dirs.extend(self.blkio.clone());
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+}
+
+impl CgroupBackend for V1Backend {
+    fn version(&self) -> CgroupVersion {
+        CgroupVersion::V1
+    }
+
+    fn describe(&self) -> String {
+        format!("cgroup v1 under {}", self.memory.display())
+    }
+
+    fn remove_root_if_empty(&self) {
+        for dir in self.hierarchies() {
+            if let Err(e) = std::fs::remove_dir(&dir) {
+                tracing::debug!(dir = %dir.display(), error = %e, "herd's cgroup root stays");
+            }
+        }
+    }
+
+    fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        let cg = V1Cgroup {
+            dirs: self.hierarchies().iter().map(|d| d.join(name)).collect(),
+            cpu: self.cpu.join(name),
+            cpuacct: self.cpuacct.join(name),
+            memory: self.memory.join(name),
+            pids: self.pids.join(name),
+            freezer: self.freezer.as_ref().map(|d| d.join(name)),
+            blkio: self.blkio.as_ref().map(|d| d.join(name)),
+        };
+        for dir in &cg.dirs {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        if !cg.pids().is_empty() {
+            return Err(CgroupError::Limit(format!(
+                "{} already holds processes",
+                cg.memory.display()
+            )));
+        }
+        write_file(
+            &cg.cpu.join("cpu.cfs_period_us"),
+            &CPU_PERIOD_US.to_string(),
+        )?;
+        let quota = limits
+            .cpu
+            .map(|c| cpu_quota_us(c, CPU_PERIOD_US).to_string())
+            .unwrap_or_else(|| "-1".into());
+        write_file(&cg.cpu.join("cpu.cfs_quota_us"), &quota)?;
+        let memory = limits
+            .memory
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-1".into());
+        write_file(&cg.memory.join("memory.limit_in_bytes"), &memory)?;
+        let pids = limits
+            .pids
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "max".into());
+        write_file(&cg.pids.join("pids.max"), &pids)?;
+        Ok(Arc::new(cg))
+    }
+}
+
+#[derive(Debug)]
+pub struct V1Cgroup {
+    dirs: Vec<PathBuf>,
+    cpu: PathBuf,
+    cpuacct: PathBuf,
+    memory: PathBuf,
+    pids: PathBuf,
+    freezer: Option<PathBuf>,
+    blkio: Option<PathBuf>,
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    std::fs::read_to_string(path).map_err(io_err(path))
+}
+
+/// Sums `Read` and `Write` over devices in blkio.throttle.io_service_bytes.
+fn blkio_bytes(text: &str) -> (u64, u64) {
+    let (mut r, mut w) = (0, 0);
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(_dev), Some(op), Some(v)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let v: u64 = v.parse().unwrap_or(0);
+        match op {
+            "Read" => r += v,
+            "Write" => w += v,
+            _ => {}
+        }
+    }
+    (r, w)
+}
+
+impl V1Cgroup {
+    fn freeze(&self, state: &str) {
+        if let Some(f) = &self.freezer {
+            let _ = std::fs::write(f.join("freezer.state"), state);
+            if state == "FROZEN" {
+                let deadline = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < deadline {
+                    match std::fs::read_to_string(f.join("freezer.state")) {
+                        Ok(s) if s.trim() == "FROZEN" => return,
+                        Err(_) => return,
+                        _ => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl WorkloadCgroup for V1Cgroup {
+    fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        self.dirs
+            .iter()
+            .map(|d| open_procs(d.join("cgroup.procs")))
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        read_pids(&self.memory.join("cgroup.procs"))
+    }
+
+    fn sample(&self) -> Result<CgroupSample, CgroupError> {
+        let usage_ns: u64 = read(&self.cpuacct.join("cpuacct.usage"))?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let stat = read(&self.memory.join("memory.stat"))?;
+        let limit = read_u64_or_max(&self.memory.join("memory.limit_in_bytes"))?
+            .filter(|l| *l < V1_UNLIMITED);
+        let (io_read_bytes, io_write_bytes) = match &self.blkio {
+            Some(b) => {
+                blkio_bytes(&read(&b.join("blkio.throttle.io_service_bytes")).unwrap_or_default())
+            }
+            None => (0, 0),
+        };
+        Ok(CgroupSample {
+            cpu_usage_us: usage_ns / 1000,
+            memory_current: read_u64_or_max(&self.memory.join("memory.usage_in_bytes"))?
+                .unwrap_or(0),
+            memory_inactive_file: keyed_value(&stat, "total_inactive_file")
+                .or_else(|| keyed_value(&stat, "inactive_file"))
+                .unwrap_or(0),
+            memory_limit: limit,
+            pids: read_u64_or_max(&self.pids.join("pids.current"))?.unwrap_or(0),
+            io_read_bytes,
+            io_write_bytes,
+            oom_kills: keyed_value(&read(&self.memory.join("memory.oom_control"))?, "oom_kill")
+                .unwrap_or(0),
+        })
+    }
+
+    /// Freeze, SIGKILL everything, thaw: a process cannot fork away in between.
+    fn kill_all(&self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            self.freeze("FROZEN");
+            for pid in &pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+            self.freeze("THAWED");
+            if Instant::now() > deadline {
+                return Err(CgroupError::Limit(format!(
+                    "{} still holds {pids:?} after SIGKILL",
+                    self.memory.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn limit_files(&self) -> Vec<(PathBuf, String)> {
+        [
+            self.cpu.join("cpu.cfs_quota_us"),
+            self.cpu.join("cpu.cfs_period_us"),
+            self.memory.join("memory.limit_in_bytes"),
+            self.pids.join("pids.max"),
+        ]
+        .into_iter()
+        .map(|p| {
+            let v = std::fs::read_to_string(&p)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            (p, v)
+        })
+        .collect()
+    }
+
+    fn remove(&self) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            remove_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn blkio_sums_devices() {
+        let text =
+            "8:0 Read 100\n8:0 Write 20\n8:16 Read 5\n8:16 Write 1\n8:0 Total 120\nTotal 126\n";
+        assert_eq!(super::blkio_bytes(text), (105, 21));
+    }
+}

@@ -1,0 +1,270 @@
+//! cgroup v2 (unified). When herdd's own cgroup is delegated to it (systemd `Delegate=yes`),
+//! herdd moves itself into a `supervisor` leaf and makes workload cgroups under `workloads/`
+//! beside it; otherwise under `<mount>/<root>/`.
+
+use super::*;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const CONTROLLERS: &str = "+cpu +memory +pids +io";
+
+#[derive(Debug)]
+pub struct V2Backend {
+    parent: PathBuf,
+}
+
+fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let wanted: Vec<&str> = CONTROLLERS
+        .split(' ')
+        .filter(|c| available.split_whitespace().any(|a| a == &c[1..]))
+        .collect();
+    write_file(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
+}
+
+/// Delegated when systemd started us (INVOCATION_ID) in a service cgroup we may write to.
+fn delegated_base(mount: &Path) -> Option<PathBuf> {
+    std::env::var_os("INVOCATION_ID")?;
+    let own = super::detect::own_unified_path()?;
+    if !own.to_string_lossy().ends_with(".service") {
+        return None;
+    }
+    let dir = mount.join(own.strip_prefix("/").ok()?);
+    nix::unistd::access(
+        &dir.join("cgroup.subtree_control"),
+        nix::unistd::AccessFlags::W_OK,
+    )
+    .ok()?;
+    Some(dir)
+}
+
+impl V2Backend {
+    pub fn new(mount: &Path, root: &str) -> Result<V2Backend, CgroupError> {
+        let parent = if let Some(base) = delegated_base(mount) {
+            // No process may stay in a cgroup that has controllers enabled for children.
+            let supervisor = base.join("supervisor");
+            std::fs::create_dir_all(&supervisor).map_err(io_err(&supervisor))?;
+            for pid in read_pids(&base.join("cgroup.procs")) {
+                write_file(&supervisor.join("cgroup.procs"), &pid.to_string())?;
+            }
+            enable_controllers(&base)?;
+            base.join("workloads")
+        } else {
+            enable_controllers(mount)?;
+            mount.join(root)
+        };
+        std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        enable_controllers(&parent)?;
+        Ok(V2Backend { parent })
+    }
+}
+
+impl CgroupBackend for V2Backend {
+    fn version(&self) -> CgroupVersion {
+        CgroupVersion::V2
+    }
+
+    fn describe(&self) -> String {
+        format!("cgroup v2 under {}", self.parent.display())
+    }
+
+    fn remove_root_if_empty(&self) {
+        if let Err(e) = std::fs::remove_dir(&self.parent) {
+            tracing::debug!(dir = %self.parent.display(), error = %e, "herd's cgroup root stays");
+        }
+    }
+
+    fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        let dir = self.parent.join(name);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let cg = V2Cgroup { dir };
+        if !cg.pids().is_empty() {
+            return Err(CgroupError::Limit(format!(
+                "{} already holds processes",
+                cg.dir.display()
+            )));
+        }
+        let cpu = match limits.cpu {
+            Some(c) => format!("{} {CPU_PERIOD_US}", cpu_quota_us(c, CPU_PERIOD_US)),
+            None => format!("max {CPU_PERIOD_US}"),
+        };
+        write_file(&cg.dir.join("cpu.max"), &cpu)?;
+        let memory = limits
+            .memory
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "max".into());
+        write_file(&cg.dir.join("memory.max"), &memory)?;
+        // An OOM kill takes the whole workload, not one random process of it.
+        write_file(&cg.dir.join("memory.oom.group"), "1")?;
+        let pids = limits
+            .pids
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "max".into());
+        write_file(&cg.dir.join("pids.max"), &pids)?;
+        Ok(Arc::new(cg))
+    }
+}
+
+#[derive(Debug)]
+pub struct V2Cgroup {
+    dir: PathBuf,
+}
+
+/// Sums rbytes and wbytes over devices in io.stat.
+fn io_bytes(text: &str) -> (u64, u64) {
+    let (mut r, mut w) = (0, 0);
+    for field in text.split_whitespace() {
+        if let Some(v) = field.strip_prefix("rbytes=") {
+            r += v.parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = field.strip_prefix("wbytes=") {
+            w += v.parse::<u64>().unwrap_or(0);
+        }
+    }
+    (r, w)
+}
+
+impl WorkloadCgroup for V2Cgroup {
+    fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        Ok(vec![open_procs(self.dir.join("cgroup.procs"))?])
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        read_pids(&self.dir.join("cgroup.procs"))
+    }
+
+    fn sample(&self) -> Result<CgroupSample, CgroupError> {
+        let read =
+            |f: &str| std::fs::read_to_string(self.dir.join(f)).map_err(io_err(self.dir.join(f)));
+        let (io_read_bytes, io_write_bytes) = io_bytes(&read("io.stat").unwrap_or_default());
+        Ok(CgroupSample {
+            cpu_usage_us: keyed_value(&read("cpu.stat")?, "usage_usec").unwrap_or(0),
+            memory_current: read_u64_or_max(&self.dir.join("memory.current"))?.unwrap_or(0),
+            memory_inactive_file: keyed_value(&read("memory.stat")?, "inactive_file").unwrap_or(0),
+            memory_limit: read_u64_or_max(&self.dir.join("memory.max"))?,
+            pids: read_u64_or_max(&self.dir.join("pids.current"))?.unwrap_or(0),
+            io_read_bytes,
+            io_write_bytes,
+            oom_kills: keyed_value(&read("memory.events")?, "oom_kill").unwrap_or(0),
+        })
+    }
+
+    /// `cgroup.kill` (Linux 5.14+) kills the tree atomically; older kernels freeze, SIGKILL and
+    /// thaw.
+    fn kill_all(&self) -> Result<(), CgroupError> {
+        let kill = self.dir.join("cgroup.kill");
+        let has_kill = kill.exists();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if has_kill {
+                write_file(&kill, "1")?;
+            } else {
+                let _ = std::fs::write(self.dir.join("cgroup.freeze"), "1");
+                for pid in &pids {
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+                }
+                let _ = std::fs::write(self.dir.join("cgroup.freeze"), "0");
+            }
+            if Instant::now() > deadline {
+                return Err(CgroupError::Limit(format!(
+                    "{} still holds {pids:?}",
+                    self.dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn limit_files(&self) -> Vec<(PathBuf, String)> {
+        ["cpu.max", "memory.max", "memory.oom.group", "pids.max"]
+            .into_iter()
+            .map(|f| {
+                let p = self.dir.join(f);
+                let v = std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                (p, v)
+            })
+            .collect()
+    }
+
+    fn remove(&self) -> Result<(), CgroupError> {
+        remove_dir(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_stat_sums_devices() {
+        let text =
+            "8:0 rbytes=100 wbytes=20 rios=1 wios=1 dbytes=0 dios=0\n8:16 rbytes=5 wbytes=1\n";
+        assert_eq!(io_bytes(text), (105, 21));
+    }
+
+    /// On a fake tree (a temp dir standing in for the cgroup fs): the files a v2 workload
+    /// cgroup is made of are written with the kernel's formats.
+    #[test]
+    fn writes_limits_in_v2_formats_on_a_fake_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        let backend = V2Backend::new(dir.path(), "herd").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids +io"
+        );
+        let cg = backend
+            .create(
+                "w1",
+                &Limits {
+                    cpu: Some(0.5),
+                    memory: Some(64 << 20),
+                    pids: Some(32),
+                },
+            )
+            .unwrap();
+        let files: std::collections::BTreeMap<String, String> = cg
+            .limit_files()
+            .into_iter()
+            .map(|(p, v)| (p.file_name().unwrap().to_string_lossy().into_owned(), v))
+            .collect();
+        assert_eq!(files["cpu.max"], "50000 100000");
+        assert_eq!(files["memory.max"], "67108864");
+        assert_eq!(files["memory.oom.group"], "1");
+        assert_eq!(files["pids.max"], "32");
+        std::fs::write(
+            dir.path().join("herd/w1/cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("herd/w1/memory.current"), "4096\n").unwrap();
+        std::fs::write(
+            dir.path().join("herd/w1/memory.stat"),
+            "anon 0\ninactive_file 1024\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("herd/w1/pids.current"), "3\n").unwrap();
+        std::fs::write(
+            dir.path().join("herd/w1/memory.events"),
+            "low 0\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        let s = cg.sample().unwrap();
+        assert_eq!(s.cpu_usage_us, 1500);
+        assert_eq!(s.memory_current - s.memory_inactive_file, 3072);
+        assert_eq!(s.memory_limit, Some(64 << 20));
+        assert_eq!((s.pids, s.oom_kills), (3, 1));
+    }
+}

@@ -1,0 +1,557 @@
+//! A workload's lifecycle as a plain state machine: inputs in, effects out, `now` passed in.
+//!
+//! pending → starting → running → exited{code} | failed{reason} | stopped | killed{signal} |
+//! oom_killed | timed_out | lost. With `restart.policy = on_failure`, a failed outcome is
+//! followed by starting → running again after a backoff, up to `restart.max` times.
+
+use herd_bus::{
+    NodeId, RestartPolicyKind, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStatus,
+};
+use std::time::Duration;
+
+/// How the main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Why herd is stopping a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    Requested,
+    Timeout,
+}
+
+/// What the owner must do after an input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Publish a WorkloadEvent for the state the status now holds.
+    Emit(WorkloadState),
+    /// Write the status to the state directory.
+    Persist,
+    /// Start the process (again).
+    Spawn,
+    /// Arm the timeout.
+    ArmTimeout(Duration),
+    /// Send this signal to every process of the workload.
+    SignalAll(String),
+    /// Kill the tree once this grace period has passed, if the workload still runs.
+    KillAfter(Duration),
+    /// Kill whatever is left of the tree now.
+    KillTree,
+    /// Spawn again after this backoff.
+    RestartAfter(Duration),
+    /// Remove the cgroup and stop sampling.
+    Cleanup,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub status: WorkloadStatus,
+    stop: Option<StopCause>,
+    escalated: bool,
+    restart_pending: bool,
+}
+
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+pub const DEFAULT_KILL_SIGNAL: &str = "SIGTERM";
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// 1 s, 2 s, 4 s … up to 30 s.
+pub fn restart_backoff(restarts: u32) -> Duration {
+    Duration::from_secs(1u64 << restarts.min(5)).min(MAX_BACKOFF)
+}
+
+impl Lifecycle {
+    pub fn new(
+        workload_id: WorkloadId,
+        node_id: NodeId,
+        spec: WorkloadSpec,
+        now_ms: u64,
+    ) -> (Lifecycle, Vec<Effect>) {
+        let lc = Lifecycle {
+            status: WorkloadStatus {
+                workload_id,
+                node_id,
+                state: WorkloadState::Pending,
+                spec,
+                pid: None,
+                created_at_ms: now_ms,
+                started_at_ms: None,
+                finished_at_ms: None,
+                exit_code: None,
+                signal: None,
+                reason: None,
+                restarts: 0,
+            },
+            stop: None,
+            escalated: false,
+            restart_pending: false,
+        };
+        (
+            lc,
+            vec![
+                Effect::Emit(WorkloadState::Pending),
+                Effect::Persist,
+                Effect::Spawn,
+            ],
+        )
+    }
+
+    pub fn state(&self) -> WorkloadState {
+        self.status.state
+    }
+
+    fn grace(&self) -> Duration {
+        self.status
+            .spec
+            .grace_s
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_GRACE)
+    }
+
+    fn kill_signal(&self) -> String {
+        self.status
+            .spec
+            .kill_signal
+            .clone()
+            .unwrap_or_else(|| DEFAULT_KILL_SIGNAL.into())
+    }
+
+    fn set(&mut self, state: WorkloadState, out: &mut Vec<Effect>) {
+        self.status.state = state;
+        out.push(Effect::Emit(state));
+        out.push(Effect::Persist);
+    }
+
+    /// The process is about to be spawned.
+    pub fn on_starting(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.restart_pending = false;
+        self.status.pid = None;
+        self.status.exit_code = None;
+        self.status.signal = None;
+        self.status.reason = None;
+        self.status.finished_at_ms = None;
+        self.set(WorkloadState::Starting, &mut out);
+        out
+    }
+
+    pub fn on_spawned(&mut self, pid: u32, now_ms: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.status.pid = Some(pid);
+        self.status.started_at_ms = Some(now_ms);
+        self.set(WorkloadState::Running, &mut out);
+        if let Some(t) = self.status.spec.timeout_s {
+            out.push(Effect::ArmTimeout(Duration::from_secs_f64(t)));
+        }
+        out
+    }
+
+    pub fn on_spawn_failed(&mut self, reason: String, now_ms: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.status.reason = Some(reason);
+        self.status.finished_at_ms = Some(now_ms);
+        self.set(WorkloadState::Failed, &mut out);
+        out.push(Effect::Cleanup);
+        out
+    }
+
+    /// A stop request. `signal`/`grace` override the spec's for this stop.
+    pub fn on_stop(
+        &mut self,
+        signal: Option<String>,
+        grace: Option<Duration>,
+        now_ms: u64,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match self.status.state {
+            WorkloadState::Running if self.stop.is_none() => {
+                self.stop = Some(StopCause::Requested);
+                out.push(Effect::SignalAll(
+                    signal.unwrap_or_else(|| self.kill_signal()),
+                ));
+                out.push(Effect::KillAfter(grace.unwrap_or_else(|| self.grace())));
+            }
+            // Already stopping: a second stop with no grace kills at once.
+            WorkloadState::Running if grace == Some(Duration::ZERO) => {
+                self.escalated = true;
+                out.push(Effect::KillTree);
+            }
+            WorkloadState::Pending | WorkloadState::Starting => {
+                self.stop = Some(StopCause::Requested);
+            }
+            s if s.is_terminal() && self.restart_pending => {
+                // Waiting to restart: cancel the restart and settle.
+                self.restart_pending = false;
+                self.status.finished_at_ms = Some(now_ms);
+                self.set(WorkloadState::Stopped, &mut out);
+                out.push(Effect::Cleanup);
+            }
+            _ => {}
+        }
+        out
+    }
+
+    pub fn on_timeout(&mut self) -> Vec<Effect> {
+        if self.status.state != WorkloadState::Running || self.stop.is_some() {
+            return vec![];
+        }
+        self.stop = Some(StopCause::Timeout);
+        vec![
+            Effect::SignalAll(self.kill_signal()),
+            Effect::KillAfter(self.grace()),
+        ]
+    }
+
+    pub fn on_grace_expired(&mut self) -> Vec<Effect> {
+        if self.status.state != WorkloadState::Running {
+            return vec![];
+        }
+        self.escalated = true;
+        vec![Effect::KillTree]
+    }
+
+    /// The main process ended; `oom_killed` when the cgroup counted an OOM kill meanwhile.
+    pub fn on_exit(&mut self, exit: Exit, oom_killed: bool, now_ms: u64) -> Vec<Effect> {
+        let mut out = vec![Effect::KillTree];
+        self.status.pid = None;
+        self.status.finished_at_ms = Some(now_ms);
+        let (code, signal) = match exit {
+            Exit::Code(c) => (Some(c), None),
+            Exit::Signal(s) => (None, Some(signal_name(s))),
+        };
+        self.status.exit_code = code;
+        self.status.signal = signal;
+        let state = if oom_killed {
+            WorkloadState::OomKilled
+        } else {
+            match (self.stop, exit) {
+                (Some(StopCause::Timeout), _) => WorkloadState::TimedOut,
+                (Some(StopCause::Requested), _) if self.escalated => {
+                    self.status.signal = Some("SIGKILL".into());
+                    WorkloadState::Killed
+                }
+                (Some(StopCause::Requested), _) => WorkloadState::Stopped,
+                (None, Exit::Code(_)) => WorkloadState::Exited,
+                (None, Exit::Signal(_)) => WorkloadState::Killed,
+            }
+        };
+        let failed = match state {
+            WorkloadState::Exited => code != Some(0),
+            WorkloadState::Killed | WorkloadState::OomKilled | WorkloadState::Failed => {
+                self.stop.is_none()
+            }
+            _ => false,
+        };
+        let restart = &self.status.spec.restart;
+        let will_restart = failed
+            && restart.policy == RestartPolicyKind::OnFailure
+            && self.status.restarts < restart.max;
+        self.set(state, &mut out);
+        self.stop = None;
+        self.escalated = false;
+        if will_restart {
+            out.push(Effect::RestartAfter(restart_backoff(self.status.restarts)));
+            self.status.restarts += 1;
+            self.restart_pending = true;
+        } else {
+            out.push(Effect::Cleanup);
+        }
+        out
+    }
+
+    /// A restart's backoff has passed.
+    pub fn on_restart_due(&mut self) -> Vec<Effect> {
+        if !self.restart_pending {
+            return vec![];
+        }
+        let mut out = self.on_starting();
+        out.push(Effect::Spawn);
+        out
+    }
+
+    /// Whether a stop arrived before the process existed (the owner then does not spawn).
+    pub fn stop_requested(&self) -> bool {
+        self.stop == Some(StopCause::Requested)
+    }
+
+    /// Settles a workload stopped before it ran.
+    pub fn on_stopped_before_start(&mut self, now_ms: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.stop = None;
+        self.status.finished_at_ms = Some(now_ms);
+        self.set(WorkloadState::Stopped, &mut out);
+        out.push(Effect::Cleanup);
+        out
+    }
+}
+
+pub fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&name).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_bus::{RestartPolicy, RestartPolicyKind};
+    use WorkloadState::*;
+
+    fn spec() -> WorkloadSpec {
+        WorkloadSpec {
+            command: vec!["sleep".into(), "10".into()],
+            ..Default::default()
+        }
+    }
+
+    fn running(spec: WorkloadSpec) -> Lifecycle {
+        let (mut lc, fx) = Lifecycle::new(
+            WorkloadId::new("w").unwrap(),
+            NodeId::new("n").unwrap(),
+            spec,
+            0,
+        );
+        assert_eq!(
+            fx,
+            vec![Effect::Emit(Pending), Effect::Persist, Effect::Spawn]
+        );
+        assert_eq!(
+            lc.on_starting(),
+            vec![Effect::Emit(Starting), Effect::Persist]
+        );
+        lc.on_spawned(42, 10);
+        assert_eq!(lc.state(), Running);
+        lc
+    }
+
+    fn emitted(fx: &[Effect]) -> Vec<WorkloadState> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Emit(s) => Some(*s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exit_codes_and_signals() {
+        let mut lc = running(spec());
+        let fx = lc.on_exit(Exit::Code(3), false, 20);
+        assert_eq!(emitted(&fx), [Exited]);
+        assert_eq!(lc.status.exit_code, Some(3));
+        assert!(fx.contains(&Effect::KillTree) && fx.contains(&Effect::Cleanup));
+
+        let mut lc = running(spec());
+        lc.on_exit(Exit::Signal(11), false, 20);
+        assert_eq!(
+            (lc.state(), lc.status.signal.as_deref()),
+            (Killed, Some("SIGSEGV"))
+        );
+    }
+
+    #[test]
+    fn timeout_arms_and_ends_timed_out() {
+        let mut lc = running(WorkloadSpec {
+            timeout_s: Some(2.0),
+            grace_s: Some(1.0),
+            ..spec()
+        });
+        // on_spawned armed it; the owner fires it.
+        let fx = lc.on_timeout();
+        assert_eq!(
+            fx,
+            vec![
+                Effect::SignalAll("SIGTERM".into()),
+                Effect::KillAfter(Duration::from_secs(1))
+            ]
+        );
+        assert_eq!(lc.on_timeout(), vec![], "only once");
+        lc.on_exit(Exit::Signal(15), false, 30);
+        assert_eq!(lc.state(), TimedOut);
+    }
+
+    #[test]
+    fn stop_within_grace_is_stopped_and_after_grace_killed() {
+        let mut lc = running(WorkloadSpec {
+            kill_signal: Some("SIGINT".into()),
+            ..spec()
+        });
+        let fx = lc.on_stop(None, None, 20);
+        assert_eq!(
+            fx,
+            vec![
+                Effect::SignalAll("SIGINT".into()),
+                Effect::KillAfter(DEFAULT_GRACE)
+            ]
+        );
+        lc.on_exit(Exit::Signal(2), false, 30);
+        assert_eq!(lc.state(), Stopped);
+
+        let mut lc = running(spec());
+        lc.on_stop(Some("SIGUSR1".into()), Some(Duration::from_millis(100)), 20);
+        assert_eq!(lc.on_grace_expired(), vec![Effect::KillTree]);
+        lc.on_exit(Exit::Signal(9), false, 30);
+        assert_eq!(
+            (lc.state(), lc.status.signal.as_deref()),
+            (Killed, Some("SIGKILL"))
+        );
+    }
+
+    #[test]
+    fn a_second_stop_without_grace_kills_at_once() {
+        let mut lc = running(spec());
+        lc.on_stop(None, None, 1);
+        assert_eq!(
+            lc.on_stop(None, Some(Duration::from_secs(1)), 2),
+            vec![],
+            "still in grace"
+        );
+        assert_eq!(
+            lc.on_stop(None, Some(Duration::ZERO), 3),
+            vec![Effect::KillTree]
+        );
+        lc.on_exit(Exit::Signal(9), false, 4);
+        assert_eq!(lc.state(), Killed);
+    }
+
+    #[test]
+    fn grace_expiring_after_exit_does_nothing() {
+        let mut lc = running(spec());
+        lc.on_stop(None, None, 1);
+        lc.on_exit(Exit::Code(0), false, 2);
+        assert_eq!(lc.on_grace_expired(), vec![]);
+        assert_eq!(
+            lc.on_stop(None, None, 3),
+            vec![],
+            "a settled workload ignores stops"
+        );
+    }
+
+    #[test]
+    fn oom_wins_over_everything() {
+        let mut lc = running(spec());
+        lc.on_exit(Exit::Signal(9), true, 20);
+        assert_eq!(lc.state(), OomKilled);
+    }
+
+    #[test]
+    fn on_failure_restarts_up_to_max_with_backoff() {
+        let mut lc = running(WorkloadSpec {
+            restart: RestartPolicy {
+                policy: RestartPolicyKind::OnFailure,
+                max: 2,
+            },
+            ..spec()
+        });
+        let fx = lc.on_exit(Exit::Code(1), false, 1);
+        assert_eq!(
+            fx.last(),
+            Some(&Effect::RestartAfter(Duration::from_secs(1)))
+        );
+        assert_eq!(emitted(&lc.on_restart_due()), [Starting]);
+        lc.on_spawned(43, 2);
+        let fx = lc.on_exit(Exit::Code(1), false, 3);
+        assert_eq!(
+            fx.last(),
+            Some(&Effect::RestartAfter(Duration::from_secs(2)))
+        );
+        lc.on_restart_due();
+        lc.on_spawned(44, 4);
+        let fx = lc.on_exit(Exit::Code(1), false, 5);
+        assert_eq!(fx.last(), Some(&Effect::Cleanup), "max reached");
+        assert_eq!(lc.status.restarts, 2);
+        assert_eq!(lc.state(), Exited);
+    }
+
+    #[test]
+    fn success_and_stops_are_not_restarted() {
+        let policy = RestartPolicy {
+            policy: RestartPolicyKind::OnFailure,
+            max: 5,
+        };
+        let mut lc = running(WorkloadSpec {
+            restart: policy.clone(),
+            ..spec()
+        });
+        assert_eq!(
+            lc.on_exit(Exit::Code(0), false, 1).last(),
+            Some(&Effect::Cleanup)
+        );
+        let mut lc = running(WorkloadSpec {
+            restart: policy,
+            ..spec()
+        });
+        lc.on_stop(None, None, 1);
+        assert_eq!(
+            lc.on_exit(Exit::Signal(15), false, 2).last(),
+            Some(&Effect::Cleanup)
+        );
+    }
+
+    #[test]
+    fn stop_while_waiting_to_restart_settles_stopped() {
+        let mut lc = running(WorkloadSpec {
+            restart: RestartPolicy {
+                policy: RestartPolicyKind::OnFailure,
+                max: 1,
+            },
+            ..spec()
+        });
+        lc.on_exit(Exit::Code(1), false, 1);
+        let fx = lc.on_stop(None, None, 2);
+        assert_eq!(emitted(&fx), [Stopped]);
+        assert_eq!(lc.on_restart_due(), vec![], "restart cancelled");
+    }
+
+    #[test]
+    fn stop_before_spawn_and_spawn_failure() {
+        let (mut lc, _) = Lifecycle::new(
+            WorkloadId::new("w").unwrap(),
+            NodeId::new("n").unwrap(),
+            spec(),
+            0,
+        );
+        lc.on_stop(None, None, 1);
+        assert!(lc.stop_requested());
+        assert_eq!(emitted(&lc.on_stopped_before_start(2)), [Stopped]);
+
+        let (mut lc, _) = Lifecycle::new(
+            WorkloadId::new("w").unwrap(),
+            NodeId::new("n").unwrap(),
+            spec(),
+            0,
+        );
+        lc.on_starting();
+        let fx = lc.on_spawn_failed("exec: permission denied".into(), 1);
+        assert_eq!(emitted(&fx), [Failed]);
+        assert_eq!(lc.status.reason.as_deref(), Some("exec: permission denied"));
+    }
+
+    #[test]
+    fn signals_parse_in_every_spelling() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("SIGTERM"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("term"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal("99"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! Workloads: the lifecycle state machine (sans-IO), spec validation, and telemetry rates.
+
+pub mod lifecycle;
+pub mod rates;
+pub mod validate;
+
+pub use lifecycle::{Effect, Exit, Lifecycle, StopCause};
+pub use validate::{validate, ExecPolicy, ResolvedSpec};

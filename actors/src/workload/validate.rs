@@ -1,0 +1,405 @@
+//! Checks a WorkloadSpec against this node before anything starts; every error names the field.
+
+use super::lifecycle::parse_signal;
+use herd_bus::{Driver, ErrorBody, ErrorCode, WorkloadSpec};
+use nix::unistd::{Gid, Uid, User};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The PATH a workload gets when its spec sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The smallest memory limit accepted; below it nothing useful runs.
+pub const MIN_MEMORY: u64 = 1 << 20;
+
+/// Node policy for exec workloads (`[exec]` in herd.toml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecPolicy {
+    pub default_user: String,
+    pub allow_root: bool,
+    /// When not empty, only these commands (names or absolute paths) may run.
+    pub allowed_commands: Vec<String>,
+}
+
+impl Default for ExecPolicy {
+    fn default() -> Self {
+        ExecPolicy {
+            default_user: "nobody".into(),
+            allow_root: false,
+            allowed_commands: vec![],
+        }
+    }
+}
+
+/// What validation found out: the program, the user, the signal.
+#[derive(Debug, Clone)]
+pub struct ResolvedSpec {
+    pub program: PathBuf,
+    pub user: String,
+    pub uid: Uid,
+    pub gid: Gid,
+    pub groups: Vec<Gid>,
+    pub home: PathBuf,
+    pub kill_signal: nix::sys::signal::Signal,
+    pub path_env: String,
+}
+
+fn field(name: &str, message: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody {
+        code: ErrorCode::BadRequest,
+        message: format!("{name}: {message}"),
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+fn resolve_program(cmd: &str, path_env: &str) -> Result<PathBuf, ErrorBody> {
+    if cmd.contains('/') {
+        let p = PathBuf::from(cmd);
+        if !p.is_absolute() {
+            return Err(field(
+                "command",
+                format!("'{cmd}' must be an absolute path or a name found in PATH"),
+            ));
+        }
+        if !is_executable(&p) {
+            return Err(field(
+                "command",
+                format!("'{cmd}' does not exist or is not executable"),
+            ));
+        }
+        return Ok(p);
+    }
+    std::env::split_paths(path_env)
+        .map(|d| d.join(cmd))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| field("command", format!("'{cmd}' not found in PATH ({path_env})")))
+}
+
+fn positive(name: &str, v: Option<f64>, allow_zero: bool) -> Result<(), ErrorBody> {
+    match v {
+        Some(x) if !x.is_finite() => Err(field(name, format!("must be a finite number, got {x}"))),
+        Some(x) if x < 0.0 || (!allow_zero && x == 0.0) => Err(field(
+            name,
+            format!("must be {} 0, got {x}", if allow_zero { "≥" } else { ">" }),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Validates `spec` for this node (`host_cpus` cores).
+pub fn validate(
+    spec: &WorkloadSpec,
+    policy: &ExecPolicy,
+    host_cpus: f64,
+) -> Result<ResolvedSpec, ErrorBody> {
+    if spec.driver == Driver::Docker {
+        return Err(ErrorBody {
+            code: ErrorCode::Unavailable,
+            message: "driver: docker workloads are not supported by this build of herdd".into(),
+        });
+    }
+    let Some(cmd) = spec.command.first() else {
+        return Err(field("command", "must not be empty"));
+    };
+    if cmd.is_empty() {
+        return Err(field("command", "the program name is empty"));
+    }
+    if spec.command.iter().any(|a| a.contains('\0')) {
+        return Err(field("command", "arguments must not contain NUL bytes"));
+    }
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(field("env", format!("invalid variable {k:?}")));
+        }
+    }
+    let path_env = spec
+        .env
+        .get("PATH")
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_PATH.into());
+    let program = resolve_program(cmd, &path_env)?;
+    if !policy.allowed_commands.is_empty()
+        && !policy
+            .allowed_commands
+            .iter()
+            .any(|a| a == cmd || Path::new(a) == program)
+    {
+        return Err(field(
+            "command",
+            format!("'{cmd}' is not in this node's exec.allowed_commands"),
+        ));
+    }
+
+    let limits = &spec.limits;
+    positive("limits.cpu", limits.cpu, false)?;
+    if let Some(cpu) = limits.cpu {
+        if cpu < 0.01 {
+            return Err(field(
+                "limits.cpu",
+                format!("must be ≥ 0.01 cores, got {cpu}"),
+            ));
+        }
+        if cpu > host_cpus {
+            return Err(field(
+                "limits.cpu",
+                format!("{cpu} cores exceeds this node's {host_cpus}"),
+            ));
+        }
+    }
+    if let Some(m) = limits.memory {
+        if m < MIN_MEMORY {
+            return Err(field(
+                "limits.memory",
+                format!("must be ≥ {MIN_MEMORY} bytes, got {m}"),
+            ));
+        }
+    }
+    if limits.pids == Some(0) {
+        return Err(field("limits.pids", "must be ≥ 1"));
+    }
+    positive("timeout_s", spec.timeout_s, false)?;
+    positive("grace_s", spec.grace_s, true)?;
+    if let Some(g) = spec.grace_s {
+        Duration::try_from_secs_f64(g).map_err(|e| field("grace_s", e))?;
+    }
+    if let Some(t) = spec.timeout_s {
+        Duration::try_from_secs_f64(t).map_err(|e| field("timeout_s", e))?;
+    }
+    let signal_text = spec.kill_signal.as_deref().unwrap_or("SIGTERM");
+    let kill_signal = parse_signal(signal_text)
+        .ok_or_else(|| field("kill_signal", format!("unknown signal '{signal_text}'")))?;
+    if spec.restart.max > 100 {
+        return Err(field(
+            "restart.max",
+            format!("must be ≤ 100, got {}", spec.restart.max),
+        ));
+    }
+    if let Some(cwd) = &spec.cwd {
+        if !Path::new(cwd).is_absolute() || !Path::new(cwd).is_dir() {
+            return Err(field(
+                "cwd",
+                format!("'{cwd}' is not an existing absolute directory"),
+            ));
+        }
+    }
+
+    let user_name = spec
+        .user
+        .clone()
+        .unwrap_or_else(|| policy.default_user.clone());
+    let user = match user_name.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(&user_name),
+    }
+    .map_err(|e| field("user", format!("cannot look up '{user_name}': {e}")))?
+    .ok_or_else(|| field("user", format!("no such user '{user_name}' on this node")))?;
+    if user.uid.is_root() && !policy.allow_root {
+        return Err(field(
+            "user",
+            "running as root needs exec.allow_root = true in this node's configuration",
+        ));
+    }
+    let groups = nix::unistd::getgrouplist(
+        &std::ffi::CString::new(user.name.clone()).map_err(|e| field("user", e))?,
+        user.gid,
+    )
+    .unwrap_or_else(|_| vec![user.gid]);
+    Ok(ResolvedSpec {
+        program,
+        user: user.name,
+        uid: user.uid,
+        gid: user.gid,
+        groups,
+        home: user.dir,
+        kill_signal,
+        path_env,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_bus::Limits;
+
+    fn ok_spec() -> WorkloadSpec {
+        WorkloadSpec {
+            command: vec!["sleep".into(), "1".into()],
+            ..Default::default()
+        }
+    }
+
+    fn err(spec: WorkloadSpec, policy: &ExecPolicy) -> String {
+        validate(&spec, policy, 2.0).unwrap_err().message
+    }
+
+    #[test]
+    fn a_plain_spec_resolves() {
+        let r = validate(&ok_spec(), &ExecPolicy::default(), 2.0).unwrap();
+        assert!(r.program.ends_with("sleep"));
+        assert_eq!(r.user, "nobody");
+        assert_eq!(r.kill_signal, nix::sys::signal::Signal::SIGTERM);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let p = ExecPolicy::default();
+        let lim = |l: Limits| WorkloadSpec {
+            limits: l,
+            ..ok_spec()
+        };
+        let cases = [
+            (
+                WorkloadSpec {
+                    command: vec![],
+                    ..ok_spec()
+                },
+                "command: must not be empty",
+            ),
+            (
+                WorkloadSpec {
+                    command: vec!["no-such-binary-xyz".into()],
+                    ..ok_spec()
+                },
+                "command: 'no-such-binary-xyz' not found",
+            ),
+            (
+                WorkloadSpec {
+                    command: vec!["/nonexistent/bin".into()],
+                    ..ok_spec()
+                },
+                "command: '/nonexistent/bin' does not exist",
+            ),
+            (
+                WorkloadSpec {
+                    command: vec!["./rel".into()],
+                    ..ok_spec()
+                },
+                "command: './rel' must be an absolute path",
+            ),
+            (
+                lim(Limits {
+                    cpu: Some(0.0),
+                    ..Default::default()
+                }),
+                "limits.cpu: must be > 0",
+            ),
+            (
+                lim(Limits {
+                    cpu: Some(f64::NAN),
+                    ..Default::default()
+                }),
+                "limits.cpu: must be a finite",
+            ),
+            (
+                lim(Limits {
+                    cpu: Some(64.0),
+                    ..Default::default()
+                }),
+                "limits.cpu: 64 cores exceeds",
+            ),
+            (
+                lim(Limits {
+                    memory: Some(0),
+                    ..Default::default()
+                }),
+                "limits.memory: must be ≥",
+            ),
+            (
+                lim(Limits {
+                    pids: Some(0),
+                    ..Default::default()
+                }),
+                "limits.pids: must be ≥ 1",
+            ),
+            (
+                WorkloadSpec {
+                    timeout_s: Some(-1.0),
+                    ..ok_spec()
+                },
+                "timeout_s: must be > 0",
+            ),
+            (
+                WorkloadSpec {
+                    grace_s: Some(f64::INFINITY),
+                    ..ok_spec()
+                },
+                "grace_s: must be a finite",
+            ),
+            (
+                WorkloadSpec {
+                    kill_signal: Some("SIGNOPE".into()),
+                    ..ok_spec()
+                },
+                "kill_signal: unknown signal",
+            ),
+            (
+                WorkloadSpec {
+                    user: Some("no-such-user-xyz".into()),
+                    ..ok_spec()
+                },
+                "user: no such user 'no-such-user-xyz'",
+            ),
+            (
+                WorkloadSpec {
+                    user: Some("root".into()),
+                    ..ok_spec()
+                },
+                "user: running as root needs exec.allow_root",
+            ),
+            (
+                WorkloadSpec {
+                    cwd: Some("/nonexistent".into()),
+                    ..ok_spec()
+                },
+                "cwd: '/nonexistent'",
+            ),
+            (
+                WorkloadSpec {
+                    env: [("A=B".to_string(), "x".to_string())].into(),
+                    ..ok_spec()
+                },
+                "env: invalid variable",
+            ),
+        ];
+        for (spec, want) in cases {
+            let got = err(spec, &p);
+            assert!(got.starts_with(want), "wanted {want:?}, got {got:?}");
+        }
+    }
+
+    #[test]
+    fn allowlist_and_allow_root() {
+        let p = ExecPolicy {
+            allowed_commands: vec!["sleep".into()],
+            allow_root: true,
+            ..Default::default()
+        };
+        assert!(validate(&ok_spec(), &p, 2.0).is_ok());
+        let bad = WorkloadSpec {
+            command: vec!["true".into()],
+            ..ok_spec()
+        };
+        assert!(err(bad, &p).contains("exec.allowed_commands"));
+        let root = WorkloadSpec {
+            user: Some("root".into()),
+            ..ok_spec()
+        };
+        assert!(validate(&root, &p, 2.0).unwrap().uid.is_root());
+    }
+
+    #[test]
+    fn docker_is_unavailable_not_bad() {
+        let e = validate(
+            &WorkloadSpec {
+                driver: Driver::Docker,
+                ..ok_spec()
+            },
+            &ExecPolicy::default(),
+            2.0,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+    }
+}
