@@ -3,7 +3,8 @@
 //! request's encoding. Every request with a reply subject gets a reply, bad input included.
 
 use crate::clock::now_ms;
-use crate::events::Publish;
+use crate::events::{EventIds, Publish};
+use crate::executor::{self, WorkloadExecutor};
 use crate::outbox::OutboxEntry;
 use actix::prelude::*;
 use async_nats::{HeaderMap, Message as NatsMessage};
@@ -16,6 +17,8 @@ use herd_bus::{
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 /// Who this node is, as ping and events report it.
@@ -49,6 +52,18 @@ impl NodeIdentity {
 
 type Handled = Result<Vec<u8>, ErrorBody>;
 
+/// A request handled at once, or by another actor (the reply follows when it answers).
+enum Routed {
+    Now(Handled),
+    Later(Pin<Box<dyn Future<Output = Handled>>>),
+}
+
+impl From<Handled> for Routed {
+    fn from(h: Handled) -> Routed {
+        Routed::Now(h)
+    }
+}
+
 pub struct Bus {
     client: async_nats::Client,
     subjects: Subjects,
@@ -56,7 +71,9 @@ pub struct Bus {
     limits: DecodeLimits,
     state: NodeState,
     events: Recipient<Publish>,
-    event_seq: u64,
+    ids: EventIds,
+    executor: Option<Addr<WorkloadExecutor>>,
+    cgroup: Option<String>,
 }
 
 impl Bus {
@@ -66,6 +83,7 @@ impl Bus {
         identity: NodeIdentity,
         limits: DecodeLimits,
         events: Recipient<Publish>,
+        ids: EventIds,
     ) -> Bus {
         Bus {
             client,
@@ -74,8 +92,17 @@ impl Bus {
             limits,
             state: NodeState::Active,
             events,
-            event_seq: 0,
+            ids,
+            executor: None,
+            cgroup: None,
         }
+    }
+
+    /// Serve workload verbs through `executor`, on a node with this cgroup backend.
+    pub fn with_executor(mut self, executor: Addr<WorkloadExecutor>, cgroup: &str) -> Bus {
+        self.executor = Some(executor);
+        self.cgroup = Some(cgroup.to_string());
+        self
     }
 
     fn node_info(&self) -> NodeInfo {
@@ -89,18 +116,14 @@ impl Bus {
             labels: self.identity.labels.clone(),
             roles: self.identity.roles.clone(),
             state: self.state,
-            cgroup: None,
+            cgroup: self.cgroup.clone(),
         }
     }
 
     /// Queues a node event for JetStream delivery. Ids are unique per daemon instance.
     fn emit(&mut self, kind: NodeEventKind, message: Option<String>) {
-        self.event_seq += 1;
         let event = NodeEvent {
-            event_id: format!(
-                "{}-{}-{}",
-                self.identity.node_id, self.identity.started_at_ms, self.event_seq
-            ),
+            event_id: self.ids.next("n"),
             node_id: self.identity.node_id.clone(),
             kind,
             ts_ms: now_ms(),
@@ -126,7 +149,14 @@ impl Bus {
         codec::decode_request(payload, enc, &self.limits).map_err(bad_request)
     }
 
-    fn route(&mut self, msg: &NatsMessage, enc: Encoding) -> Handled {
+    fn route(&mut self, msg: &NatsMessage, enc: Encoding) -> Routed {
+        match self.route_inner(msg, enc) {
+            Ok(routed) => routed,
+            Err(e) => Routed::Now(Err(e)),
+        }
+    }
+
+    fn route_inner(&mut self, msg: &NatsMessage, enc: Encoding) -> Result<Routed, ErrorBody> {
         let subject = self
             .subjects
             .parse(msg.subject.as_str())
@@ -143,7 +173,7 @@ impl Bus {
         match subject {
             Subject::NodesPing => {
                 self.decode::<Empty>(&msg.payload, enc)?;
-                encode_ok(&self.node_info(), enc)
+                Ok(encode_ok(&self.node_info(), enc).into())
             }
             Subject::NodeCommand { node, verb } if node == self.identity.node_id => {
                 self.node_command(verb, &msg.payload, enc)
@@ -155,11 +185,36 @@ impl Bus {
         }
     }
 
-    fn node_command(&mut self, verb: NodeVerb, payload: &[u8], enc: Encoding) -> Handled {
+    /// Hands a request to the executor; the reply is encoded when it answers.
+    fn to_executor<M, T>(&self, verb: NodeVerb, msg: M, enc: Encoding) -> Result<Routed, ErrorBody>
+    where
+        M: Message<Result = Result<T, ErrorBody>> + Send + 'static,
+        T: Serialize + Send + 'static,
+        WorkloadExecutor: Handler<M>,
+    {
+        let executor = self.executor.clone().ok_or_else(|| no_executor(verb))?;
+        Ok(Routed::Later(Box::pin(async move {
+            match executor.send(msg).await {
+                Ok(Ok(data)) => encode_ok(&data, enc),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(ErrorBody {
+                    code: ErrorCode::Internal,
+                    message: format!("workload executor unavailable: {e}"),
+                }),
+            }
+        })))
+    }
+
+    fn node_command(
+        &mut self,
+        verb: NodeVerb,
+        payload: &[u8],
+        enc: Encoding,
+    ) -> Result<Routed, ErrorBody> {
         match verb {
             NodeVerb::Ping => {
                 self.decode::<Empty>(payload, enc)?;
-                encode_ok(&self.node_info(), enc)
+                Ok(encode_ok(&self.node_info(), enc).into())
             }
             NodeVerb::Lameduck => {
                 let req: LameduckRequest = self.decode(payload, enc)?;
@@ -187,30 +242,50 @@ impl Bus {
                     self.emit(kind, None);
                     tracing::info!(state = state.as_str(), "node state changed");
                 }
-                encode_ok(
+                Ok(encode_ok(
                     &Ack {
                         message: Some(format!("node is {}", state.as_str())),
                     },
                     enc,
                 )
+                .into())
             }
-            // Requests are validated even before the executor exists, so clients learn about
-            // malformed input rather than a missing feature.
+            // Requests are decoded here, so malformed input is a bad_request whatever the node
+            // can serve.
             NodeVerb::WorkloadStart => {
-                self.decode::<WorkloadSpec>(payload, enc)?;
-                Err(no_executor(verb))
+                let spec = self.decode::<WorkloadSpec>(payload, enc)?;
+                match self.state {
+                    NodeState::Active => {}
+                    NodeState::Lameduck => {
+                        return Err(unavailable(
+                            "the node is in lameduck mode and accepts no new workloads",
+                        ))
+                    }
+                    NodeState::Stopping => return Err(unavailable("the node is shutting down")),
+                }
+                self.to_executor(verb, executor::Start(spec), enc)
             }
             NodeVerb::WorkloadStop => {
-                self.decode::<StopRequest>(payload, enc)?;
-                Err(no_executor(verb))
+                let req = self.decode::<StopRequest>(payload, enc)?;
+                self.to_executor(verb, executor::Stop(req), enc)
             }
             NodeVerb::WorkloadList => {
-                self.decode::<WorkloadFilter>(payload, enc)?;
-                Err(no_executor(verb))
+                let filter = self.decode::<WorkloadFilter>(payload, enc)?;
+                let executor = self.executor.clone().ok_or_else(|| no_executor(verb))?;
+                Ok(Routed::Later(Box::pin(async move {
+                    match executor.send(executor::List(filter)).await {
+                        Ok(list) => encode_ok(&list, enc),
+                        Err(e) => Err(ErrorBody {
+                            code: ErrorCode::Internal,
+                            message: format!("workload executor unavailable: {e}"),
+                        }),
+                    }
+                })))
             }
             NodeVerb::WorkloadGet => {
-                codec::decode::<WorkloadGet>(payload, enc, &self.limits).map_err(bad_request)?;
-                Err(no_executor(verb))
+                let get = codec::decode::<WorkloadGet>(payload, enc, &self.limits)
+                    .map_err(bad_request)?;
+                self.to_executor(verb, executor::Get(get.workload_id), enc)
             }
         }
     }
@@ -321,13 +396,18 @@ impl StreamHandler<NatsMessage> for Bus {
             return;
         };
         let enc = message_encoding(&msg);
-        let handled = self.route(&msg, enc);
-        if let Err(e) = &handled {
-            tracing::debug!(subject = %msg.subject, code = %e.code, error = %e.message, "request refused");
-        }
-        let (headers, payload) = reply_message(handled, enc);
+        let routed = self.route(&msg, enc);
         let client = self.client.clone();
+        let subject = msg.subject.clone();
         actix::spawn(async move {
+            let handled = match routed {
+                Routed::Now(h) => h,
+                Routed::Later(f) => f.await,
+            };
+            if let Err(e) = &handled {
+                tracing::debug!(%subject, code = %e.code, error = %e.message, "request refused");
+            }
+            let (headers, payload) = reply_message(handled, enc);
             if let Err(e) = client
                 .publish_with_headers(reply_to, headers, payload.into())
                 .await

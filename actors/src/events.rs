@@ -19,6 +19,29 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// How long JetStream remembers message ids for de-duplication.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// Event ids unique per daemon instance: `<node>-<started_at_ms>-<kind><seq>`. Shared by every
+/// actor that emits events.
+#[derive(Debug, Clone)]
+pub struct EventIds {
+    prefix: String,
+    seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventIds {
+    pub fn new(node_id: &herd_bus::NodeId, started_at_ms: u64) -> EventIds {
+        EventIds {
+            prefix: format!("{node_id}-{started_at_ms}"),
+            seq: Default::default(),
+        }
+    }
+
+    /// `kind` tells event families apart (`n` node, `w` workload).
+    pub fn next(&self, kind: &str) -> String {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        format!("{}-{kind}{n}", self.prefix)
+    }
+}
+
 pub struct EventPublisher {
     js: jetstream::Context,
     stream: stream::Config,

@@ -1,13 +1,16 @@
 //! herd's actors and the domain logic they wrap.
 //!
-//! Domain logic lives in plain structs tested without actix, NATS or a clock (`outbox`,
-//! `workload`); actors (`bus`, `events`) own them and do the I/O.
+//! Domain logic lives in plain structs tested without actix, NATS or a clock (`outbox`);
+//! actors (`bus`, `events`) own them and do the I/O.
 
 pub mod bus;
 pub mod cgroup;
 pub mod clock;
 pub mod connection;
 pub mod events;
+pub mod executor;
+pub mod logs;
+pub mod monitor;
 pub mod outbox;
 pub mod workload;
 

@@ -24,6 +24,10 @@ pub struct Config {
     pub limits: RequestLimits,
     pub events: EventsConfig,
     pub shutdown: ShutdownConfig,
+    pub cgroup: CgroupConfig,
+    pub exec: ExecConfig,
+    pub telemetry: TelemetryConfig,
+    pub logs: LogsConfig,
 }
 
 impl Default for Config {
@@ -38,6 +42,82 @@ impl Default for Config {
             limits: RequestLimits::default(),
             events: EventsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            cgroup: CgroupConfig::default(),
+            exec: ExecConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            logs: LogsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CgroupConfig {
+    /// auto | v2 | v1 | none.
+    pub backend: String,
+    /// herd's cgroup under each hierarchy, when herdd's own cgroup is not delegated to it.
+    pub root: String,
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        CgroupConfig {
+            backend: "auto".into(),
+            root: "herd".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecConfig {
+    /// The user workloads run as when their spec names none.
+    pub default_user: String,
+    /// Whether a spec may ask for root.
+    pub allow_root: bool,
+    /// When not empty, only these commands (names or absolute paths) may run.
+    pub allowed_commands: Vec<String>,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            default_user: "nobody".into(),
+            allow_root: false,
+            allowed_commands: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Seconds between two samples of every workload.
+    pub interval_s: f64,
+    /// Retention of the HERD_TELEMETRY stream, when herdd creates it.
+    pub max_age_s: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            interval_s: 1.0,
+            max_age_s: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Lines per second and stream published for one workload; the rest are counted as dropped.
+    pub max_lines_per_s: u32,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            max_lines_per_s: 1000,
         }
     }
 }
@@ -187,12 +267,15 @@ pub struct ShutdownConfig {
     /// Longest wait for queued events to be acknowledged at shutdown; what is left is saved in
     /// the state directory and sent at the next start.
     pub flush_timeout_s: f64,
+    /// At shutdown, workloads are stopped with their grace period, but never longer than this.
+    pub workload_grace_cap_s: f64,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
             flush_timeout_s: 5.0,
+            workload_grace_cap_s: 10.0,
         }
     }
 }
@@ -234,8 +317,30 @@ impl Config {
         if self.limits.max_depth == 0 || self.limits.max_payload_bytes == 0 {
             bail!("limits.max_depth and limits.max_payload_bytes must be > 0");
         }
-        if !(self.shutdown.flush_timeout_s.is_finite() && self.shutdown.flush_timeout_s >= 0.0) {
-            bail!("shutdown.flush_timeout_s must be ≥ 0");
+        for (name, v) in [
+            ("shutdown.flush_timeout_s", self.shutdown.flush_timeout_s),
+            (
+                "shutdown.workload_grace_cap_s",
+                self.shutdown.workload_grace_cap_s,
+            ),
+        ] {
+            if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
+                bail!("{name} must be between 0 and 3600 seconds, got {v}");
+            }
+        }
+        if !["auto", "v2", "v1", "none"].contains(&self.cgroup.backend.as_str()) {
+            bail!(
+                "cgroup.backend must be auto, v2, v1 or none, got '{}'",
+                self.cgroup.backend
+            );
+        }
+        herd_bus::ids::validate_token("cgroup.root", &self.cgroup.root)?;
+        let t = self.telemetry.interval_s;
+        if !(t.is_finite() && (0.05..=3600.0).contains(&t)) {
+            bail!("telemetry.interval_s must be between 0.05 and 3600, got {t}");
+        }
+        if self.logs.max_lines_per_s == 0 {
+            bail!("logs.max_lines_per_s must be > 0");
         }
         Ok(())
     }

@@ -7,7 +7,11 @@ use async_nats::HeaderMap;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding, CONTENT_TYPE_HEADER};
-use herd_bus::{Empty, NodeId, NodeInfo, NodeVerb, Reply, Subjects};
+use herd_bus::{
+    Accepted, Ack, Empty, Limits, LogChunk, LogStream, NodeId, NodeInfo, NodeVerb, Reply,
+    RestartPolicy, RestartPolicyKind, StopRequest, Subjects, TelemetryBatch, WorkloadFilter,
+    WorkloadGet, WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -22,8 +26,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Seconds to wait for replies.
-    #[arg(long, default_value_t = 2.0, global = true)]
-    pub timeout: f64,
+    #[arg(long = "wait", default_value_t = 2.0, global = true)]
+    pub wait: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,6 +48,114 @@ pub enum Command {
         #[arg(default_value = "{}")]
         payload: String,
     },
+    /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...`.
+    Run(RunArgs),
+    /// List workloads of one node, or of every node that answers.
+    Ps {
+        node: Option<String>,
+        /// Include settled workloads (exited, stopped, ...).
+        #[arg(long, short)]
+        all: bool,
+    },
+    /// Stop a workload: kill_signal, then SIGKILL after its grace period.
+    Stop {
+        node: String,
+        workload: String,
+        /// Signal to send first (default: the workload's kill_signal).
+        #[arg(long)]
+        signal: Option<String>,
+        /// Seconds before SIGKILL (default: the workload's grace_s).
+        #[arg(long)]
+        grace: Option<f64>,
+    },
+    /// Follow a workload's stdout and stderr as they are published (herd keeps no history).
+    Logs {
+        node: String,
+        workload: String,
+        /// Follow (the default; accepted for familiarity).
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// A live table of workload telemetry, refreshed at each batch.
+    Watch { node: Option<String> },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub node: String,
+    /// CPU limit in cores (0.5 = half a core).
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    /// Memory limit: bytes, or with a K, M, G or T suffix (powers of 1024).
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Most processes and threads.
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Seconds before the workload is stopped as timed_out.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Seconds between kill_signal and SIGKILL.
+    #[arg(long)]
+    pub grace: Option<f64>,
+    /// User to run as (default: the node's exec.default_user).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Environment, KEY=VALUE, repeatable.
+    #[arg(long = "env", short = 'e', value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Workload id (default: generated). Repeating a run with the same id and spec is a no-op.
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Restart on failure up to this many times.
+    #[arg(long)]
+    pub restart: Option<u32>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `64M` → 67108864. Suffixes are powers of 1024; `B`/`iB` optional.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 512M or 2G"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(format!("'{s}' is not a size"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Prints to stdout; a closed pipe (`herdctl ps | head`) ends the program quietly.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctl = Ctl {
         client,
         subjects: Subjects::new(&config.prefix)?,
-        timeout: Duration::from_secs_f64(cli.timeout.max(0.01)),
+        timeout: Duration::from_secs_f64(cli.wait.max(0.01)),
         json: cli.json,
     };
     match cli.command {
@@ -97,6 +209,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: NodesCommand::Ping,
         } => ctl.ping_all().await,
         Command::Request { subject, payload } => ctl.raw_request(&subject, payload).await,
+        Command::Run(args) => ctl.run_workload(args).await,
+        Command::Ps { node, all } => ctl.ps(node, all).await,
+        Command::Stop {
+            node,
+            workload,
+            signal,
+            grace,
+        } => ctl.stop(&node, &workload, signal, grace).await,
+        Command::Logs { node, workload, .. } => ctl.logs(&node, &workload).await,
+        Command::Watch { node } => ctl.watch(node).await,
     }
 }
 
@@ -186,8 +308,8 @@ impl Ctl {
         };
         let text = String::from_utf8_lossy(&msg.payload);
         match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-            Err(_) => println!("{text}"),
+            Ok(v) => out(&format!("{}\n", serde_json::to_string_pretty(&v)?)),
+            Err(_) => out(&format!("{text}\n")),
         }
         let ok = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -215,7 +337,7 @@ impl Ctl {
                     rtt_ms: rtt.as_secs_f64() * 1e3,
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
             return Ok(());
         }
         let mut table = Table::new(&[
@@ -240,9 +362,316 @@ impl Ctl {
                 format!("{:.1}ms", rtt.as_secs_f64() * 1e3),
             ]);
         }
-        print!("{}", table.render());
+        out(&table.render());
         Ok(())
     }
+
+    /// A typed request to a node; `bad_request` and other errors become the command's error.
+    async fn call<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        node: &NodeId,
+        verb: NodeVerb,
+        req: &Q,
+    ) -> anyhow::Result<R> {
+        let subject = self.subjects.node_command(node, verb);
+        let msg = self
+            .request(subject, codec::encode(req, Encoding::MsgPack)?)
+            .await?;
+        decode_reply(&msg)
+    }
+
+    /// Every node that answers a fleet ping within the timeout.
+    async fn fleet(&self) -> anyhow::Result<Vec<NodeId>> {
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await?;
+        self.client
+            .publish_with_reply_and_headers(
+                self.subjects.nodes_ping(),
+                inbox,
+                msgpack_headers(),
+                codec::encode(&Empty {}, Encoding::MsgPack)?.into(),
+            )
+            .await?;
+        let deadline = tokio::time::Instant::now() + self.timeout.min(Duration::from_secs(1));
+        let mut nodes = Vec::new();
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            if let Ok(info) = decode_reply::<NodeInfo>(&msg) {
+                nodes.push(info.node_id);
+            }
+        }
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    async fn run_workload(&self, a: RunArgs) -> anyhow::Result<ExitCode> {
+        let node = NodeId::new(a.node.clone())?;
+        let spec = WorkloadSpec {
+            workload_id: a.id.map(WorkloadId::new).transpose()?,
+            name: a.name,
+            command: a.command,
+            env: a.env.into_iter().collect(),
+            user: a.user,
+            limits: Limits {
+                cpu: a.cpu,
+                memory: a.memory,
+                pids: a.pids,
+            },
+            timeout_s: a.timeout,
+            grace_s: a.grace,
+            restart: match a.restart {
+                Some(max) => RestartPolicy {
+                    policy: RestartPolicyKind::OnFailure,
+                    max,
+                },
+                None => RestartPolicy::default(),
+            },
+            ..Default::default()
+        };
+        let accepted: Accepted = self.call(&node, NodeVerb::WorkloadStart, &spec).await?;
+        if self.json {
+            out(&format!("{}\n", serde_json::to_string_pretty(&accepted)?));
+        } else if accepted.existing {
+            out(&format!(
+                "{} (already running with this spec)\n",
+                accepted.workload_id
+            ));
+        } else {
+            out(&format!("{}\n", accepted.workload_id));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn ps(&self, node: Option<String>, all: bool) -> anyhow::Result<ExitCode> {
+        let nodes = match node {
+            Some(n) => vec![NodeId::new(n)?],
+            None => self.fleet().await?,
+        };
+        let mut rows: Vec<WorkloadStatus> = Vec::new();
+        for node in &nodes {
+            match self
+                .call::<_, WorkloadList>(node, NodeVerb::WorkloadList, &WorkloadFilter::default())
+                .await
+            {
+                Ok(list) => rows.extend(list.workloads),
+                Err(e) => eprintln!("herdctl: {node}: {e:#}"),
+            }
+        }
+        rows.retain(|w| all || !w.state.is_terminal());
+        if self.json {
+            out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let now = herd_bus_now_ms();
+        let mut table = Table::new(&[
+            "NODE", "WORKLOAD", "STATE", "PID", "AGE", "RESTARTS", "EXIT", "COMMAND",
+        ]);
+        for w in rows {
+            let exit = match (w.exit_code, &w.signal, &w.reason) {
+                (Some(c), _, _) => c.to_string(),
+                (None, Some(s), _) => s.clone(),
+                (None, None, Some(r)) => r.clone(),
+                _ => String::new(),
+            };
+            table.row(vec![
+                w.node_id.to_string(),
+                w.workload_id.to_string(),
+                w.state.as_str().to_string(),
+                w.pid.map(|p| p.to_string()).unwrap_or_default(),
+                human_duration(now.saturating_sub(w.created_at_ms) as f64 / 1e3),
+                w.restarts.to_string(),
+                exit,
+                shorten(&w.spec.command.join(" "), 40),
+            ]);
+        }
+        out(&table.render());
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn stop(
+        &self,
+        node: &str,
+        workload: &str,
+        signal: Option<String>,
+        grace: Option<f64>,
+    ) -> anyhow::Result<ExitCode> {
+        let node = NodeId::new(node)?;
+        let req = StopRequest {
+            workload_id: Some(WorkloadId::new(workload)?),
+            run_id: None,
+            signal,
+            grace_s: grace,
+        };
+        let ack: Ack = self.call(&node, NodeVerb::WorkloadStop, &req).await?;
+        out(&format!("{}\n", ack.message.unwrap_or_else(|| "ok".into())));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn logs(&self, node: &str, workload: &str) -> anyhow::Result<ExitCode> {
+        let node = NodeId::new(node)?;
+        let workload = WorkloadId::new(workload)?;
+        let mut sub = self
+            .client
+            .subscribe(self.subjects.logs_of(&node, &workload))
+            .await?;
+        // Known workload? Tell the user now rather than waiting silently.
+        let status: WorkloadStatus = self
+            .call(
+                &node,
+                NodeVerb::WorkloadGet,
+                &WorkloadGet {
+                    workload_id: workload.clone(),
+                },
+            )
+            .await?;
+        if status.state.is_terminal() {
+            eprintln!(
+                "herdctl: {workload} is {}; no more output will come",
+                status.state.as_str()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut expected: std::collections::HashMap<LogStream, u64> = Default::default();
+        while let Some(msg) = sub.next().await {
+            let Ok(chunk) = codec::decode::<LogChunk>(
+                &msg.payload,
+                Encoding::MsgPack,
+                &DecodeLimits::default(),
+            ) else {
+                continue;
+            };
+            let next = expected.entry(chunk.stream).or_insert(chunk.seq);
+            if chunk.seq > *next {
+                eprintln!(
+                    "herdctl: [{} chunks of {} missed]",
+                    chunk.seq - *next,
+                    chunk.stream.as_str()
+                );
+            }
+            *next = chunk.seq + 1;
+            let mut text = String::new();
+            for line in &chunk.lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            match chunk.stream {
+                LogStream::Stdout => out(&text),
+                LogStream::Stderr => eprint!("{text}"),
+            }
+            if chunk.dropped > 0 {
+                eprintln!(
+                    "herdctl: [{} lines dropped by the node's rate cap]",
+                    chunk.dropped
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn watch(&self, node: Option<String>) -> anyhow::Result<ExitCode> {
+        let subject = match node {
+            Some(n) => self.subjects.telemetry(&NodeId::new(n)?),
+            None => self.subjects.telemetry_all(),
+        };
+        let mut sub = self.client.subscribe(subject).await?;
+        let mut latest: std::collections::BTreeMap<String, TelemetryBatch> = Default::default();
+        while let Some(msg) = sub.next().await {
+            let Ok(batch) = codec::decode::<TelemetryBatch>(
+                &msg.payload,
+                Encoding::MsgPack,
+                &DecodeLimits::default(),
+            ) else {
+                continue;
+            };
+            if self.json {
+                out(&format!("{}\n", serde_json::to_string(&batch)?));
+                continue;
+            }
+            latest.insert(batch.node_id.to_string(), batch);
+            let mut table = Table::new(&[
+                "NODE", "WORKLOAD", "CPU%", "MEMORY", "LIMIT", "PIDS", "READ/s", "WRITE/s",
+                "UPTIME",
+            ]);
+            for b in latest.values() {
+                for s in &b.samples {
+                    table.row(vec![
+                        b.node_id.to_string(),
+                        s.workload_id.to_string(),
+                        s.cpu_percent
+                            .map(|c| format!("{c:.1}"))
+                            .unwrap_or_else(|| "-".into()),
+                        human_bytes(s.memory_working_set),
+                        s.memory_limit
+                            .map(human_bytes)
+                            .unwrap_or_else(|| "-".into()),
+                        s.pids.to_string(),
+                        s.io_read_bps
+                            .map(|b| human_bytes(b as u64))
+                            .unwrap_or_else(|| "-".into()),
+                        s.io_write_bps
+                            .map(|b| human_bytes(b as u64))
+                            .unwrap_or_else(|| "-".into()),
+                        s.error
+                            .clone()
+                            .unwrap_or_else(|| human_duration(s.uptime_s)),
+                    ]);
+                }
+            }
+            let footer: Vec<String> = latest
+                .values()
+                .map(|b| {
+                    format!(
+                        "{}: {} workloads sampled in {} µs",
+                        b.node_id,
+                        b.samples.len(),
+                        b.collection_us
+                    )
+                })
+                .collect();
+            // Clear the screen and redraw.
+            out(&format!(
+                "\x1b[2J\x1b[H{}\n{}\n",
+                table.render(),
+                footer.join("\n")
+            ));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn herd_bus_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        s.chars().take(max - 1).collect::<String>() + "…"
+    }
+}
+
+/// `1.5G`, `64M`, `512K`, `100B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("T", 1 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if n >= size {
+            let v = n as f64 / size as f64;
+            return if v >= 10.0 {
+                format!("{v:.0}{unit}")
+            } else {
+                format!("{v:.1}{unit}")
+            };
+        }
+    }
+    format!("{n}B")
 }
 
 /// `3d4h`, `5m12s`, `42s`.
@@ -309,6 +738,18 @@ mod tests {
         assert_eq!(human_duration(312.0), "5m12s");
         assert_eq!(human_duration(3.0 * 3600.0 + 120.0), "3h2m");
         assert_eq!(human_duration(90000.0), "1d1h");
+    }
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1M").is_err());
+        assert_eq!(human_bytes(64 << 20), "64M");
+        assert_eq!(human_bytes(1536), "1.5K");
     }
 
     #[test]

@@ -19,17 +19,33 @@ pub struct NatsArgs {
     )]
     pub urls: Vec<String>,
     /// Subject prefix.
-    #[arg(long, env = "HERD_PREFIX", global = true)]
+    #[arg(id = "nats_prefix", long, env = "HERD_PREFIX", global = true)]
     pub prefix: Option<String>,
     /// NATS credentials file (JWT + nkey seed).
-    #[arg(long = "nats-creds", env = "HERD_NATS_CREDS", global = true)]
+    #[arg(
+        id = "nats_creds",
+        long = "nats-creds",
+        env = "HERD_NATS_CREDS",
+        global = true
+    )]
     pub creds_file: Option<PathBuf>,
     /// File holding an nkey seed.
-    #[arg(long = "nats-nkey", env = "HERD_NATS_NKEY", global = true)]
+    #[arg(
+        id = "nats_nkey",
+        long = "nats-nkey",
+        env = "HERD_NATS_NKEY",
+        global = true
+    )]
     pub nkey_seed_file: Option<PathBuf>,
-    #[arg(long = "nats-user", env = "HERD_NATS_USER", global = true)]
+    #[arg(
+        id = "nats_user",
+        long = "nats-user",
+        env = "HERD_NATS_USER",
+        global = true
+    )]
     pub user: Option<String>,
     #[arg(
+        id = "nats_password",
         long = "nats-password",
         env = "HERD_NATS_PASSWORD",
         hide_env_values = true,
@@ -37,6 +53,7 @@ pub struct NatsArgs {
     )]
     pub password: Option<String>,
     #[arg(
+        id = "nats_token",
         long = "nats-token",
         env = "HERD_NATS_TOKEN",
         hide_env_values = true,
@@ -44,16 +61,36 @@ pub struct NatsArgs {
     )]
     pub token: Option<String>,
     /// CA certificate (PEM) to verify the server.
-    #[arg(long = "nats-tls-ca", env = "HERD_NATS_TLS_CA", global = true)]
+    #[arg(
+        id = "nats_tls_ca",
+        long = "nats-tls-ca",
+        env = "HERD_NATS_TLS_CA",
+        global = true
+    )]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS.
-    #[arg(long = "nats-tls-cert", env = "HERD_NATS_TLS_CERT", global = true)]
+    #[arg(
+        id = "nats_tls_cert",
+        long = "nats-tls-cert",
+        env = "HERD_NATS_TLS_CERT",
+        global = true
+    )]
     pub tls_cert: Option<PathBuf>,
     /// Client key (PEM) for mutual TLS.
-    #[arg(long = "nats-tls-key", env = "HERD_NATS_TLS_KEY", global = true)]
+    #[arg(
+        id = "nats_tls_key",
+        long = "nats-tls-key",
+        env = "HERD_NATS_TLS_KEY",
+        global = true
+    )]
     pub tls_key: Option<PathBuf>,
     /// Require TLS.
-    #[arg(long = "nats-tls", env = "HERD_NATS_TLS", global = true)]
+    #[arg(
+        id = "nats_tls",
+        long = "nats-tls",
+        env = "HERD_NATS_TLS",
+        global = true
+    )]
     pub tls_required: bool,
 }
 

@@ -7,7 +7,10 @@ use actix::prelude::*;
 use anyhow::Context;
 use herd_actors::bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
 use herd_actors::connection::connected_and_flushed;
-use herd_actors::events::{EventPublisher, Flush};
+use herd_actors::events::{EventIds, EventPublisher, Flush};
+use herd_actors::executor::{ExecutorConfig, KillRemaining, LiveCount, StopAll, WorkloadExecutor};
+use herd_actors::monitor::ProcessMonitor;
+use herd_actors::workload::ExecPolicy;
 use herd_bus::{NodeEventKind, NodeState, Subjects};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -54,6 +57,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
 
+    let (backend, warning) =
+        herd_actors::cgroup::detect(&config.cgroup.backend, &config.cgroup.root);
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(backend = %backend.describe(), "workload cgroups");
+
     let publisher = EventPublisher::new(
         client.clone(),
         &subjects,
@@ -62,13 +72,44 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(config.state_dir.join(OUTBOX_FILE)),
     )
     .start();
+    let ids = EventIds::new(&node_id, identity.started_at_ms);
+    let monitor = ProcessMonitor::new(
+        client.clone(),
+        subjects.clone(),
+        node_id.clone(),
+        Duration::from_secs_f64(config.telemetry.interval_s),
+        Duration::from_secs(config.telemetry.max_age_s),
+    )
+    .start();
+    let executor = WorkloadExecutor::new(
+        ExecutorConfig {
+            node_id: node_id.clone(),
+            subjects: subjects.clone(),
+            policy: ExecPolicy {
+                default_user: config.exec.default_user.clone(),
+                allow_root: config.exec.allow_root,
+                allowed_commands: config.exec.allowed_commands.clone(),
+            },
+            state_dir: config.state_dir.clone(),
+            host_cpus: host_cpus(),
+            log_lines_per_s: config.logs.max_lines_per_s,
+        },
+        backend.clone(),
+        client.clone(),
+        publisher.clone().recipient(),
+        ids.clone(),
+        monitor,
+    )
+    .start();
     let bus = Bus::new(
         client.clone(),
         subjects,
         identity,
         config.limits.decode_limits(),
         publisher.clone().recipient(),
+        ids,
     )
+    .with_executor(executor.clone(), backend.version().as_str())
     .start();
     bus.do_send(EmitNodeEvent(NodeEventKind::Started, None));
 
@@ -96,10 +137,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     tracing::info!(signal = signal_name, "shutting down");
-    systemd::stopping("stopping: delivering queued events");
+    systemd::stopping("stopping: stopping workloads, delivering queued events");
     let flush = Duration::from_secs_f64(config.shutdown.flush_timeout_s);
+    let grace_cap = Duration::from_secs_f64(config.shutdown.workload_grace_cap_s);
     let shutdown = async {
         let _ = bus.send(SetNodeState(NodeState::Stopping)).await;
+        // Workloads are not yet re-adopted across restarts, so none may outlive herdd.
+        let _ = executor.send(StopAll { grace_cap }).await;
+        let deadline = tokio::time::Instant::now() + grace_cap + Duration::from_millis(500);
+        while tokio::time::Instant::now() < deadline
+            && executor.send(LiveCount).await.unwrap_or(0) > 0
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let killed = executor.send(KillRemaining).await.unwrap_or(0);
+        if killed > 0 {
+            tracing::warn!(
+                workloads = killed,
+                "killed workloads that outlived their grace period"
+            );
+        }
+        backend.remove_root_if_empty();
         let _ = bus
             .send(EmitNodeEvent(
                 NodeEventKind::Stopping,
@@ -117,7 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
     };
     // Bounded whatever happens: the flush timeout plus a little for the rest.
-    if tokio::time::timeout(flush + Duration::from_secs(3), shutdown)
+    if tokio::time::timeout(grace_cap + flush + Duration::from_secs(5), shutdown)
         .await
         .is_err()
     {
@@ -129,4 +187,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     System::current().stop();
     tracing::info!("herdd stopped");
     Ok(())
+}
+
+/// Online CPUs of this host.
+fn host_cpus() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .unwrap_or(1) as f64
 }

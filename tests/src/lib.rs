@@ -172,7 +172,8 @@ fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
 }
 
 /// Path of a binary of this workspace (built by `cargo test --workspace` because herd-daemon
-/// has integration tests; `HERD_BIN_DIR` overrides).
+/// has integration tests; `HERD_BIN_DIR` overrides). `cargo test -p herd-tests` alone does not
+/// rebuild herdd: run `cargo build --workspace --bins` first, as scripts/test does.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("HERD_BIN_DIR")
         .map(PathBuf::from)
@@ -292,9 +293,10 @@ impl Herdd {
 
 impl Drop for Herdd {
     fn drop(&mut self) {
+        // Gracefully, so that herdd stops its workloads: a SIGKILLed herdd leaves them running.
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+            wait_child(&mut child, Duration::from_secs(15));
         }
         if std::thread::panicking() {
             announce(&format!(

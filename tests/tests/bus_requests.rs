@@ -82,7 +82,7 @@ async fn nodes_ping_reaches_every_node() {
             "--nats-url",
             &nats.url(),
             "--json",
-            "--timeout",
+            "--wait",
             "1",
             "nodes",
             "ping",
@@ -474,12 +474,14 @@ async fn valid_requests_for_missing_features_say_unavailable() {
         &client,
         "herd.v1.node.partial.workload.start",
         None,
-        br#"{"command":["true"]}"#.to_vec(),
+        br#"{"driver":"docker","image":"busybox","command":["true"]}"#.to_vec(),
     )
     .await
     .unwrap();
     let reply: Reply<Empty> = decode_reply(&msg, Encoding::Json);
-    assert_eq!(reply.error.unwrap().code, ErrorCode::Unavailable);
+    let error = reply.error.unwrap();
+    assert_eq!(error.code, ErrorCode::Unavailable);
+    assert!(error.message.contains("docker"), "{}", error.message);
 }
 
 #[tokio::test]
