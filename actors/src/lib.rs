@@ -9,6 +9,7 @@ pub mod clock;
 pub mod connection;
 pub mod events;
 pub mod executor;
+pub mod gpu;
 pub mod logs;
 pub mod monitor;
 pub mod outbox;

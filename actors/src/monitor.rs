@@ -20,40 +20,65 @@ struct Tracked {
     prev: Option<(f64, CgroupSample)>,
 }
 
-pub struct ProcessMonitor {
-    client: async_nats::Client,
-    subjects: Subjects,
+/// The workloads being sampled and their previous readings; no I/O but the cgroup reads.
+pub struct Collector {
     node_id: NodeId,
-    interval: Duration,
-    max_age: Duration,
     tracked: BTreeMap<WorkloadId, Tracked>,
     seq: u64,
     epoch: Instant,
+    gpus: Option<crate::gpu::Nvml>,
 }
 
-impl ProcessMonitor {
-    pub fn new(
-        client: async_nats::Client,
-        subjects: Subjects,
-        node_id: NodeId,
-        interval: Duration,
-        max_age: Duration,
-    ) -> ProcessMonitor {
-        ProcessMonitor {
-            client,
-            subjects,
+impl Collector {
+    pub fn new(node_id: NodeId) -> Collector {
+        Collector {
             node_id,
-            interval,
-            max_age,
             tracked: BTreeMap::new(),
             seq: 0,
             epoch: Instant::now(),
+            gpus: None,
         }
     }
 
-    /// Samples every tracked workload once.
+    /// Adds per-workload GPU use from NVML, when it loaded.
+    pub fn with_gpus(mut self, nvml: crate::gpu::Nvml) -> Collector {
+        self.gpus = nvml.is_present().then_some(nvml);
+        self
+    }
+
+    pub fn track(
+        &mut self,
+        workload_id: WorkloadId,
+        run_id: Option<RunId>,
+        cgroup: Arc<dyn WorkloadCgroup>,
+    ) {
+        self.tracked.insert(
+            workload_id,
+            Tracked {
+                cgroup,
+                run_id,
+                started: Instant::now(),
+                prev: None,
+            },
+        );
+    }
+
+    pub fn untrack(&mut self, workload_id: &WorkloadId) {
+        self.tracked.remove(workload_id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracked.is_empty()
+    }
+
+    /// Samples every tracked workload once; a failing sample carries its error.
     pub fn collect(&mut self) -> TelemetryBatch {
         let start = Instant::now();
+        let gpu_processes = self
+            .gpus
+            .as_mut()
+            .map(|g| g.processes())
+            .unwrap_or_default();
         let mut samples = Vec::with_capacity(self.tracked.len());
         for (id, t) in self.tracked.iter_mut() {
             let now = self.epoch.elapsed().as_secs_f64();
@@ -86,6 +111,9 @@ impl ProcessMonitor {
                     sample.memory_limit = raw.memory_limit;
                     sample.pids = raw.pids;
                     sample.oom_kills = raw.oom_kills;
+                    if !gpu_processes.is_empty() {
+                        sample.gpus = crate::gpu::for_workload(&t.cgroup.pids(), &gpu_processes);
+                    }
                     t.prev = Some((now, raw));
                 }
                 Err(e) => sample.error = Some(e.to_string()),
@@ -101,16 +129,42 @@ impl ProcessMonitor {
             samples,
         }
     }
+}
+
+pub struct ProcessMonitor {
+    client: async_nats::Client,
+    subjects: Subjects,
+    interval: Duration,
+    max_age: Duration,
+    collector: Collector,
+}
+
+impl ProcessMonitor {
+    pub fn new(
+        client: async_nats::Client,
+        subjects: Subjects,
+        node_id: NodeId,
+        interval: Duration,
+        max_age: Duration,
+    ) -> ProcessMonitor {
+        ProcessMonitor {
+            client,
+            subjects,
+            interval,
+            max_age,
+            collector: Collector::new(node_id).with_gpus(crate::gpu::Nvml::load()),
+        }
+    }
 
     fn tick(&mut self) {
-        if self.tracked.is_empty() {
+        if self.collector.is_empty() {
             return;
         }
-        let batch = self.collect();
+        let batch = self.collector.collect();
         match codec::encode(&batch, Encoding::MsgPack) {
             Ok(bytes) => {
                 let client = self.client.clone();
-                let subject = self.subjects.telemetry(&self.node_id);
+                let subject = self.subjects.telemetry(&batch.node_id);
                 actix::spawn(async move {
                     if let Err(e) = client.publish(subject, bytes.into()).await {
                         tracing::debug!(error = %e, "cannot publish telemetry");
@@ -165,15 +219,8 @@ pub struct Track {
 impl Handler<Track> for ProcessMonitor {
     type Result = ();
     fn handle(&mut self, msg: Track, _: &mut Self::Context) {
-        self.tracked.insert(
-            msg.workload_id,
-            Tracked {
-                cgroup: msg.cgroup,
-                run_id: msg.run_id,
-                started: Instant::now(),
-                prev: None,
-            },
-        );
+        self.collector
+            .track(msg.workload_id, msg.run_id, msg.cgroup);
     }
 }
 
@@ -184,6 +231,93 @@ pub struct Untrack(pub WorkloadId);
 impl Handler<Untrack> for ProcessMonitor {
     type Result = ();
     fn handle(&mut self, msg: Untrack, _: &mut Self::Context) {
-        self.tracked.remove(&msg.0);
+        self.collector.untrack(&msg.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::{CgroupError, CgroupSample};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A stand-in cgroup whose CPU counter advances 0.5 s per reading, or that always fails.
+    #[derive(Debug)]
+    struct Fake {
+        cpu_us: AtomicU64,
+        broken: bool,
+    }
+
+    impl WorkloadCgroup for Fake {
+        fn placement_fds(&self) -> Result<Vec<std::os::fd::OwnedFd>, CgroupError> {
+            Ok(vec![])
+        }
+        fn pids(&self) -> Vec<i32> {
+            vec![]
+        }
+        fn sample(&self) -> Result<CgroupSample, CgroupError> {
+            if self.broken {
+                return Err(CgroupError::Limit("memory.stat: vanished".into()));
+            }
+            Ok(CgroupSample {
+                cpu_usage_us: self.cpu_us.fetch_add(500_000, Ordering::Relaxed),
+                memory_current: 10 << 20,
+                memory_inactive_file: 2 << 20,
+                ..Default::default()
+            })
+        }
+        fn kill_all(&self) -> Result<(), CgroupError> {
+            Ok(())
+        }
+        fn limit_files(&self) -> Vec<(std::path::PathBuf, String)> {
+            vec![]
+        }
+        fn remove(&self) -> Result<(), CgroupError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_sample_is_reported_and_the_batch_still_goes_out() {
+        let mut c = Collector::new(NodeId::new("n").unwrap());
+        let good = Arc::new(Fake {
+            cpu_us: AtomicU64::new(0),
+            broken: false,
+        });
+        c.track(WorkloadId::new("good").unwrap(), None, good);
+        c.track(
+            WorkloadId::new("gone").unwrap(),
+            None,
+            Arc::new(Fake {
+                cpu_us: AtomicU64::new(0),
+                broken: true,
+            }),
+        );
+        let first = c.collect();
+        assert_eq!(first.samples.len(), 2);
+        let gone = first
+            .samples
+            .iter()
+            .find(|s| s.workload_id.as_str() == "gone")
+            .unwrap();
+        assert!(gone.error.as_deref().unwrap().contains("vanished"));
+        let good = first
+            .samples
+            .iter()
+            .find(|s| s.workload_id.as_str() == "good")
+            .unwrap();
+        assert_eq!(good.cpu_percent, None, "no rate from one reading");
+        assert_eq!(good.memory_working_set, 8 << 20);
+        std::thread::sleep(Duration::from_millis(20));
+        let second = c.collect();
+        let good = second
+            .samples
+            .iter()
+            .find(|s| s.workload_id.as_str() == "good")
+            .unwrap();
+        assert!(good.cpu_percent.unwrap() > 100.0, "0.5 s of CPU in ~20 ms");
+        assert_eq!(second.seq, 2);
+        c.untrack(&WorkloadId::new("gone").unwrap());
+        assert_eq!(c.collect().samples.len(), 1);
     }
 }

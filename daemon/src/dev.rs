@@ -145,6 +145,8 @@ pub fn banner(node: &str, url: &str, prefix: &str, state_dir: &Path) -> String {
          Try, from another terminal:\n  \
          herdctl --nats-url {url} ping {node}\n  \
          herdctl --nats-url {url} request {prefix}.v1.node.{node}.ping '{{}}'\n  \
+         herdctl --nats-url {url} run {node} --cpu 0.5 -- sh -c 'while :; do :; done'\n  \
+         herdctl --nats-url {url} watch\n  \
          nats --server {url} req {prefix}.v1.node.{node}.ping '{{}}'\n\
          Stop with Ctrl-C.\n",
         state_dir.display()

@@ -540,3 +540,80 @@ async fn shutdown_leaves_no_process_behind() {
     }
     assert!(!Path::new(&n.cgroup_file("bg", "memory", "")).exists());
 }
+
+#[tokio::test]
+async fn timeouts_restarts_and_collect_false() {
+    let n = node("policies", "").await;
+    let mut events = n.events().await;
+    let mut telemetry = n
+        .client
+        .subscribe("herd.v1.telemetry.policies")
+        .await
+        .unwrap();
+    assert_eq!(
+        n.start(json!({"workload_id": "slow", "command": ["sleep", "30"], "timeout_s": 1.0, "grace_s": 1.0})).await["ok"],
+        true
+    );
+    assert_eq!(
+        n.start(json!({"workload_id": "flaky", "command": ["sh", "-c", "exit 7"], "restart": {"policy": "on_failure", "max": 2}})).await["ok"],
+        true
+    );
+    assert_eq!(
+        n.start(json!({"workload_id": "quiet", "command": ["sleep", "30"], "collect": false}))
+            .await["ok"],
+        true
+    );
+    assert_eq!(
+        n.start(json!({"workload_id": "loud", "command": ["sleep", "30"]}))
+            .await["ok"],
+        true
+    );
+
+    let ev = wait_event(
+        &mut events,
+        "slow",
+        &[WorkloadState::TimedOut],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        ev.signal.as_deref(),
+        Some("SIGTERM"),
+        "sleep dies of SIGTERM within grace"
+    );
+
+    // Three runs of `exit 7`: the first and two restarts (backoff 1 s, then 2 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let s = call(
+            &n.client,
+            "policies",
+            "workload.get",
+            json!({"workload_id": "flaky"}),
+        )
+        .await;
+        if s["data"]["restarts"] == 2 && s["data"]["state"] == "exited" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "flaky did not settle: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["data"]["exit_code"], 7);
+
+    for _ in 0..3 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), telemetry.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let ids: Vec<String> = decode_batch(&msg)
+            .samples
+            .iter()
+            .map(|s| s.workload_id.to_string())
+            .collect();
+        assert!(ids.contains(&"loud".to_string()), "{ids:?}");
+        assert!(
+            !ids.contains(&"quiet".to_string()),
+            "collect: false is left out: {ids:?}"
+        );
+    }
+}

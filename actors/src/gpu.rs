@@ -1,0 +1,157 @@
+//! Per-process GPU use through NVML, where `libnvidia-ml` loads at run time. Without it GPU
+//! telemetry is absent, and the log says so once.
+
+use herd_bus::GpuSample;
+use std::collections::BTreeMap;
+
+/// One process's use of one GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessGpu {
+    pub index: u32,
+    pub pid: u32,
+    pub memory_used: u64,
+    /// SM utilization (%) over the last sampling window, when the driver reports it.
+    pub sm_util: Option<u32>,
+}
+
+/// Sums the GPU use of a workload's processes per device.
+pub fn for_workload(pids: &[i32], processes: &[ProcessGpu]) -> Vec<GpuSample> {
+    let mut by_device: BTreeMap<u32, GpuSample> = BTreeMap::new();
+    for p in processes.iter().filter(|p| pids.contains(&(p.pid as i32))) {
+        let s = by_device.entry(p.index).or_insert_with(|| GpuSample {
+            index: p.index,
+            ..Default::default()
+        });
+        s.memory_used += p.memory_used;
+        s.utilization_percent = (s.utilization_percent + p.sm_util.unwrap_or(0) as f64).min(100.0);
+    }
+    by_device.into_values().collect()
+}
+
+/// NVML, when present.
+pub struct Nvml {
+    nvml: Option<nvml_wrapper::Nvml>,
+    last_seen_us: u64,
+}
+
+impl Nvml {
+    /// Loads NVML; logs once whether GPU telemetry is on.
+    pub fn load() -> Nvml {
+        let nvml = match nvml_wrapper::Nvml::init() {
+            Ok(n) => {
+                tracing::info!(
+                    gpus = n.device_count().unwrap_or(0),
+                    "NVML loaded: per-workload GPU telemetry on"
+                );
+                Some(n)
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "NVML not available: no GPU telemetry");
+                None
+            }
+        };
+        Nvml {
+            nvml,
+            last_seen_us: 0,
+        }
+    }
+
+    pub fn is_present(&self) -> bool {
+        self.nvml.is_some()
+    }
+
+    /// Every process using a GPU now, with its memory and (where reported) SM utilization.
+    pub fn processes(&mut self) -> Vec<ProcessGpu> {
+        let Some(nvml) = &self.nvml else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        let mut newest = self.last_seen_us;
+        for index in 0..nvml.device_count().unwrap_or(0) {
+            let Ok(device) = nvml.device_by_index(index) else {
+                continue;
+            };
+            let util: BTreeMap<u32, u32> = device
+                .process_utilization_stats(self.last_seen_us)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| {
+                    newest = newest.max(s.timestamp);
+                    (s.pid, s.sm_util)
+                })
+                .collect();
+            let compute = device.running_compute_processes().unwrap_or_default();
+            let graphics = device.running_graphics_processes().unwrap_or_default();
+            for p in compute.into_iter().chain(graphics) {
+                let memory_used = match p.used_gpu_memory {
+                    nvml_wrapper::enums::device::UsedGpuMemory::Used(b) => b,
+                    nvml_wrapper::enums::device::UsedGpuMemory::Unavailable => 0,
+                };
+                out.push(ProcessGpu {
+                    index,
+                    pid: p.pid,
+                    memory_used,
+                    sm_util: util.get(&p.pid).copied(),
+                });
+            }
+        }
+        self.last_seen_us = newest;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_a_workloads_processes_per_device() {
+        let procs = [
+            ProcessGpu {
+                index: 0,
+                pid: 10,
+                memory_used: 100,
+                sm_util: Some(30),
+            },
+            ProcessGpu {
+                index: 0,
+                pid: 11,
+                memory_used: 50,
+                sm_util: Some(80),
+            },
+            ProcessGpu {
+                index: 1,
+                pid: 10,
+                memory_used: 7,
+                sm_util: None,
+            },
+            ProcessGpu {
+                index: 0,
+                pid: 99,
+                memory_used: 1000,
+                sm_util: Some(50),
+            },
+        ];
+        let s = for_workload(&[10, 11], &procs);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].index, s[0].memory_used, s[0].utilization_percent),
+            (0, 150, 100.0)
+        );
+        assert_eq!(
+            (s[1].index, s[1].memory_used, s[1].utilization_percent),
+            (1, 7, 0.0)
+        );
+        assert!(for_workload(&[12], &procs).is_empty());
+    }
+
+    #[test]
+    fn loading_without_a_driver_is_not_an_error() {
+        // On machines without libnvidia-ml this reports absence; with it, processes() works.
+        let mut nvml = Nvml::load();
+        let procs = nvml.processes();
+        if !nvml.is_present() {
+            assert!(procs.is_empty());
+        }
+    }
+}
