@@ -129,6 +129,27 @@ pub(crate) fn keyed_value(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// A limit as the kernel file wants it: the number, or the hierarchy's word for none.
+pub(crate) fn limit_text(value: Option<u64>, unlimited: &str) -> String {
+    value
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| unlimited.to_string())
+}
+
+/// Each file with what it holds now, trimmed.
+pub(crate) fn read_back(paths: impl IntoIterator<Item = PathBuf>) -> Vec<(PathBuf, String)> {
+    paths
+        .into_iter()
+        .map(|p| {
+            let v = std::fs::read_to_string(&p)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            (p, v)
+        })
+        .collect()
+}
+
 pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(io_err(path))
 }

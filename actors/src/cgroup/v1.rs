@@ -104,15 +104,9 @@ impl CgroupBackend for V1Backend {
             .map(|c| cpu_quota_us(c, CPU_PERIOD_US).to_string())
             .unwrap_or_else(|| "-1".into());
         write_file(&cg.cpu.join("cpu.cfs_quota_us"), &quota)?;
-        let memory = limits
-            .memory
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "-1".into());
+        let memory = limit_text(limits.memory, "-1");
         write_file(&cg.memory.join("memory.limit_in_bytes"), &memory)?;
-        let pids = limits
-            .pids
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "max".into());
+        let pids = limit_text(limits.pids, "max");
         write_file(&cg.pids.join("pids.max"), &pids)?;
         Ok(Arc::new(cg))
     }
@@ -235,21 +229,13 @@ impl WorkloadCgroup for V1Cgroup {
     }
 
     fn limit_files(&self) -> Vec<(PathBuf, String)> {
-        [
+        let files = [
             self.cpu.join("cpu.cfs_quota_us"),
             self.cpu.join("cpu.cfs_period_us"),
             self.memory.join("memory.limit_in_bytes"),
             self.pids.join("pids.max"),
-        ]
-        .into_iter()
-        .map(|p| {
-            let v = std::fs::read_to_string(&p)
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            (p, v)
-        })
-        .collect()
+        ];
+        read_back(files)
     }
 
     fn remove(&self) -> Result<(), CgroupError> {

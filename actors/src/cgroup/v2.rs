@@ -90,17 +90,11 @@ impl CgroupBackend for V2Backend {
             None => format!("max {CPU_PERIOD_US}"),
         };
         write_file(&cg.dir.join("cpu.max"), &cpu)?;
-        let memory = limits
-            .memory
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "max".into());
+        let memory = limit_text(limits.memory, "max");
         write_file(&cg.dir.join("memory.max"), &memory)?;
         // An OOM kill takes the whole workload, not one random process of it.
         write_file(&cg.dir.join("memory.oom.group"), "1")?;
-        let pids = limits
-            .pids
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "max".into());
+        let pids = limit_text(limits.pids, "max");
         write_file(&cg.dir.join("pids.max"), &pids)?;
         Ok(Arc::new(cg))
     }
@@ -181,17 +175,9 @@ impl WorkloadCgroup for V2Cgroup {
     }
 
     fn limit_files(&self) -> Vec<(PathBuf, String)> {
-        ["cpu.max", "memory.max", "memory.oom.group", "pids.max"]
-            .into_iter()
-            .map(|f| {
-                let p = self.dir.join(f);
-                let v = std::fs::read_to_string(&p)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
-                (p, v)
-            })
-            .collect()
+        read_back(
+            ["cpu.max", "memory.max", "memory.oom.group", "pids.max"].map(|f| self.dir.join(f)),
+        )
     }
 
     fn remove(&self) -> Result<(), CgroupError> {
