@@ -72,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(config.state_dir.join(OUTBOX_FILE)),
     )
     .start();
+    let default_user = exec_default_user(&config.exec.default_user);
     let ids = EventIds::new(&node_id, identity.started_at_ms);
     let monitor = ProcessMonitor::new(
         client.clone(),
@@ -86,7 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             node_id: node_id.clone(),
             subjects: subjects.clone(),
             policy: ExecPolicy {
-                default_user: config.exec.default_user.clone(),
+                default_user,
                 allow_root: config.exec.allow_root,
                 allowed_commands: config.exec.allowed_commands.clone(),
             },
@@ -195,4 +196,20 @@ fn host_cpus() -> f64 {
         .ok()
         .flatten()
         .unwrap_or(1) as f64
+}
+
+/// Without root herdd cannot switch users: the shipped default (`nobody`) becomes herdd's own
+/// user, so that a developer's node runs workloads at all.
+fn exec_default_user(configured: &str) -> String {
+    let me = nix::unistd::Uid::effective();
+    if me.is_root() || configured != crate::config::ExecConfig::default().default_user {
+        return configured.to_string();
+    }
+    let name = nix::unistd::User::from_uid(me)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| me.to_string());
+    tracing::info!(user = %name, "not root: workloads run as herdd's own user");
+    name
 }

@@ -617,3 +617,98 @@ async fn timeouts_restarts_and_collect_false() {
         );
     }
 }
+
+/// Without cgroups (forced here; automatic for a non-root herdd): no limits, but workloads still
+/// run, are sampled from /proc, and stop with their whole process session.
+#[tokio::test]
+async fn without_cgroups_workloads_still_run_are_sampled_and_stop() {
+    let nats = NatsServer::start();
+    let herdd = Herdd::start_with(HerddOptions {
+        config_toml: Some("[cgroup]\nbackend = \"none\"\n"),
+        ..HerddOptions::new("plain", nats.url())
+    });
+    let client = connect(&nats.url()).await;
+    wait_for_node(&client, "plain").await;
+    assert_eq!(
+        call(&client, "plain", "ping", json!({})).await["data"]["cgroup"],
+        "none"
+    );
+    let mut telemetry = client.subscribe("herd.v1.telemetry.plain").await.unwrap();
+    let mut events = client
+        .subscribe("herd.v1.evt.plain.workload.*")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let spec = json!({"workload_id": "tree", "grace_s": 1.0,
+                      "command": ["sh", "-c", "trap '' TERM; sleep 1000 & while :; do :; done"]});
+    assert_eq!(
+        call(&client, "plain", "workload.start", spec).await["ok"],
+        true
+    );
+    let mut cpu = None;
+    for _ in 0..5 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), telemetry.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let batch = decode_batch(&msg);
+        let s = batch
+            .samples
+            .iter()
+            .find(|s| s.workload_id.as_str() == "tree")
+            .unwrap();
+        assert!(s.error.is_none(), "{s:?}");
+        if s.cpu_percent.is_some() && s.pids >= 2 {
+            cpu = s.cpu_percent;
+            break;
+        }
+    }
+    let cpu = cpu.expect("a /proc sample with a rate and both processes");
+    announce(&format!(
+        "no-cgroup backend: spinner sampled at {cpu:.0} % from /proc"
+    ));
+    assert!(cpu > 20.0, "a busy loop reads {cpu} %");
+    let leader = call(
+        &client,
+        "plain",
+        "workload.get",
+        json!({"workload_id": "tree"}),
+    )
+    .await["data"]["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    let members: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| r.split_whitespace().nth(3) == Some(&leader.to_string()))
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(members.len() >= 2, "session {leader}: {members:?}");
+    call(
+        &client,
+        "plain",
+        "workload.stop",
+        json!({"workload_id": "tree"}),
+    )
+    .await;
+    let ev = wait_event(
+        &mut events,
+        "tree",
+        &[WorkloadState::Killed, WorkloadState::Stopped],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(ev.state, WorkloadState::Killed);
+    for pid in members {
+        assert!(!alive(pid), "pid {pid} of the session survived");
+    }
+    drop(herdd);
+}

@@ -201,6 +201,16 @@ pub fn validate(
             "running as root needs exec.allow_root = true in this node's configuration",
         ));
     }
+    let me = nix::unistd::Uid::effective();
+    if !me.is_root() && user.uid != me {
+        return Err(field(
+            "user",
+            format!(
+                "herdd runs as uid {me} and cannot switch to '{}'; run herdd as root, or omit user",
+                user.name
+            ),
+        ));
+    }
     let groups = nix::unistd::getgrouplist(
         &std::ffi::CString::new(user.name.clone()).map_err(|e| field("user", e))?,
         user.gid,
