@@ -2,6 +2,7 @@
 //! flags. Unknown keys in the file are errors, so a typo never goes unnoticed.
 
 use anyhow::{bail, Context};
+use herd_actors::workload::ExecPolicy;
 use herd_bus::{DecodeLimits, NodeId, Role, Subjects};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub shutdown: ShutdownConfig,
     pub cgroup: CgroupConfig,
-    pub exec: ExecConfig,
+    pub exec: ExecPolicy,
     pub telemetry: TelemetryConfig,
     pub logs: LogsConfig,
 }
@@ -43,7 +44,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             shutdown: ShutdownConfig::default(),
             cgroup: CgroupConfig::default(),
-            exec: ExecConfig::default(),
+            exec: ExecPolicy::default(),
             telemetry: TelemetryConfig::default(),
             logs: LogsConfig::default(),
         }
@@ -64,27 +65,6 @@ impl Default for CgroupConfig {
         CgroupConfig {
             backend: "auto".into(),
             root: "herd".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExecConfig {
-    /// The user workloads run as when their spec names none.
-    pub default_user: String,
-    /// Whether a spec may ask for root.
-    pub allow_root: bool,
-    /// When not empty, only these commands (names or absolute paths) may run.
-    pub allowed_commands: Vec<String>,
-}
-
-impl Default for ExecConfig {
-    fn default() -> Self {
-        ExecConfig {
-            default_user: "nobody".into(),
-            allow_root: false,
-            allowed_commands: vec![],
         }
     }
 }

@@ -88,8 +88,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             subjects: subjects.clone(),
             policy: ExecPolicy {
                 default_user,
-                allow_root: config.exec.allow_root,
-                allowed_commands: config.exec.allowed_commands.clone(),
+                ..config.exec.clone()
             },
             state_dir: config.state_dir.clone(),
             host_cpus: host_cpus(),
@@ -202,7 +201,7 @@ fn host_cpus() -> f64 {
 /// user, so that a developer's node runs workloads at all.
 fn exec_default_user(configured: &str) -> String {
     let me = nix::unistd::Uid::effective();
-    if me.is_root() || configured != crate::config::ExecConfig::default().default_user {
+    if me.is_root() || configured != ExecPolicy::default().default_user {
         return configured.to_string();
     }
     let name = nix::unistd::User::from_uid(me)

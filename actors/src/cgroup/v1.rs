@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 /// Above this, v1's memory.limit_in_bytes means "no limit" (PAGE_COUNTER_MAX in bytes).
 const V1_UNLIMITED: u64 = 1 << 62;
 
-#[derive(Debug)]
-pub struct V1Backend {
+/// One directory per v1 hierarchy herd uses (co-mounted controllers share one).
+#[derive(Debug, Clone)]
+struct V1Dirs {
     cpu: PathBuf,
     cpuacct: PathBuf,
     memory: PathBuf,
@@ -19,32 +20,20 @@ pub struct V1Backend {
     blkio: Option<PathBuf>,
 }
 
-impl V1Backend {
-    pub fn new(info: &MountInfo, root: &str) -> Result<V1Backend, CgroupError> {
-        let need = |c: &str| {
-            info.v1_controller(c)
-                .map(|m| m.mount_point.join(root))
-                .ok_or_else(|| CgroupError::Unusable(format!("no cgroup v1 '{c}' hierarchy")))
-        };
-        let backend = V1Backend {
-            cpu: need("cpu")?,
-            cpuacct: need("cpuacct")?,
-            memory: need("memory")?,
-            pids: need("pids")?,
-            freezer: info
-                .v1_controller("freezer")
-                .map(|m| m.mount_point.join(root)),
-            blkio: info
-                .v1_controller("blkio")
-                .map(|m| m.mount_point.join(root)),
-        };
-        for dir in backend.hierarchies() {
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+impl V1Dirs {
+    fn join(&self, name: &str) -> V1Dirs {
+        V1Dirs {
+            cpu: self.cpu.join(name),
+            cpuacct: self.cpuacct.join(name),
+            memory: self.memory.join(name),
+            pids: self.pids.join(name),
+            freezer: self.freezer.as_ref().map(|d| d.join(name)),
+            blkio: self.blkio.as_ref().map(|d| d.join(name)),
         }
-        Ok(backend)
     }
 
-    fn hierarchies(&self) -> Vec<PathBuf> {
+    /// Each distinct directory once.
+    fn distinct(&self) -> Vec<PathBuf> {
         let mut dirs = vec![
             self.cpu.clone(),
             self.cpuacct.clone(),
@@ -59,17 +48,47 @@ impl V1Backend {
     }
 }
 
+#[derive(Debug)]
+pub struct V1Backend {
+    root: V1Dirs,
+}
+
+impl V1Backend {
+    pub fn new(info: &MountInfo, root: &str) -> Result<V1Backend, CgroupError> {
+        let need = |c: &str| {
+            info.v1_controller(c)
+                .map(|m| m.mount_point.join(root))
+                .ok_or_else(|| CgroupError::Unusable(format!("no cgroup v1 '{c}' hierarchy")))
+        };
+        let optional = |c: &str| info.v1_controller(c).map(|m| m.mount_point.join(root));
+        let backend = V1Backend {
+            root: V1Dirs {
+                cpu: need("cpu")?,
+                cpuacct: need("cpuacct")?,
+                memory: need("memory")?,
+                pids: need("pids")?,
+                freezer: optional("freezer"),
+                blkio: optional("blkio"),
+            },
+        };
+        for dir in backend.root.distinct() {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        Ok(backend)
+    }
+}
+
 impl CgroupBackend for V1Backend {
     fn version(&self) -> CgroupVersion {
         CgroupVersion::V1
     }
 
     fn describe(&self) -> String {
-        format!("cgroup v1 under {}", self.memory.display())
+        format!("cgroup v1 under {}", self.root.memory.display())
     }
 
     fn remove_root_if_empty(&self) {
-        for dir in self.hierarchies() {
+        for dir in self.root.distinct() {
             if let Err(e) = std::fs::remove_dir(&dir) {
                 tracing::debug!(dir = %dir.display(), error = %e, "herd's cgroup root stays");
             }
@@ -78,49 +97,37 @@ impl CgroupBackend for V1Backend {
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
         let cg = V1Cgroup {
-            dirs: self.hierarchies().iter().map(|d| d.join(name)).collect(),
-            cpu: self.cpu.join(name),
-            cpuacct: self.cpuacct.join(name),
-            memory: self.memory.join(name),
-            pids: self.pids.join(name),
-            freezer: self.freezer.as_ref().map(|d| d.join(name)),
-            blkio: self.blkio.as_ref().map(|d| d.join(name)),
+            d: self.root.join(name),
         };
-        for dir in &cg.dirs {
+        for dir in &cg.d.distinct() {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         if !cg.pids().is_empty() {
             return Err(CgroupError::Limit(format!(
                 "{} already holds processes",
-                cg.memory.display()
+                cg.d.memory.display()
             )));
         }
         write_file(
-            &cg.cpu.join("cpu.cfs_period_us"),
+            &cg.d.cpu.join("cpu.cfs_period_us"),
             &CPU_PERIOD_US.to_string(),
         )?;
         let quota = limits
             .cpu
             .map(|c| cpu_quota_us(c, CPU_PERIOD_US).to_string())
             .unwrap_or_else(|| "-1".into());
-        write_file(&cg.cpu.join("cpu.cfs_quota_us"), &quota)?;
+        write_file(&cg.d.cpu.join("cpu.cfs_quota_us"), &quota)?;
         let memory = limit_text(limits.memory, "-1");
-        write_file(&cg.memory.join("memory.limit_in_bytes"), &memory)?;
+        write_file(&cg.d.memory.join("memory.limit_in_bytes"), &memory)?;
         let pids = limit_text(limits.pids, "max");
-        write_file(&cg.pids.join("pids.max"), &pids)?;
+        write_file(&cg.d.pids.join("pids.max"), &pids)?;
         Ok(Arc::new(cg))
     }
 }
 
 #[derive(Debug)]
 pub struct V1Cgroup {
-    dirs: Vec<PathBuf>,
-    cpu: PathBuf,
-    cpuacct: PathBuf,
-    memory: PathBuf,
-    pids: PathBuf,
-    freezer: Option<PathBuf>,
-    blkio: Option<PathBuf>,
+    d: V1Dirs,
 }
 
 fn read(path: &Path) -> Result<String, CgroupError> {
@@ -147,7 +154,7 @@ fn blkio_bytes(text: &str) -> (u64, u64) {
 
 impl V1Cgroup {
     fn freeze(&self, state: &str) {
-        if let Some(f) = &self.freezer {
+        if let Some(f) = &self.d.freezer {
             let _ = std::fs::write(f.join("freezer.state"), state);
             if state == "FROZEN" {
                 let deadline = Instant::now() + Duration::from_millis(500);
@@ -165,25 +172,26 @@ impl V1Cgroup {
 
 impl WorkloadCgroup for V1Cgroup {
     fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
-        self.dirs
+        self.d
+            .distinct()
             .iter()
             .map(|d| open_procs(d.join("cgroup.procs")))
             .collect()
     }
 
     fn pids(&self) -> Vec<i32> {
-        read_pids(&self.memory.join("cgroup.procs"))
+        read_pids(&self.d.memory.join("cgroup.procs"))
     }
 
     fn sample(&self) -> Result<CgroupSample, CgroupError> {
-        let usage_ns: u64 = read(&self.cpuacct.join("cpuacct.usage"))?
+        let usage_ns: u64 = read(&self.d.cpuacct.join("cpuacct.usage"))?
             .trim()
             .parse()
             .unwrap_or(0);
-        let stat = read(&self.memory.join("memory.stat"))?;
-        let limit = read_u64_or_max(&self.memory.join("memory.limit_in_bytes"))?
+        let stat = read(&self.d.memory.join("memory.stat"))?;
+        let limit = read_u64_or_max(&self.d.memory.join("memory.limit_in_bytes"))?
             .filter(|l| *l < V1_UNLIMITED);
-        let (io_read_bytes, io_write_bytes) = match &self.blkio {
+        let (io_read_bytes, io_write_bytes) = match &self.d.blkio {
             Some(b) => {
                 blkio_bytes(&read(&b.join("blkio.throttle.io_service_bytes")).unwrap_or_default())
             }
@@ -191,17 +199,20 @@ impl WorkloadCgroup for V1Cgroup {
         };
         Ok(CgroupSample {
             cpu_usage_us: usage_ns / 1000,
-            memory_current: read_u64_or_max(&self.memory.join("memory.usage_in_bytes"))?
+            memory_current: read_u64_or_max(&self.d.memory.join("memory.usage_in_bytes"))?
                 .unwrap_or(0),
             memory_inactive_file: keyed_value(&stat, "total_inactive_file")
                 .or_else(|| keyed_value(&stat, "inactive_file"))
                 .unwrap_or(0),
             memory_limit: limit,
-            pids: read_u64_or_max(&self.pids.join("pids.current"))?.unwrap_or(0),
+            pids: read_u64_or_max(&self.d.pids.join("pids.current"))?.unwrap_or(0),
             io_read_bytes,
             io_write_bytes,
-            oom_kills: keyed_value(&read(&self.memory.join("memory.oom_control"))?, "oom_kill")
-                .unwrap_or(0),
+            oom_kills: keyed_value(
+                &read(&self.d.memory.join("memory.oom_control"))?,
+                "oom_kill",
+            )
+            .unwrap_or(0),
         })
     }
 
@@ -221,7 +232,7 @@ impl WorkloadCgroup for V1Cgroup {
             if Instant::now() > deadline {
                 return Err(CgroupError::Limit(format!(
                     "{} still holds {pids:?} after SIGKILL",
-                    self.memory.display()
+                    self.d.memory.display()
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -230,16 +241,16 @@ impl WorkloadCgroup for V1Cgroup {
 
     fn limit_files(&self) -> Vec<(PathBuf, String)> {
         let files = [
-            self.cpu.join("cpu.cfs_quota_us"),
-            self.cpu.join("cpu.cfs_period_us"),
-            self.memory.join("memory.limit_in_bytes"),
-            self.pids.join("pids.max"),
+            self.d.cpu.join("cpu.cfs_quota_us"),
+            self.d.cpu.join("cpu.cfs_period_us"),
+            self.d.memory.join("memory.limit_in_bytes"),
+            self.d.pids.join("pids.max"),
         ];
         read_back(files)
     }
 
     fn remove(&self) -> Result<(), CgroupError> {
-        for dir in &self.dirs {
+        for dir in &self.d.distinct() {
             remove_dir(dir)?;
         }
         Ok(())

@@ -11,10 +11,13 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// The smallest memory limit accepted; below it nothing useful runs.
 pub const MIN_MEMORY: u64 = 1 << 20;
 
-/// Node policy for exec workloads (`[exec]` in herd.toml).
-#[derive(Debug, Clone, PartialEq)]
+/// Node policy for exec workloads: `[exec]` in herd.toml.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ExecPolicy {
+    /// The user workloads run as when their spec names none.
     pub default_user: String,
+    /// Whether a spec may ask for root.
     pub allow_root: bool,
     /// When not empty, only these commands (names or absolute paths) may run.
     pub allowed_commands: Vec<String>,
