@@ -74,6 +74,7 @@ pub struct Bus {
     ids: EventIds,
     executor: Option<Addr<WorkloadExecutor>>,
     cgroup: Option<String>,
+    on_state_change: Option<Recipient<crate::heartbeat::BeatNow>>,
 }
 
 impl Bus {
@@ -95,6 +96,7 @@ impl Bus {
             ids,
             executor: None,
             cgroup: None,
+            on_state_change: None,
         }
     }
 
@@ -149,14 +151,19 @@ impl Bus {
         codec::decode_request(payload, enc, &self.limits).map_err(bad_request)
     }
 
-    fn route(&mut self, msg: &NatsMessage, enc: Encoding) -> Routed {
-        match self.route_inner(msg, enc) {
+    fn route(&mut self, msg: &NatsMessage, enc: Encoding, ctx: &mut Context<Self>) -> Routed {
+        match self.route_inner(msg, enc, ctx) {
             Ok(routed) => routed,
             Err(e) => Routed::Now(Err(e)),
         }
     }
 
-    fn route_inner(&mut self, msg: &NatsMessage, enc: Encoding) -> Result<Routed, ErrorBody> {
+    fn route_inner(
+        &mut self,
+        msg: &NatsMessage,
+        enc: Encoding,
+        ctx: &mut Context<Self>,
+    ) -> Result<Routed, ErrorBody> {
         let subject = self
             .subjects
             .parse(msg.subject.as_str())
@@ -176,7 +183,7 @@ impl Bus {
                 Ok(encode_ok(&self.node_info(), enc).into())
             }
             Subject::NodeCommand { node, verb } if node == self.identity.node_id => {
-                self.node_command(verb, &msg.payload, enc)
+                self.node_command(verb, &msg.payload, enc, ctx)
             }
             other => Err(bad_request(format!(
                 "subject '{}' ({other:?}) is not served by node {}",
@@ -210,6 +217,7 @@ impl Bus {
         verb: NodeVerb,
         payload: &[u8],
         enc: Encoding,
+        ctx: &mut Context<Self>,
     ) -> Result<Routed, ErrorBody> {
         match verb {
             NodeVerb::Ping => {
@@ -218,16 +226,19 @@ impl Bus {
             }
             NodeVerb::Lameduck => {
                 let req: LameduckRequest = self.decode(payload, enc)?;
-                if req.stop_workloads {
-                    return Err(ErrorBody {
-                        code: ErrorCode::Unavailable,
-                        message: "stop_workloads needs the workload executor, which this build \
-                                  of herdd does not have yet"
-                            .into(),
-                    });
+                if let Some(d) = req
+                    .delay_s
+                    .filter(|d| !d.is_finite() || *d < 0.0 || *d > 86_400.0)
+                {
+                    return Err(bad_request(format!(
+                        "delay_s must be between 0 and 86400, got {d}"
+                    )));
                 }
-                if let Some(d) = req.delay_s.filter(|d| !d.is_finite() || *d < 0.0) {
-                    return Err(bad_request(format!("delay_s must be ≥ 0, got {d}")));
+                if req.stop_workloads && !req.enabled {
+                    return Err(bad_request("stop_workloads needs enabled: true"));
+                }
+                if req.stop_workloads && self.executor.is_none() {
+                    return Err(no_executor(verb));
                 }
                 if self.state == NodeState::Stopping {
                     return Err(unavailable("the node is shutting down"));
@@ -241,10 +252,28 @@ impl Bus {
                     self.state = state;
                     self.emit(kind, None);
                     tracing::info!(state = state.as_str(), "node state changed");
+                    if let Some(r) = &self.on_state_change {
+                        r.do_send(crate::heartbeat::BeatNow);
+                    }
+                }
+                let mut message = format!("node is {}", state.as_str());
+                if req.stop_workloads {
+                    let delay = std::time::Duration::from_secs_f64(req.delay_s.unwrap_or(0.0));
+                    message += &format!("; its workloads stop in {delay:?}");
+                    ctx.run_later(delay, |act, _| {
+                        // Only if the node is still draining: `enabled: false` cancels.
+                        if let (NodeState::Lameduck, Some(executor)) = (act.state, &act.executor) {
+                            tracing::info!("lameduck: stopping every workload");
+                            executor.do_send(executor::StopAll {
+                                grace_cap: std::time::Duration::from_secs(3600),
+                                refuse_new: false,
+                            });
+                        }
+                    });
                 }
                 Ok(encode_ok(
                     &Ack {
-                        message: Some(format!("node is {}", state.as_str())),
+                        message: Some(message),
                     },
                     enc,
                 )
@@ -390,13 +419,13 @@ impl Actor for Bus {
 }
 
 impl StreamHandler<NatsMessage> for Bus {
-    fn handle(&mut self, msg: NatsMessage, _: &mut Self::Context) {
+    fn handle(&mut self, msg: NatsMessage, ctx: &mut Self::Context) {
         let Some(reply_to) = msg.reply.clone() else {
             tracing::debug!(subject = %msg.subject, "ignoring a request without a reply subject");
             return;
         };
         let enc = message_encoding(&msg);
-        let routed = self.route(&msg, enc);
+        let routed = self.route(&msg, enc, ctx);
         let client = self.client.clone();
         let subject = msg.subject.clone();
         actix::spawn(async move {
@@ -444,5 +473,29 @@ impl Handler<EmitNodeEvent> for Bus {
     type Result = ();
     fn handle(&mut self, msg: EmitNodeEvent, _: &mut Self::Context) {
         self.emit(msg.0, msg.1);
+    }
+}
+
+/// The node's state, for heartbeats.
+#[derive(Message)]
+#[rtype(result = "NodeState")]
+pub struct GetNodeState;
+
+impl Handler<GetNodeState> for Bus {
+    type Result = MessageResult<GetNodeState>;
+    fn handle(&mut self, _: GetNodeState, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.state)
+    }
+}
+
+/// Who to tell when the node's state changes (the heartbeat, to beat at once).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OnStateChange(pub Recipient<crate::heartbeat::BeatNow>);
+
+impl Handler<OnStateChange> for Bus {
+    type Result = ();
+    fn handle(&mut self, msg: OnStateChange, _: &mut Self::Context) {
+        self.on_state_change = Some(msg.0);
     }
 }

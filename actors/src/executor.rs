@@ -637,18 +637,19 @@ impl Handler<Get> for WorkloadExecutor {
     }
 }
 
-/// Shutdown: refuse new workloads and stop every running one, each with its grace capped at
-/// `grace_cap`. Poll [`LiveCount`], then send [`KillRemaining`].
+/// Stop every running workload, each with its grace capped at `grace_cap`; at shutdown also
+/// refuse new ones (`refuse_new`), poll [`LiveCount`], then send [`KillRemaining`].
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopAll {
     pub grace_cap: Duration,
+    pub refuse_new: bool,
 }
 
 impl Handler<StopAll> for WorkloadExecutor {
     type Result = ();
     fn handle(&mut self, msg: StopAll, ctx: &mut Self::Context) {
-        self.accepting = false;
+        self.accepting &= !msg.refuse_new;
         let ids: Vec<WorkloadId> = self.workloads.keys().cloned().collect();
         for id in &ids {
             let entry = self.workloads.get_mut(id).expect("present");

@@ -56,6 +56,24 @@ impl Nvml {
         }
     }
 
+    /// The GPUs of this host, for heartbeats.
+    pub fn devices(&self) -> Vec<herd_bus::GpuInfo> {
+        let Some(nvml) = &self.nvml else {
+            return vec![];
+        };
+        (0..nvml.device_count().unwrap_or(0))
+            .filter_map(|index| {
+                let d = nvml.device_by_index(index).ok()?;
+                Some(herd_bus::GpuInfo {
+                    index,
+                    name: d.name().unwrap_or_default(),
+                    uuid: d.uuid().unwrap_or_default(),
+                    memory: d.memory_info().map(|m| m.total).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     pub fn is_present(&self) -> bool {
         self.nvml.is_some()
     }

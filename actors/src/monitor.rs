@@ -23,6 +23,8 @@ struct Tracked {
 /// The workloads being sampled and their previous readings; no I/O but the cgroup reads.
 pub struct Collector {
     node_id: NodeId,
+    /// Each workload's last cpu % and memory working set, for heartbeats.
+    last: BTreeMap<WorkloadId, (Option<f64>, u64)>,
     tracked: BTreeMap<WorkloadId, Tracked>,
     seq: u64,
     epoch: Instant,
@@ -33,6 +35,7 @@ impl Collector {
     pub fn new(node_id: NodeId) -> Collector {
         Collector {
             node_id,
+            last: BTreeMap::new(),
             tracked: BTreeMap::new(),
             seq: 0,
             epoch: Instant::now(),
@@ -65,6 +68,7 @@ impl Collector {
 
     pub fn untrack(&mut self, workload_id: &WorkloadId) {
         self.tracked.remove(workload_id);
+        self.last.remove(workload_id);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,6 +122,8 @@ impl Collector {
                 }
                 Err(e) => sample.error = Some(e.to_string()),
             }
+            self.last
+                .insert(id.clone(), (sample.cpu_percent, sample.memory_working_set));
             samples.push(sample);
         }
         self.seq += 1;
@@ -146,13 +152,14 @@ impl ProcessMonitor {
         node_id: NodeId,
         interval: Duration,
         max_age: Duration,
+        gpus: crate::gpu::Nvml,
     ) -> ProcessMonitor {
         ProcessMonitor {
             client,
             subjects,
             interval,
             max_age,
-            collector: Collector::new(node_id).with_gpus(crate::gpu::Nvml::load()),
+            collector: Collector::new(node_id).with_gpus(gpus),
         }
     }
 
@@ -319,5 +326,17 @@ mod tests {
         assert_eq!(second.seq, 2);
         c.untrack(&WorkloadId::new("gone").unwrap());
         assert_eq!(c.collect().samples.len(), 1);
+    }
+}
+
+/// Each tracked workload's last cpu % and memory working set.
+#[derive(Message)]
+#[rtype(result = "BTreeMap<WorkloadId, (Option<f64>, u64)>")]
+pub struct LastSamples;
+
+impl Handler<LastSamples> for ProcessMonitor {
+    type Result = MessageResult<LastSamples>;
+    fn handle(&mut self, _: LastSamples, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.collector.last.clone())
     }
 }

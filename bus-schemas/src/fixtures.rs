@@ -337,6 +337,7 @@ fixtures! {
     "FitResult": FitResult = FitResult {
         candidates: vec![Candidate { node_id: node_id(), score: 0.75 }],
         rejected: BTreeMap::from([("node-2".to_string(), "needs 8589934592 bytes of memory, 2147483648 free".to_string())]),
+        summary: None,
     }, "reply data of cluster.query";
     "RunSpec": RunSpec = run_spec(), "request of cluster.run.submit";
     "RunSubmitted": RunSubmitted = RunSubmitted { run_id: run_id(), existing: false }, "reply data of cluster.run.submit";

@@ -715,6 +715,9 @@ pub struct FitResult {
     /// node id → why it does not fit.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rejected: BTreeMap<String, String>,
+    /// When there is no candidate: why, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

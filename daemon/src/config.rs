@@ -29,6 +29,39 @@ pub struct Config {
     pub exec: ExecPolicy,
     pub telemetry: TelemetryConfig,
     pub logs: LogsConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub coordinator: CoordinatorConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Seconds between heartbeats (each one jittered by ±10 %).
+    pub interval_s: f64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig { interval_s: 2.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Missed heartbeat intervals before a node is stale.
+    pub stale_after_missed: u32,
+    /// Seconds without a heartbeat before a node is lost (its workloads too).
+    pub lost_after_s: f64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            stale_after_missed: 3,
+            lost_after_s: 30.0,
+        }
+    }
 }
 
 impl Default for Config {
@@ -47,6 +80,8 @@ impl Default for Config {
             exec: ExecPolicy::default(),
             telemetry: TelemetryConfig::default(),
             logs: LogsConfig::default(),
+            heartbeat: HeartbeatConfig::default(),
+            coordinator: CoordinatorConfig::default(),
         }
     }
 }
@@ -318,6 +353,17 @@ impl Config {
         let t = self.telemetry.interval_s;
         if !(t.is_finite() && (0.05..=3600.0).contains(&t)) {
             bail!("telemetry.interval_s must be between 0.05 and 3600, got {t}");
+        }
+        let hb = self.heartbeat.interval_s;
+        if !(hb.is_finite() && (0.05..=600.0).contains(&hb)) {
+            bail!("heartbeat.interval_s must be between 0.05 and 600, got {hb}");
+        }
+        if self.coordinator.stale_after_missed == 0 {
+            bail!("coordinator.stale_after_missed must be ≥ 1");
+        }
+        let lost = self.coordinator.lost_after_s;
+        if !(lost.is_finite() && lost >= hb * self.coordinator.stale_after_missed as f64) {
+            bail!("coordinator.lost_after_s ({lost}) must be ≥ stale_after_missed × heartbeat.interval_s");
         }
         if self.logs.max_lines_per_s == 0 {
             bail!("logs.max_lines_per_s must be > 0");

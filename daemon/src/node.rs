@@ -5,13 +5,17 @@ use crate::nats::{self, Persistence};
 use crate::systemd;
 use actix::prelude::*;
 use anyhow::Context;
+use herd_actors::bus::OnStateChange;
 use herd_actors::bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
 use herd_actors::connection::connected_and_flushed;
+use herd_actors::coordinator::registry::RegistryConfig;
+use herd_actors::coordinator::Coordinator;
 use herd_actors::events::{EventIds, EventPublisher, Flush};
 use herd_actors::executor::{ExecutorConfig, KillRemaining, LiveCount, StopAll, WorkloadExecutor};
+use herd_actors::heartbeat::HeartbeatActor;
 use herd_actors::monitor::ProcessMonitor;
 use herd_actors::workload::ExecPolicy;
-use herd_bus::{NodeEventKind, NodeState, Subjects};
+use herd_bus::{NodeEventKind, NodeState, Role, Subjects};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -72,45 +76,87 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(config.state_dir.join(OUTBOX_FILE)),
     )
     .start();
-    let default_user = exec_default_user(&config.exec.default_user);
     let ids = EventIds::new(&node_id, identity.started_at_ms);
-    let monitor = ProcessMonitor::new(
+    let runs_workloads = config.roles.contains(&Role::Node);
+    let mut bus = Bus::new(
         client.clone(),
         subjects.clone(),
-        node_id.clone(),
-        Duration::from_secs_f64(config.telemetry.interval_s),
-        Duration::from_secs(config.telemetry.max_age_s),
-    )
-    .start();
-    let executor = WorkloadExecutor::new(
-        ExecutorConfig {
-            node_id: node_id.clone(),
-            subjects: subjects.clone(),
-            policy: ExecPolicy {
-                default_user,
-                ..config.exec.clone()
-            },
-            state_dir: config.state_dir.clone(),
-            host_cpus: host_cpus(),
-            log_lines_per_s: config.logs.max_lines_per_s,
-        },
-        backend.clone(),
-        client.clone(),
-        publisher.clone().recipient(),
-        ids.clone(),
-        monitor,
-    )
-    .start();
-    let bus = Bus::new(
-        client.clone(),
-        subjects,
-        identity,
+        identity.clone(),
         config.limits.decode_limits(),
         publisher.clone().recipient(),
-        ids,
-    )
-    .with_executor(executor.clone(), backend.version().as_str())
-    .start();
+        ids.clone(),
+    );
+    let mut node_actors = None;
+    let mut gpus = vec![];
+    if runs_workloads {
+        let nvml = herd_actors::gpu::Nvml::load();
+        gpus = nvml.devices();
+        let monitor = ProcessMonitor::new(
+            client.clone(),
+            subjects.clone(),
+            node_id.clone(),
+            Duration::from_secs_f64(config.telemetry.interval_s),
+            Duration::from_secs(config.telemetry.max_age_s),
+            nvml,
+        )
+        .start();
+        let executor = WorkloadExecutor::new(
+            ExecutorConfig {
+                node_id: node_id.clone(),
+                subjects: subjects.clone(),
+                policy: ExecPolicy {
+                    default_user: exec_default_user(&config.exec.default_user),
+                    ..config.exec.clone()
+                },
+                state_dir: config.state_dir.clone(),
+                host_cpus: host_cpus(),
+                log_lines_per_s: config.logs.max_lines_per_s,
+            },
+            backend.clone(),
+            client.clone(),
+            publisher.clone().recipient(),
+            ids.clone(),
+            monitor.clone(),
+        )
+        .start();
+        bus = bus.with_executor(executor.clone(), backend.version().as_str());
+        node_actors = Some((executor, monitor));
+    }
+    let bus = bus.start();
+    let executor = node_actors.as_ref().map(|(e, _)| e.clone());
+    if let Some((executor, monitor)) = node_actors {
+        let heartbeat = HeartbeatActor::new(
+            client.clone(),
+            subjects.clone(),
+            identity.clone(),
+            Duration::from_secs_f64(config.heartbeat.interval_s),
+            gpus,
+            bus.clone(),
+            executor,
+            monitor,
+        )
+        .start();
+        bus.do_send(OnStateChange(heartbeat.recipient()));
+    }
+    if config.roles.contains(&Role::Coordinator) {
+        let registry = RegistryConfig {
+            stale_after_missed: config.coordinator.stale_after_missed,
+            lost_after_ms: (config.coordinator.lost_after_s * 1000.0) as u64,
+        };
+        let tick = Duration::from_secs_f64((config.heartbeat.interval_s / 4.0).clamp(0.05, 1.0));
+        Coordinator::new(
+            client.clone(),
+            subjects.clone(),
+            registry,
+            config.limits.decode_limits(),
+            tick,
+        )
+        .start();
+        tracing::info!(
+            lost_after_s = config.coordinator.lost_after_s,
+            "coordinator role active"
+        );
+    }
     bus.do_send(EmitNodeEvent(NodeEventKind::Started, None));
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -143,21 +189,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = async {
         let _ = bus.send(SetNodeState(NodeState::Stopping)).await;
         // Workloads are not yet re-adopted across restarts, so none may outlive herdd.
-        let _ = executor.send(StopAll { grace_cap }).await;
-        let deadline = tokio::time::Instant::now() + grace_cap + Duration::from_millis(500);
-        while tokio::time::Instant::now() < deadline
-            && executor.send(LiveCount).await.unwrap_or(0) > 0
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(executor) = &executor {
+            let _ = executor
+                .send(StopAll {
+                    grace_cap,
+                    refuse_new: true,
+                })
+                .await;
+            let deadline = tokio::time::Instant::now() + grace_cap + Duration::from_millis(500);
+            while tokio::time::Instant::now() < deadline
+                && executor.send(LiveCount).await.unwrap_or(0) > 0
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let killed = executor.send(KillRemaining).await.unwrap_or(0);
+            if killed > 0 {
+                tracing::warn!(
+                    workloads = killed,
+                    "killed workloads that outlived their grace period"
+                );
+            }
+            backend.remove_root_if_empty();
         }
-        let killed = executor.send(KillRemaining).await.unwrap_or(0);
-        if killed > 0 {
-            tracing::warn!(
-                workloads = killed,
-                "killed workloads that outlived their grace period"
-            );
-        }
-        backend.remove_root_if_empty();
         let _ = bus
             .send(EmitNodeEvent(
                 NodeEventKind::Stopping,

@@ -1,0 +1,7 @@
+//! The coordinator: fleet state from heartbeats and events, cluster queries, placement.
+
+pub mod actor;
+pub mod placement;
+pub mod registry;
+
+pub use actor::Coordinator;

@@ -1,0 +1,161 @@
+//! Heartbeat: every `interval` (±10 % jitter) publishes this node's capacity, usage, state and
+//! workload inventory on `hb.<node>`. A state change (lameduck) is published at once.
+
+use crate::bus::{Bus, GetNodeState, NodeIdentity};
+use crate::clock::now_ms;
+use crate::executor::{self, WorkloadExecutor};
+use crate::host::{self, HostCpu};
+use crate::monitor::{LastSamples, ProcessMonitor};
+use actix::prelude::*;
+use herd_bus::codec::{self, Encoding};
+use herd_bus::{GpuInfo, Heartbeat, Subjects, WorkloadFilter, WorkloadSummary};
+use std::time::Duration;
+
+pub struct HeartbeatActor {
+    client: async_nats::Client,
+    subjects: Subjects,
+    identity: NodeIdentity,
+    interval: Duration,
+    seq: u64,
+    cpu: HostCpu,
+    gpus: Vec<GpuInfo>,
+    bus: Addr<Bus>,
+    executor: Addr<WorkloadExecutor>,
+    monitor: Addr<ProcessMonitor>,
+    next: Option<SpawnHandle>,
+}
+
+impl HeartbeatActor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: async_nats::Client,
+        subjects: Subjects,
+        identity: NodeIdentity,
+        interval: Duration,
+        gpus: Vec<GpuInfo>,
+        bus: Addr<Bus>,
+        executor: Addr<WorkloadExecutor>,
+        monitor: Addr<ProcessMonitor>,
+    ) -> HeartbeatActor {
+        HeartbeatActor {
+            client,
+            subjects,
+            identity,
+            interval,
+            seq: 0,
+            cpu: HostCpu::default(),
+            gpus,
+            bus,
+            executor,
+            monitor,
+            next: None,
+        }
+    }
+
+    /// interval × [0.9, 1.1), so that a fleet started together does not beat in step.
+    fn jittered(&self) -> Duration {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let frac = (nanos % 1000) as f64 / 1000.0;
+        self.interval.mul_f64(0.9 + 0.2 * frac)
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.next.take() {
+            ctx.cancel_future(h);
+        }
+        let delay = self.jittered();
+        self.next = Some(ctx.run_later(delay, |act, ctx| {
+            act.beat(ctx);
+        }));
+    }
+
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        self.schedule(ctx);
+        let (bus, executor, monitor) = (
+            self.bus.clone(),
+            self.executor.clone(),
+            self.monitor.clone(),
+        );
+        let gather = async move {
+            let state = bus.send(GetNodeState).await.unwrap_or_default();
+            let list = executor
+                .send(executor::List(WorkloadFilter::default()))
+                .await
+                .unwrap_or_default();
+            let last = monitor.send(LastSamples).await.unwrap_or_default();
+            (state, list, last)
+        };
+        ctx.spawn(gather.into_actor(self).map(|(state, list, last), act, _| {
+            act.seq += 1;
+            let (mut capacity, usage) = host::read(&mut act.cpu);
+            capacity.gpus = act.gpus.clone();
+            let workloads = list
+                .workloads
+                .into_iter()
+                .filter(|w| !w.state.is_terminal())
+                .map(|w| {
+                    let (cpu_percent, memory) =
+                        last.get(&w.workload_id).copied().unwrap_or((None, 0));
+                    WorkloadSummary {
+                        workload_id: w.workload_id,
+                        state: w.state,
+                        run_id: w.spec.run_id,
+                        rep: w.spec.rep,
+                        cpu_percent,
+                        memory: (memory > 0).then_some(memory),
+                    }
+                })
+                .collect();
+            let hb = Heartbeat {
+                node_id: act.identity.node_id.clone(),
+                seq: act.seq,
+                interval_ms: act.interval.as_millis() as u64,
+                ts_ms: now_ms(),
+                started_at_ms: act.identity.started_at_ms,
+                version: herd_bus::HERD_VERSION.to_string(),
+                uptime_s: act.identity.started.elapsed().as_secs_f64(),
+                labels: act.identity.labels.clone(),
+                roles: act.identity.roles.clone(),
+                state,
+                capacity,
+                usage,
+                workloads,
+            };
+            match codec::encode(&hb, Encoding::MsgPack) {
+                Ok(bytes) => {
+                    let client = act.client.clone();
+                    let subject = act.subjects.heartbeat(&hb.node_id);
+                    actix::spawn(async move {
+                        if let Err(e) = client.publish(subject, bytes.into()).await {
+                            tracing::debug!(error = %e, "cannot publish a heartbeat");
+                        }
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode a heartbeat"),
+            }
+        }));
+    }
+}
+
+impl Actor for HeartbeatActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.beat(ctx);
+    }
+}
+
+/// Publish a heartbeat now (after a state change), then keep the rhythm.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BeatNow;
+
+impl Handler<BeatNow> for HeartbeatActor {
+    type Result = ();
+    fn handle(&mut self, _: BeatNow, ctx: &mut Self::Context) {
+        self.beat(ctx);
+    }
+}
