@@ -107,6 +107,115 @@ pub fn start_nats() -> anyhow::Result<DevNats> {
     Ok(dev)
 }
 
+/// N node processes started by `herdd dev --nodes N`; stopped (SIGTERM, then SIGKILL) by
+/// [`DevFleet::stop`], and killed with their parent in any case.
+pub struct DevFleet {
+    children: Vec<(String, Child)>,
+    dir: tempfile::TempDir,
+}
+
+/// Starts `nodes` herdd processes `<id>-1` … against the configured NATS server.
+pub fn start_fleet(config: &crate::config::Config, nodes: u32) -> anyhow::Result<DevFleet> {
+    let base = config.node_id()?;
+    let exe = std::env::current_exe().context("cannot find this herdd binary")?;
+    let dir = tempfile::Builder::new()
+        .prefix("herd-dev-fleet-")
+        .tempdir()?;
+    let mut children = Vec::new();
+    for i in 1..=nodes {
+        let id = format!("{base}-{i}");
+        let node_dir = dir.path().join(&id);
+        std::fs::create_dir_all(&node_dir)?;
+        let conf = node_dir.join("herd.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[cgroup]\nroot = \"herd-{id}\"\n[heartbeat]\ninterval_s = {}\n",
+                config.heartbeat.interval_s
+            ),
+        )?;
+        let log = std::fs::File::create(node_dir.join("herdd.log"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--config")
+            .arg(&conf)
+            .args([
+                "--node-id",
+                &id,
+                "--roles",
+                "node",
+                "--nats-url",
+                &config.nats.urls[0],
+            ])
+            .args(["--prefix", &config.nats.prefix])
+            .arg("--state-dir")
+            .arg(node_dir.join("state"))
+            .arg("run")
+            .env_remove("HERD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start node {id}"))?;
+        children.push((id, child));
+    }
+    // A node that cannot start (bad flag, bad config) exits at once: say so, with its log.
+    std::thread::sleep(Duration::from_millis(300));
+    for (id, child) in &mut children {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.path().join(&*id).join("herdd.log"))
+                .unwrap_or_default();
+            bail!("dev node {id} exited at once ({status}):\n{log}");
+        }
+    }
+    Ok(DevFleet { children, dir })
+}
+
+impl DevFleet {
+    pub fn banner(&self, url: &str) -> String {
+        let ids: Vec<&str> = self.children.iter().map(|(id, _)| id.as_str()).collect();
+        let first = ids.first().copied().unwrap_or("NODE");
+        format!(
+            "\nherd dev fleet: this process is the coordinator; nodes {} (logs in {})\n\
+             Try, from another terminal:\n  \
+             herdctl --nats-url {url} nodes\n  \
+             herdctl --nats-url {url} query --cpu 0.5 --memory 64M\n  \
+             herdctl --nats-url {url} run {first} --cpu 0.5 -- sh -c 'while :; do :; done'\n  \
+             herdctl --nats-url {url} top\n\
+             Stop with Ctrl-C.\n",
+            ids.join(", "),
+            self.dir.path().display()
+        )
+    }
+
+    /// SIGTERM to every node (each stops its workloads), then SIGKILL after 15 s.
+    pub fn stop(mut self) {
+        for (_, child) in &self.children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (id, child) in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        tracing::warn!(node = %id, "dev node did not stop in time; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+    }
+}
+
 /// The dev server must not outlive herdd, even when herdd is killed with SIGKILL.
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {

@@ -12,6 +12,10 @@ use herd_bus::{
     RestartPolicy, RestartPolicyKind, StopRequest, Subjects, TelemetryBatch, WorkloadFilter,
     WorkloadGet, WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
 };
+use herd_bus::{
+    ClusterVerb, FitQuery, FitResult, Heartbeat, LameduckRequest, NodeGet, NodeList, NodeLiveness,
+    NodeRecord, NodesQuery, PlacementStrategy,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -36,10 +40,65 @@ pub struct Cli {
 pub enum Command {
     /// Ping one node, or every node when none is named.
     Ping { node: Option<String> },
-    /// Fleet-wide commands.
+    /// The fleet as the coordinator sees it (or `nodes ping` to ask every node directly).
     Nodes {
         #[command(subcommand)]
-        command: NodesCommand,
+        command: Option<NodesCommand>,
+        /// Only nodes in this state: up, stale, lost, left.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only nodes with this label, key=value (repeatable).
+        #[arg(long = "label", value_parser = parse_env)]
+        labels: Vec<(String, String)>,
+    },
+    /// One node as the coordinator sees it, with its last heartbeat.
+    Node { node: String },
+    /// Which nodes fit a workload now, best first, and why the others do not.
+    Query {
+        /// CPUs (cores).
+        #[arg(long)]
+        cpu: Option<f64>,
+        /// Memory: bytes, or with a K, M, G or T suffix.
+        #[arg(long, value_parser = parse_size)]
+        memory: Option<u64>,
+        #[arg(long)]
+        gpus: Option<u32>,
+        /// key=value (repeatable).
+        #[arg(long = "label", value_parser = parse_env)]
+        labels: Vec<(String, String)>,
+        /// spread (least loaded first), binpack or round_robin.
+        #[arg(long, default_value = "spread")]
+        strategy: String,
+    },
+    /// Put a node in lameduck: it refuses new workloads; with --stop-workloads, it stops its
+    /// workloads after --delay seconds. --undo makes it active again.
+    Drain {
+        node: String,
+        #[arg(long, default_value_t = 0.0)]
+        delay: f64,
+        #[arg(long)]
+        stop_workloads: bool,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// A live full-screen view of the fleet from heartbeats: nodes, CPU and memory, workloads.
+    Top,
+    /// Publish heartbeats of synthetic nodes, to load a coordinator.
+    Sim {
+        #[arg(long, default_value_t = 100)]
+        nodes: u32,
+        /// Workloads in each heartbeat's inventory.
+        #[arg(long, default_value_t = 10)]
+        workloads: u32,
+        /// Heartbeats per second per node.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Node ids are PREFIX-00001 … .
+        #[arg(long, default_value = "sim")]
+        prefix: String,
     },
     /// Send a raw request (JSON text, default `{}`) and print the raw reply: any herd subject,
     /// for scripts and debugging.
@@ -206,8 +265,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ping { node: Some(node) } => ctl.ping(&node).await,
         Command::Ping { node: None }
         | Command::Nodes {
-            command: NodesCommand::Ping,
+            command: Some(NodesCommand::Ping),
+            ..
         } => ctl.ping_all().await,
+        Command::Nodes {
+            command: None,
+            state,
+            labels,
+        } => ctl.nodes(state, labels).await,
+        Command::Node { node } => ctl.node(&node).await,
+        Command::Query {
+            cpu,
+            memory,
+            gpus,
+            labels,
+            strategy,
+        } => ctl.query(cpu, memory, gpus, labels, &strategy).await,
+        Command::Drain {
+            node,
+            delay,
+            stop_workloads,
+            undo,
+        } => ctl.drain(&node, delay, stop_workloads, undo).await,
+        Command::Top => ctl.top().await,
+        Command::Sim {
+            nodes,
+            workloads,
+            rate,
+            duration,
+            prefix,
+        } => ctl.sim(nodes, workloads, rate, duration, &prefix).await,
         Command::Request { subject, payload } => ctl.raw_request(&subject, payload).await,
         Command::Run(args) => ctl.run_workload(args).await,
         Command::Ps { node, all } => ctl.ps(node, all).await,
@@ -634,6 +721,332 @@ impl Ctl {
                 footer.join("\n")
             ));
         }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Ctl {
+    async fn cluster<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        verb: ClusterVerb,
+        req: &Q,
+    ) -> anyhow::Result<R> {
+        let msg = self
+            .request(
+                self.subjects.cluster(verb),
+                codec::encode(req, Encoding::MsgPack)?,
+            )
+            .await
+            .context("is a herdd with roles = [\"coordinator\", ...] running?")?;
+        decode_reply(&msg)
+    }
+
+    async fn nodes(
+        &self,
+        state: Option<String>,
+        labels: Vec<(String, String)>,
+    ) -> anyhow::Result<ExitCode> {
+        let state = state
+            .map(|s| serde_json::from_value::<NodeLiveness>(serde_json::Value::String(s.clone())))
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("--state is one of up, stale, lost, left"))?;
+        let list: NodeList = self
+            .cluster(
+                ClusterVerb::Nodes,
+                &NodesQuery {
+                    state,
+                    labels: labels.into_iter().collect(),
+                },
+            )
+            .await?;
+        if self.json {
+            out(&format!("{}\n", serde_json::to_string_pretty(&list.nodes)?));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let now = herd_bus_now_ms();
+        let mut t = Table::new(&[
+            "NODE",
+            "LIVENESS",
+            "STATE",
+            "CPUS",
+            "CPU%",
+            "MEMORY",
+            "AVAILABLE",
+            "WORKLOADS",
+            "SEEN",
+            "LABELS",
+        ]);
+        for r in &list.nodes {
+            let hb = r.heartbeat.as_ref();
+            t.row(vec![
+                r.node_id.to_string(),
+                format!("{:?}", r.liveness).to_lowercase(),
+                hb.map(|h| h.state.as_str().to_string()).unwrap_or_default(),
+                hb.map(|h| format!("{}", h.capacity.cpus))
+                    .unwrap_or_default(),
+                hb.map(|h| format!("{:.0}", h.usage.cpu_percent))
+                    .unwrap_or_default(),
+                hb.map(|h| human_bytes(h.capacity.memory))
+                    .unwrap_or_default(),
+                hb.map(|h| human_bytes(h.usage.memory_available))
+                    .unwrap_or_default(),
+                hb.map(|h| h.workloads.len().to_string())
+                    .unwrap_or_default(),
+                format!(
+                    "{} ago",
+                    human_duration(now.saturating_sub(r.last_seen_ms) as f64 / 1e3)
+                ),
+                hb.map(|h| {
+                    h.labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            ]);
+        }
+        out(&t.render());
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn node(&self, node: &str) -> anyhow::Result<ExitCode> {
+        let record: NodeRecord = self
+            .cluster(
+                ClusterVerb::NodeGet,
+                &NodeGet {
+                    node_id: NodeId::new(node)?,
+                },
+            )
+            .await?;
+        out(&format!("{}\n", serde_json::to_string_pretty(&record)?));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn query(
+        &self,
+        cpu: Option<f64>,
+        memory: Option<u64>,
+        gpus: Option<u32>,
+        labels: Vec<(String, String)>,
+        strategy: &str,
+    ) -> anyhow::Result<ExitCode> {
+        let strategy: PlacementStrategy =
+            serde_json::from_value(serde_json::Value::String(strategy.into())).map_err(|_| {
+                anyhow::anyhow!("--strategy is one of spread, binpack, round_robin")
+            })?;
+        let fit: FitResult = self
+            .cluster(
+                ClusterVerb::Query,
+                &FitQuery {
+                    cpu,
+                    memory,
+                    gpus,
+                    labels: labels.into_iter().collect(),
+                    strategy,
+                },
+            )
+            .await?;
+        if self.json {
+            out(&format!("{}\n", serde_json::to_string_pretty(&fit)?));
+        } else {
+            let mut t = Table::new(&["CANDIDATE", "SCORE"]);
+            for c in &fit.candidates {
+                t.row(vec![c.node_id.to_string(), format!("{:.3}", c.score)]);
+            }
+            out(&t.render());
+            for (node, why) in &fit.rejected {
+                out(&format!("  not {node}: {why}\n"));
+            }
+            if let Some(s) = &fit.summary {
+                out(&format!("{s}\n"));
+            }
+        }
+        Ok(if fit.candidates.is_empty() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+
+    async fn drain(
+        &self,
+        node: &str,
+        delay: f64,
+        stop_workloads: bool,
+        undo: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let req = LameduckRequest {
+            enabled: !undo,
+            delay_s: (delay > 0.0).then_some(delay),
+            stop_workloads,
+        };
+        let ack: Ack = self
+            .call(&NodeId::new(node)?, NodeVerb::Lameduck, &req)
+            .await?;
+        out(&format!("{}\n", ack.message.unwrap_or_default()));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Redraws the fleet from heartbeats, at most once a second.
+    async fn top(&self) -> anyhow::Result<ExitCode> {
+        let mut sub = self
+            .client
+            .subscribe(self.subjects.heartbeats_all())
+            .await?;
+        let mut nodes: std::collections::BTreeMap<String, (Heartbeat, std::time::Instant)> =
+            Default::default();
+        let mut last_draw = std::time::Instant::now() - Duration::from_secs(2);
+        let bar = |frac: f64| {
+            let n = (frac.clamp(0.0, 1.0) * 20.0).round() as usize;
+            format!("[{}{}]", "#".repeat(n), " ".repeat(20 - n))
+        };
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(1), sub.next()).await;
+            if let Ok(Some(msg)) = msg {
+                if let Ok(hb) = codec::decode::<Heartbeat>(
+                    &msg.payload,
+                    Encoding::MsgPack,
+                    &DecodeLimits::default(),
+                ) {
+                    nodes.insert(hb.node_id.to_string(), (hb, std::time::Instant::now()));
+                }
+            } else if let Ok(None) = msg {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if last_draw.elapsed() < Duration::from_secs(1) {
+                continue;
+            }
+            last_draw = std::time::Instant::now();
+            let mut screen =
+                String::from("\x1b[2J\x1b[Hherd top — nodes by heartbeat (Ctrl-C to leave)\n\n");
+            for (id, (hb, seen)) in &nodes {
+                let silent = seen.elapsed().as_secs_f64();
+                let liveness = if silent > 3.0 * hb.interval_ms as f64 / 1e3 {
+                    "SILENT"
+                } else {
+                    "up"
+                };
+                let mem_used = hb.capacity.memory.saturating_sub(hb.usage.memory_available);
+                screen += &format!(
+                    "{id:<20} {liveness:<6} {:<8} cpu {} {:>5.0}% of {}   mem {} {:>7}/{:<7}\n",
+                    hb.state.as_str(),
+                    bar(hb.usage.cpu_percent / 100.0 / hb.capacity.cpus.max(1.0)),
+                    hb.usage.cpu_percent,
+                    hb.capacity.cpus,
+                    bar(mem_used as f64 / hb.capacity.memory.max(1) as f64),
+                    human_bytes(mem_used),
+                    human_bytes(hb.capacity.memory),
+                );
+                for w in &hb.workloads {
+                    screen += &format!(
+                        "    {:<24} {:<10} cpu {:>6}  mem {:>7}  {}\n",
+                        w.workload_id.as_str(),
+                        w.state.as_str(),
+                        w.cpu_percent
+                            .map(|c| format!("{c:.1}%"))
+                            .unwrap_or_else(|| "-".into()),
+                        w.memory.map(human_bytes).unwrap_or_else(|| "-".into()),
+                        w.run_id
+                            .as_ref()
+                            .map(|r| format!("run {r}"))
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            if nodes.is_empty() {
+                screen += "waiting for heartbeats…\n";
+            }
+            out(&screen);
+        }
+    }
+
+    /// Heartbeats of `nodes` synthetic nodes, each `rate` times a second.
+    async fn sim(
+        &self,
+        nodes: u32,
+        workloads: u32,
+        rate: f64,
+        duration: Option<f64>,
+        prefix: &str,
+    ) -> anyhow::Result<ExitCode> {
+        if !(rate.is_finite() && rate > 0.0) || nodes == 0 {
+            anyhow::bail!("--rate must be > 0 and --nodes ≥ 1");
+        }
+        let started = herd_bus_now_ms();
+        let mut beats: Vec<Heartbeat> = (1..=nodes)
+            .map(|i| -> anyhow::Result<Heartbeat> {
+                Ok(Heartbeat {
+                    node_id: NodeId::new(format!("{prefix}-{i:05}"))?,
+                    seq: 0,
+                    interval_ms: (1000.0 / rate) as u64,
+                    ts_ms: started,
+                    started_at_ms: started,
+                    version: herd_bus::HERD_VERSION.into(),
+                    uptime_s: 0.0,
+                    labels: [("sim".to_string(), "true".to_string())].into(),
+                    roles: vec![herd_bus::Role::Node],
+                    state: herd_bus::NodeState::Active,
+                    capacity: herd_bus::Capacity {
+                        cpus: 16.0,
+                        memory: 64 << 30,
+                        gpus: vec![],
+                    },
+                    usage: herd_bus::Usage {
+                        cpu_percent: (i % 1600) as f64,
+                        memory_available: 32 << 30,
+                        load_avg: [1.0, 1.0, 1.0],
+                    },
+                    workloads: (0..workloads)
+                        .map(|w| -> anyhow::Result<herd_bus::WorkloadSummary> {
+                            Ok(herd_bus::WorkloadSummary {
+                                workload_id: WorkloadId::new(format!("w-{i:05}-{w:03}"))?,
+                                state: herd_bus::WorkloadState::Running,
+                                run_id: None,
+                                rep: None,
+                                cpu_percent: Some(12.5),
+                                memory: Some(256 << 20),
+                            })
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let end = duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+        let mut sent = 0u64;
+        let t0 = std::time::Instant::now();
+        eprintln!(
+            "herdctl sim: {nodes} nodes × {rate}/s with {workloads} workloads each; Ctrl-C to stop"
+        );
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = tokio::signal::ctrl_c() => break,
+            }
+            if end.is_some_and(|e| tokio::time::Instant::now() >= e) {
+                break;
+            }
+            let now = herd_bus_now_ms();
+            for hb in beats.iter_mut() {
+                hb.seq += 1;
+                hb.ts_ms = now;
+                hb.uptime_s = (now - started) as f64 / 1e3;
+                let subject = self.subjects.heartbeat(&hb.node_id);
+                self.client
+                    .publish(subject, codec::encode(hb, Encoding::MsgPack)?.into())
+                    .await?;
+                sent += 1;
+            }
+            self.client.flush().await?;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "herdctl sim: sent {sent} heartbeats in {secs:.1} s ({:.0}/s)",
+            sent as f64 / secs.max(1e-9)
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

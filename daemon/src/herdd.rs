@@ -46,7 +46,12 @@ pub enum Command {
     Run,
     /// Run a node for development: starts its own nats-server when none answers at the
     /// configured URL, and keeps state in a temporary directory unless --state-dir is given.
-    Dev,
+    /// With --nodes N, this process is a coordinator and starts N node processes
+    /// (`<node-id>-1` …), each with its own state directory and cgroup root.
+    Dev {
+        #[arg(long, default_value_t = 0)]
+        nodes: u32,
+    },
     /// Print the effective configuration (file, then environment, then flags) as TOML.
     Config,
 }
@@ -115,9 +120,9 @@ pub fn main() -> ExitCode {
             logging::init(&config.log);
             actix_rt::System::new().block_on(node::run(config))
         }
-        Command::Dev => {
+        Command::Dev { nodes } => {
             logging::init(&config.log);
-            run_dev(config, cli.state_dir.is_some())
+            run_dev(config, cli.state_dir.is_some(), nodes)
         }
     };
     match result {
@@ -130,7 +135,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_dev(mut config: Config, state_dir_given: bool) -> anyhow::Result<()> {
+fn run_dev(mut config: Config, state_dir_given: bool, nodes: u32) -> anyhow::Result<()> {
     let url = config.nats.urls[0].clone();
     let _nats = if dev::nats_answers(&url) {
         tracing::info!(%url, "using the NATS server that answers there");
@@ -148,14 +153,26 @@ fn run_dev(mut config: Config, state_dir_given: bool) -> anyhow::Result<()> {
         config.state_dir = dir.path().to_path_buf();
         Some(dir)
     };
-    eprintln!(
-        "{}",
-        dev::banner(
-            config.node_id()?.as_str(),
-            &config.nats.urls[0],
-            &config.nats.prefix,
-            &config.state_dir
-        )
-    );
-    actix_rt::System::new().block_on(node::run(config))
+    let fleet = if nodes > 0 {
+        config.roles = vec![Role::Coordinator];
+        let fleet = dev::start_fleet(&config, nodes)?;
+        eprintln!("{}", fleet.banner(&config.nats.urls[0]));
+        Some(fleet)
+    } else {
+        eprintln!(
+            "{}",
+            dev::banner(
+                config.node_id()?.as_str(),
+                &config.nats.urls[0],
+                &config.nats.prefix,
+                &config.state_dir
+            )
+        );
+        None
+    };
+    let result = actix_rt::System::new().block_on(node::run(config));
+    if let Some(fleet) = fleet {
+        fleet.stop();
+    }
+    result
 }

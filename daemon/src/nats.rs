@@ -19,7 +19,12 @@ pub struct NatsArgs {
     )]
     pub urls: Vec<String>,
     /// Subject prefix.
-    #[arg(id = "nats_prefix", long, env = "HERD_PREFIX", global = true)]
+    #[arg(
+        id = "nats_prefix",
+        long = "prefix",
+        env = "HERD_PREFIX",
+        global = true
+    )]
     pub prefix: Option<String>,
     /// NATS credentials file (JWT + nkey seed).
     #[arg(

@@ -59,6 +59,36 @@ fn flags_beat_environment_beats_file() {
     assert_eq!(env["nats"]["urls"].as_array().unwrap().len(), 2);
     assert_eq!(env["state_dir"].as_str(), Some("/env/state"));
 
+    // Every documented connection flag is accepted (a clap id once renamed one silently).
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let all_flags = effective(
+        herdd()
+            .arg("--config")
+            .arg(&empty)
+            .args([
+                "--prefix",
+                "acme",
+                "--nats-url",
+                "nats://x:1",
+                "--nats-user",
+                "u",
+                "--nats-password",
+                "p",
+                "--nats-tls-ca",
+                "/ca.pem",
+                "--nats-tls-cert",
+                "/c.pem",
+                "--nats-tls-key",
+                "/k.pem",
+                "--nats-tls",
+            ])
+            .env_remove("HERD_NATS_TOKEN"),
+    );
+    assert_eq!(all_flags["nats"]["prefix"].as_str(), Some("acme"));
+    assert_eq!(all_flags["nats"]["tls_required"].as_bool(), Some(true));
+    assert_eq!(all_flags["nats"]["tls_key"].as_str(), Some("/k.pem"));
+
     let flags = effective(
         herdd()
             .arg("--config")
