@@ -15,7 +15,9 @@ pub fn init(config: &LogConfig) {
     // Under systemd, stderr already goes to the journal: log there once, with fields.
     let stderr_is_journal = journald.is_some() && std::env::var_os("JOURNAL_STREAM").is_some();
     let stderr = (!stderr_is_journal).then(|| match config.format {
+        // Colours only on a terminal: log files and the journal get plain text.
         LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

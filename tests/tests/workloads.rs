@@ -712,3 +712,66 @@ async fn without_cgroups_workloads_still_run_are_sampled_and_stop() {
     }
     drop(herdd);
 }
+
+#[tokio::test]
+async fn lameduck_stops_workloads_after_its_delay_unless_cancelled() {
+    let n = node("drainer", "").await;
+    let mut events = n.events().await;
+    assert_eq!(
+        n.start(json!({"workload_id": "d1", "command": ["sleep", "60"]}))
+            .await["ok"],
+        true
+    );
+    // Cancelled: lameduck with a stop in 1 s, then active again before it fires.
+    let ack = call(
+        &n.client,
+        "drainer",
+        "lameduck",
+        json!({"enabled": true, "stop_workloads": true, "delay_s": 1.0}),
+    )
+    .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    call(&n.client, "drainer", "lameduck", json!({"enabled": false})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let d1 = call(
+        &n.client,
+        "drainer",
+        "workload.get",
+        json!({"workload_id": "d1"}),
+    )
+    .await;
+    assert_eq!(
+        d1["data"]["state"], "running",
+        "the cancelled drain stopped nothing"
+    );
+    // Not cancelled: stopped after the delay.
+    let asked = Instant::now();
+    call(
+        &n.client,
+        "drainer",
+        "lameduck",
+        json!({"enabled": true, "stop_workloads": true, "delay_s": 0.5}),
+    )
+    .await;
+    wait_event(
+        &mut events,
+        "d1",
+        &[WorkloadState::Stopped],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        asked.elapsed() >= Duration::from_millis(500),
+        "not before the delay"
+    );
+    let refused = n.start(json!({"command": ["true"]})).await;
+    assert_eq!(refused["error"]["code"], "unavailable");
+    let bad = call(
+        &n.client,
+        "drainer",
+        "lameduck",
+        json!({"enabled": true, "delay_s": -1}),
+    )
+    .await;
+    assert_eq!(bad["error"]["code"], "bad_request");
+}

@@ -1,0 +1,415 @@
+//! A coordinator and three agents as separate herdd processes on a real nats-server: fleet
+//! listing, liveness through SIGSTOP/SIGCONT, a coordinator restart, placement queries and
+//! lameduck, and malformed heartbeats.
+
+use futures::StreamExt;
+use herd_bus::codec::{self, DecodeLimits, Encoding};
+use herd_bus::{ClusterEvent, FitResult, NodeList, NodeLiveness};
+use herd_tests::{
+    announce, connect, eventually, request, wait_for_node, Herdd, HerddOptions, NatsServer,
+};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const HB: f64 = 0.5;
+const LOST_AFTER: f64 = 3.0;
+
+/// Fields drop in order: the daemons stop (and flush their events) before the server goes.
+struct Fleet {
+    agents: Vec<Herdd>,
+    coordinator: Herdd,
+    client: async_nats::Client,
+    nats: NatsServer,
+}
+
+fn coordinator_config() -> String {
+    format!("roles = [\"coordinator\"]\n[heartbeat]\ninterval_s = {HB}\n[coordinator]\nlost_after_s = {LOST_AFTER}\n")
+}
+
+fn start_coordinator(nats: &NatsServer, id: &str) -> Herdd {
+    let config = coordinator_config();
+    Herdd::start_with(HerddOptions {
+        config_toml: Some(&config),
+        ..HerddOptions::new(id, nats.url())
+    })
+}
+
+async fn fleet(tag: &str) -> Fleet {
+    let nats = NatsServer::start();
+    let coordinator = start_coordinator(&nats, &format!("{tag}-coord"));
+    let agents: Vec<Herdd> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let config = format!(
+                "[heartbeat]\ninterval_s = {HB}\n[cgroup]\nroot = \"herdtest-{}-{tag}-{n}\"\n",
+                std::process::id()
+            );
+            Herdd::start_with(HerddOptions {
+                config_toml: Some(&config),
+                ..HerddOptions::new(&format!("{tag}-{n}"), nats.url())
+            })
+        })
+        .collect();
+    let client = connect(&nats.url()).await;
+    for a in &agents {
+        wait_for_node(&client, &a.node_id).await;
+    }
+    let f = Fleet {
+        nats,
+        coordinator,
+        agents,
+        client,
+    };
+    f.wait_listed(3, NodeLiveness::Up, Duration::from_secs(15))
+        .await;
+    f
+}
+
+impl Fleet {
+    async fn cluster(&self, verb: &str, body: Value) -> Value {
+        let msg = request(
+            &self.client,
+            &format!("herd.v1.cluster.{verb}"),
+            None,
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cluster.{verb}: {e}"));
+        serde_json::from_slice(&msg.payload).unwrap()
+    }
+
+    async fn nodes(&self) -> NodeList {
+        let v = self.cluster("nodes", json!({})).await;
+        serde_json::from_value(v["data"].clone()).unwrap_or_default()
+    }
+
+    async fn wait_listed(&self, n: usize, liveness: NodeLiveness, within: Duration) -> NodeList {
+        eventually(within, &format!("{n} nodes {liveness:?}"), || async {
+            let list = request(&self.client, "herd.v1.cluster.nodes", None, b"{}".to_vec())
+                .await
+                .ok()?;
+            let v: Value = serde_json::from_slice(&list.payload).ok()?;
+            let list: NodeList = serde_json::from_value(v["data"].clone()).ok()?;
+            (list.nodes.iter().filter(|r| r.liveness == liveness).count() == n).then_some(list)
+        })
+        .await
+    }
+}
+
+async fn next_event(
+    sub: &mut async_nats::Subscriber,
+    node: &str,
+    kind: &str,
+    within: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event for {node} within {within:?}"))
+            .unwrap();
+        let ev: ClusterEvent =
+            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
+        if ev.kind == kind && ev.node_id.as_ref().map(|n| n.as_str()) == Some(node) {
+            assert_eq!(msg.subject.as_str(), format!("herd.v1.cluster.evt.{kind}"));
+            return start.elapsed();
+        }
+    }
+}
+
+#[tokio::test]
+async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
+    let f = fleet("q").await;
+    let list = f.nodes().await;
+    assert_eq!(list.nodes.len(), 3);
+    for r in &list.nodes {
+        let hb = r.heartbeat.as_ref().expect("heartbeat");
+        assert_eq!(r.liveness, NodeLiveness::Up);
+        assert!(hb.capacity.cpus >= 1.0 && hb.capacity.memory > 0, "{hb:?}");
+        assert!(hb.usage.memory_available > 0);
+    }
+
+    // More memory than any node has: no candidates, and why.
+    let fit = f.cluster("query", json!({"memory": 1u64 << 44})).await;
+    let fit: FitResult = serde_json::from_value(fit["data"].clone()).unwrap();
+    assert!(fit.candidates.is_empty());
+    assert!(
+        fit.summary
+            .as_deref()
+            .unwrap()
+            .contains("none of 3 nodes fits"),
+        "{fit:?}"
+    );
+    for id in ["q-a", "q-b", "q-c"] {
+        assert!(fit.rejected[id].contains("memory"), "{fit:?}");
+    }
+
+    // Lameduck: never a candidate, and refuses workload.start with unavailable.
+    let ack = request(
+        &f.client,
+        "herd.v1.node.q-a.lameduck",
+        None,
+        br#"{"enabled":true}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ack.payload).unwrap()["ok"],
+        true
+    );
+    let fit: FitResult = eventually(
+        Duration::from_secs(5),
+        "q-a reported in lameduck",
+        || async {
+            let v = request(&f.client, "herd.v1.cluster.query", None, b"{}".to_vec())
+                .await
+                .ok()?;
+            let fit: FitResult = serde_json::from_value(
+                serde_json::from_slice::<Value>(&v.payload).ok()?["data"].clone(),
+            )
+            .ok()?;
+            fit.rejected.contains_key("q-a").then_some(fit)
+        },
+    )
+    .await;
+    assert_eq!(fit.rejected["q-a"], "node is in lameduck");
+    let ids: Vec<&str> = fit.candidates.iter().map(|c| c.node_id.as_str()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(!ids.contains(&"q-a"));
+    for strategy in ["round_robin", "binpack", "spread"] {
+        let fit = f.cluster("query", json!({"strategy": strategy})).await;
+        let fit: FitResult = serde_json::from_value(fit["data"].clone()).unwrap();
+        assert!(
+            fit.candidates.iter().all(|c| c.node_id.as_str() != "q-a"),
+            "{strategy}: {fit:?}"
+        );
+    }
+    let start = request(
+        &f.client,
+        "herd.v1.node.q-a.workload.start",
+        None,
+        br#"{"command":["true"]}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    let start: Value = serde_json::from_slice(&start.payload).unwrap();
+    assert_eq!(start["error"]["code"], "unavailable", "{start}");
+
+    // Malformed heartbeats: garbage, truncated, and one naming another node on q-b's subject.
+    let before = f.nodes().await;
+    let b_before = before
+        .nodes
+        .iter()
+        .find(|r| r.node_id.as_str() == "q-b")
+        .unwrap()
+        .clone();
+    let mut forged = b_before.heartbeat.clone().unwrap();
+    forged.node_id = herd_bus::NodeId::new("q-c").unwrap();
+    forged.seq += 1_000_000;
+    let forged = codec::encode(&forged, Encoding::MsgPack).unwrap();
+    for payload in [
+        vec![0xc1u8],
+        b"{\"node_id\":\"q-b\"}".to_vec(),
+        forged[..forged.len() / 2].to_vec(),
+        forged.clone(),
+        vec![],
+    ] {
+        f.client
+            .publish("herd.v1.hb.q-b", payload.into())
+            .await
+            .unwrap();
+    }
+    f.client.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = f.nodes().await;
+    assert_eq!(after.nodes.len(), 3, "no node invented");
+    assert!(
+        after.nodes.iter().all(|r| r.liveness == NodeLiveness::Up),
+        "{after:?}"
+    );
+    let c_after = after
+        .nodes
+        .iter()
+        .find(|r| r.node_id.as_str() == "q-c")
+        .unwrap();
+    assert!(
+        c_after.heartbeat.as_ref().unwrap().seq < 1_000_000,
+        "the forged seq was not taken"
+    );
+    let log = f.coordinator.log();
+    assert!(log.contains("ignoring a malformed heartbeat"), "logged");
+    assert!(
+        log.contains("count=4"),
+        "counted: {}",
+        log.lines()
+            .filter(|l| l.contains("malformed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(f.nats);
+}
+
+#[tokio::test]
+async fn a_frozen_agent_goes_stale_then_lost_and_comes_back() {
+    let f = fleet("z").await;
+    let mut events = f
+        .client
+        .subscribe("herd.v1.cluster.evt.node.*")
+        .await
+        .unwrap();
+    f.client.flush().await.unwrap();
+    // A workload on the node that will be frozen: the coordinator must report it lost.
+    let started = request(
+        &f.client,
+        "herd.v1.node.z-b.workload.start",
+        None,
+        br#"{"workload_id":"zw","command":["sleep","60"]}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&started.payload).unwrap()["ok"],
+        true
+    );
+    eventually(Duration::from_secs(5), "zw in the inventory", || async {
+        let v = f.cluster("workloads", json!({"node_id": "z-b"})).await;
+        (v["data"]["workloads"][0]["state"] == "running").then_some(())
+    })
+    .await;
+    let frozen = &f.agents[1];
+    frozen.signal(Signal::SIGSTOP);
+    let stale = next_event(&mut events, "z-b", "node.stale", Duration::from_secs(6)).await;
+    let lost = next_event(&mut events, "z-b", "node.lost", Duration::from_secs(6)).await + stale;
+    announce(&format!("SIGSTOP → node.stale after {stale:.2?}, node.lost after {lost:.2?} (interval {HB} s, lost_after {LOST_AFTER} s)"));
+    // Measured from SIGSTOP; the last heartbeat came up to one jittered interval (0.55 s)
+    // before it. Stale: 3 missed intervals (1.5 s) after that beat; lost: lost_after (3 s) after
+    // it; each noticed at the next coordinator tick (0.125 s), plus slack for a loaded machine.
+    let last_beat_max = 1.1 * HB;
+    let window = |at: f64| {
+        (
+            Duration::from_secs_f64(at - last_beat_max),
+            Duration::from_secs_f64(at + 1.0),
+        )
+    };
+    let (lo, hi) = window(3.0 * HB);
+    assert!(
+        stale >= lo && stale <= hi,
+        "stale after {stale:?}, expected {lo:?}..{hi:?}"
+    );
+    let (lo, hi) = window(LOST_AFTER);
+    assert!(
+        lost >= lo && lost <= hi,
+        "lost after {lost:?}, expected {lo:?}..{hi:?}"
+    );
+    let list = f.nodes().await;
+    let b = list
+        .nodes
+        .iter()
+        .find(|r| r.node_id.as_str() == "z-b")
+        .unwrap();
+    assert_eq!(b.liveness, NodeLiveness::Lost);
+    let w = f.cluster("workloads", json!({"node_id": "z-b"})).await;
+    assert_eq!(w["data"]["workloads"][0]["workload_id"], "zw");
+    assert_eq!(w["data"]["workloads"][0]["state"], "lost", "{w}");
+    frozen.signal(Signal::SIGCONT);
+    let up = next_event(&mut events, "z-b", "node.up", Duration::from_secs(5)).await;
+    announce(&format!("SIGCONT → node.up after {up:.2?}"));
+    f.wait_listed(3, NodeLiveness::Up, Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test]
+async fn coordinator_restart_relists_the_fleet_and_finds_a_node_that_died_meanwhile() {
+    let mut f = fleet("r").await;
+    // Each live node's heartbeat seq now: after the restart, a higher one proves a fresh beat
+    // (restored records carry older ones).
+    let seq_before: std::collections::HashMap<String, u64> = f
+        .nodes()
+        .await
+        .nodes
+        .iter()
+        .map(|r| {
+            (
+                r.node_id.to_string(),
+                r.heartbeat.as_ref().map(|h| h.seq).unwrap_or(0),
+            )
+        })
+        .collect();
+    f.coordinator.signal(Signal::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Killed without a word: no `stopping` event, so it did not leave, it died.
+    f.agents[2].signal(Signal::SIGKILL);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut events = f
+        .client
+        .subscribe("herd.v1.cluster.evt.node.*")
+        .await
+        .unwrap();
+    f.client.flush().await.unwrap();
+    let restarted_at = Instant::now();
+    let coordinator = start_coordinator(&f.nats, "r-coord");
+    // The two live agents are up again within two heartbeat intervals of the coordinator
+    // answering.
+    let answering = eventually(
+        Duration::from_secs(10),
+        "the restarted coordinator",
+        || async {
+            let list = request(&f.client, "herd.v1.cluster.nodes", None, b"{}".to_vec())
+                .await
+                .ok()?;
+            Some(list)
+        },
+    )
+    .await;
+    let _ = answering;
+    let answered_after = restarted_at.elapsed();
+    let answered = Instant::now();
+    let list = eventually(
+        Duration::from_secs_f64(2.0 * HB),
+        "fresh heartbeats from a and b",
+        || async {
+            let list = f.nodes().await;
+            let fresh: Vec<_> = list
+                .nodes
+                .iter()
+                .filter(|r| {
+                    r.liveness == NodeLiveness::Up
+                        && r.heartbeat.as_ref().map(|h| h.seq).unwrap_or(0)
+                            > seq_before.get(r.node_id.as_str()).copied().unwrap_or(0)
+                })
+                .map(|r| r.node_id.to_string())
+                .collect();
+            (fresh.contains(&"r-a".to_string()) && fresh.contains(&"r-b".to_string()))
+                .then_some(list)
+        },
+    )
+    .await;
+    let relisted = answered.elapsed();
+    assert_eq!(
+        list.nodes.len(),
+        3,
+        "c is remembered from the bucket: {list:?}"
+    );
+    next_event(
+        &mut events,
+        "r-c",
+        "node.lost",
+        Duration::from_secs_f64(LOST_AFTER + 3.0),
+    )
+    .await;
+    let lost = restarted_at.elapsed();
+    announce(&format!(
+        "coordinator restart: answering after {answered_after:.2?}, live nodes relisted from fresh heartbeats {relisted:.2?} later; node killed meanwhile reported lost {lost:.2?} after the restart"
+    ));
+    let c = f
+        .nodes()
+        .await
+        .nodes
+        .into_iter()
+        .find(|r| r.node_id.as_str() == "r-c")
+        .unwrap();
+    assert_eq!(c.liveness, NodeLiveness::Lost);
+    f.coordinator = coordinator;
+}
