@@ -197,6 +197,70 @@ async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
     let start: Value = serde_json::from_slice(&start.payload).unwrap();
     assert_eq!(start["error"]["code"], "unavailable", "{start}");
 
+    // Bad cluster requests get bad_request (or not_found) naming the problem; the coordinator
+    // keeps answering.
+    for (verb, body, code, says) in [
+        ("nodes", vec![0xc1u8], "bad_request", "MessagePack"),
+        (
+            "nodes",
+            br#"{"state":"sleeping"}"#.to_vec(),
+            "bad_request",
+            "`state`",
+        ),
+        ("node.get", b"{}".to_vec(), "bad_request", "node_id"),
+        (
+            "node.get",
+            br#"{"node_id":"nobody"}"#.to_vec(),
+            "not_found",
+            "nobody",
+        ),
+        ("query", br#"{"cpu":-1}"#.to_vec(), "bad_request", "cpu"),
+        (
+            "query",
+            br#"{"memory":"lots"}"#.to_vec(),
+            "bad_request",
+            "`memory`",
+        ),
+        (
+            "query",
+            br#"{"strategy":"random"}"#.to_vec(),
+            "bad_request",
+            "`strategy`",
+        ),
+        (
+            "workloads",
+            br#"{"node_id":"a.b"}"#.to_vec(),
+            "bad_request",
+            "may contain only",
+        ),
+        (
+            "reboot",
+            b"{}".to_vec(),
+            "bad_request",
+            "unknown verb 'reboot'",
+        ),
+        (
+            "run.submit",
+            br#"{"repetitions":1}"#.to_vec(),
+            "unavailable",
+            "run.submit",
+        ),
+    ] {
+        let msg = request(&f.client, &format!("herd.v1.cluster.{verb}"), None, body)
+            .await
+            .unwrap();
+        let reply: herd_bus::Reply<herd_bus::Empty> = codec::decode(
+            &msg.payload,
+            Encoding::detect(herd_tests::content_type(&msg).as_deref(), &msg.payload),
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        let e = reply.error.unwrap_or_else(|| panic!("{verb}: no error"));
+        assert_eq!(e.code.as_str(), code, "{verb}: {}", e.message);
+        assert!(e.message.contains(says), "{verb}: {}", e.message);
+    }
+    assert_eq!(f.nodes().await.nodes.len(), 3);
+
     // Malformed heartbeats: garbage, truncated, and one naming another node on q-b's subject.
     let before = f.nodes().await;
     let b_before = before
@@ -248,7 +312,6 @@ async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    drop(f.nats);
 }
 
 #[tokio::test]
