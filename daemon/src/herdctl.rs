@@ -81,7 +81,8 @@ pub enum Command {
         #[arg(long)]
         undo: bool,
     },
-    /// A live full-screen view of the fleet from heartbeats: nodes, CPU and memory, workloads.
+    /// A live full-screen view of the fleet from heartbeats and telemetry: nodes, CPU and
+    /// memory, workloads (q to quit). Without a terminal, prints one snapshot.
     Top,
     /// Publish heartbeats of synthetic nodes, to load a coordinator.
     Sim {
@@ -888,77 +889,14 @@ impl Ctl {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// Redraws the fleet from heartbeats, at most once a second.
     async fn top(&self) -> anyhow::Result<ExitCode> {
-        let mut sub = self
-            .client
-            .subscribe(self.subjects.heartbeats_all())
-            .await?;
-        let mut nodes: std::collections::BTreeMap<String, (Heartbeat, std::time::Instant)> =
-            Default::default();
-        let mut last_draw = std::time::Instant::now() - Duration::from_secs(2);
-        let bar = |frac: f64| {
-            let n = (frac.clamp(0.0, 1.0) * 20.0).round() as usize;
-            format!("[{}{}]", "#".repeat(n), " ".repeat(20 - n))
-        };
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(1), sub.next()).await;
-            if let Ok(Some(msg)) = msg {
-                if let Ok(hb) = codec::decode::<Heartbeat>(
-                    &msg.payload,
-                    Encoding::MsgPack,
-                    &DecodeLimits::default(),
-                ) {
-                    nodes.insert(hb.node_id.to_string(), (hb, std::time::Instant::now()));
-                }
-            } else if let Ok(None) = msg {
-                return Ok(ExitCode::SUCCESS);
-            }
-            if last_draw.elapsed() < Duration::from_secs(1) {
-                continue;
-            }
-            last_draw = std::time::Instant::now();
-            let mut screen =
-                String::from("\x1b[2J\x1b[Hherd top — nodes by heartbeat (Ctrl-C to leave)\n\n");
-            for (id, (hb, seen)) in &nodes {
-                let silent = seen.elapsed().as_secs_f64();
-                let liveness = if silent > 3.0 * hb.interval_ms as f64 / 1e3 {
-                    "SILENT"
-                } else {
-                    "up"
-                };
-                let mem_used = hb.capacity.memory.saturating_sub(hb.usage.memory_available);
-                screen += &format!(
-                    "{id:<20} {liveness:<6} {:<8} cpu {} {:>5.0}% of {}   mem {} {:>7}/{:<7}\n",
-                    hb.state.as_str(),
-                    bar(hb.usage.cpu_percent / 100.0 / hb.capacity.cpus.max(1.0)),
-                    hb.usage.cpu_percent,
-                    hb.capacity.cpus,
-                    bar(mem_used as f64 / hb.capacity.memory.max(1) as f64),
-                    human_bytes(mem_used),
-                    human_bytes(hb.capacity.memory),
-                );
-                for w in &hb.workloads {
-                    screen += &format!(
-                        "    {:<24} {:<10} cpu {:>6}  mem {:>7}  {}\n",
-                        w.workload_id.as_str(),
-                        w.state.as_str(),
-                        w.cpu_percent
-                            .map(|c| format!("{c:.1}%"))
-                            .unwrap_or_else(|| "-".into()),
-                        w.memory.map(human_bytes).unwrap_or_else(|| "-".into()),
-                        w.run_id
-                            .as_ref()
-                            .map(|r| format!("run {r}"))
-                            .unwrap_or_default(),
-                    );
-                }
-            }
-            if nodes.is_empty() {
-                screen += "waiting for heartbeats…\n";
-            }
-            out(&screen);
-        }
+        crate::top::run(
+            &self.client,
+            &self.subjects,
+            self.timeout.max(Duration::from_millis(2500)),
+        )
+        .await?;
+        Ok(ExitCode::SUCCESS)
     }
 
     /// Heartbeats of `nodes` synthetic nodes, each `rate` times a second.

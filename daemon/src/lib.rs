@@ -9,3 +9,4 @@ pub mod logging;
 pub mod nats;
 pub mod node;
 pub mod systemd;
+pub mod top;
