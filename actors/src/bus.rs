@@ -348,6 +348,27 @@ fn encode_ok<T: Serialize>(data: &T, enc: Encoding) -> Handled {
     })
 }
 
+/// Encodes `value` as MessagePack and publishes it without waiting (heartbeats, telemetry,
+/// cluster events: the next one supersedes a lost one). Failures are logged with `what`.
+pub fn publish_msgpack<T: Serialize>(
+    client: &async_nats::Client,
+    subject: String,
+    value: &T,
+    what: &'static str,
+) {
+    match codec::encode(value, Encoding::MsgPack) {
+        Ok(bytes) => {
+            let client = client.clone();
+            actix::spawn(async move {
+                if let Err(e) = client.publish(subject, bytes.into()).await {
+                    tracing::debug!(error = %e, "cannot publish {what}");
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot encode {what}"),
+    }
+}
+
 /// The encoding of a NATS message: its `Content-Type` header, else what its payload looks like.
 pub fn message_encoding(msg: &NatsMessage) -> Encoding {
     let content_type = msg

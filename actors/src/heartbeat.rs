@@ -1,13 +1,12 @@
 //! Heartbeat: every `interval` (±10 % jitter) publishes this node's capacity, usage, state and
 //! workload inventory on `hb.<node>`. A state change (lameduck) is published at once.
 
-use crate::bus::{Bus, GetNodeState, NodeIdentity};
+use crate::bus::{publish_msgpack, Bus, GetNodeState, NodeIdentity};
 use crate::clock::now_ms;
 use crate::executor::{self, WorkloadExecutor};
 use crate::host::{self, HostCpu};
 use crate::monitor::{LastSamples, ProcessMonitor};
 use actix::prelude::*;
-use herd_bus::codec::{self, Encoding};
 use herd_bus::{GpuInfo, Heartbeat, Subjects, WorkloadFilter, WorkloadSummary};
 use std::time::Duration;
 
@@ -124,18 +123,8 @@ impl HeartbeatActor {
                 usage,
                 workloads,
             };
-            match codec::encode(&hb, Encoding::MsgPack) {
-                Ok(bytes) => {
-                    let client = act.client.clone();
-                    let subject = act.subjects.heartbeat(&hb.node_id);
-                    actix::spawn(async move {
-                        if let Err(e) = client.publish(subject, bytes.into()).await {
-                            tracing::debug!(error = %e, "cannot publish a heartbeat");
-                        }
-                    });
-                }
-                Err(e) => tracing::error!(error = %e, "cannot encode a heartbeat"),
-            }
+            let subject = act.subjects.heartbeat(&hb.node_id);
+            publish_msgpack(&act.client, subject, &hb, "a heartbeat");
         }));
     }
 }

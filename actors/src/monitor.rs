@@ -7,7 +7,6 @@ use crate::clock::now_ms;
 use crate::workload::rates::rates;
 use actix::prelude::*;
 use async_nats::jetstream::{self, stream};
-use herd_bus::codec::{self, Encoding};
 use herd_bus::{NodeId, RunId, Subjects, TelemetryBatch, WorkloadId, WorkloadSample};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -168,18 +167,8 @@ impl ProcessMonitor {
             return;
         }
         let batch = self.collector.collect();
-        match codec::encode(&batch, Encoding::MsgPack) {
-            Ok(bytes) => {
-                let client = self.client.clone();
-                let subject = self.subjects.telemetry(&batch.node_id);
-                actix::spawn(async move {
-                    if let Err(e) = client.publish(subject, bytes.into()).await {
-                        tracing::debug!(error = %e, "cannot publish telemetry");
-                    }
-                });
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode telemetry"),
-        }
+        let subject = self.subjects.telemetry(&batch.node_id);
+        crate::bus::publish_msgpack(&self.client, subject, &batch, "telemetry");
     }
 }
 

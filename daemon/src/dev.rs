@@ -77,19 +77,9 @@ pub fn start_nats() -> anyhow::Result<DevNats> {
         "listen: 127.0.0.1:{port}\nserver_name: herd-dev\njetstream {{ store_dir: {:?} }}",
         store.path().join("js")
     )?;
-    let log = std::fs::File::create(store.path().join("nats.log"))?;
     let mut cmd = Command::new(&bin);
-    cmd.arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: a Ctrl-C in the terminal reaches herdd only, which then
-        // delivers its `stopping` event before the server goes away.
-        .process_group(0);
-    die_with_parent(&mut cmd);
-    let child = cmd
-        .spawn()
+    cmd.arg("-c").arg(&conf);
+    let child = spawn_background(cmd, &store.path().join("nats.log"))
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let dev = DevNats {
         child,
@@ -134,7 +124,6 @@ pub fn start_fleet(config: &crate::config::Config, nodes: u32) -> anyhow::Result
                 config.heartbeat.interval_s
             ),
         )?;
-        let log = std::fs::File::create(node_dir.join("herdd.log"))?;
         let mut cmd = Command::new(&exe);
         cmd.arg("--config")
             .arg(&conf)
@@ -150,14 +139,8 @@ pub fn start_fleet(config: &crate::config::Config, nodes: u32) -> anyhow::Result
             .arg("--state-dir")
             .arg(node_dir.join("state"))
             .arg("run")
-            .env_remove("HERD_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
+            .env_remove("HERD_CONFIG");
+        let child = spawn_background(cmd, &node_dir.join("herdd.log"))
             .with_context(|| format!("cannot start node {id}"))?;
         children.push((id, child));
     }
@@ -216,7 +199,20 @@ impl DevFleet {
     }
 }
 
-/// The dev server must not outlive herdd, even when herdd is killed with SIGKILL.
+/// Starts a helper process of `herdd dev` with its output in `log`, in its own process group (a
+/// Ctrl-C in the terminal reaches herdd only, which then stops its helpers in order), and dying
+/// with herdd.
+fn spawn_background(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    Ok(cmd.spawn()?)
+}
+
+/// Helpers of `herdd dev` must not outlive it, even when it is killed with SIGKILL.
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;

@@ -3,7 +3,7 @@
 
 use super::placement;
 use super::registry::{Change, NodeRegistry, RegistryConfig};
-use crate::bus::{message_encoding, reply_message};
+use crate::bus::{message_encoding, publish_msgpack, reply_message};
 use crate::clock::now_ms;
 use actix::prelude::*;
 use async_nats::jetstream::{self, kv};
@@ -68,13 +68,12 @@ impl Coordinator {
                     .restarted
                     .then(|| "the node's daemon restarted".to_string()),
             };
-            let client = self.client.clone();
-            let subject = self.subjects.cluster_event(&kind);
-            if let Ok(bytes) = codec::encode(&event, Encoding::MsgPack) {
-                actix::spawn(async move {
-                    let _ = client.publish(subject, bytes.into()).await;
-                });
-            }
+            publish_msgpack(
+                &self.client,
+                self.subjects.cluster_event(&kind),
+                &event,
+                "a cluster event",
+            );
             if let (Some(kv), Some(record)) = (self.kv.clone(), self.registry.get(&c.node_id)) {
                 // Without the last heartbeat's inventory, to keep the record small.
                 let mut record = record.clone();
