@@ -3,7 +3,7 @@
 
 use herd_bus::codec::{self, Encoding};
 use herd_bus::{LogChunk, LogStream, NodeId, WorkloadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Longest line kept; longer ones are split.
@@ -49,13 +49,69 @@ impl LineBudget {
     }
 }
 
+/// Decides what goes into the next LogChunk and when: every 100 ms, or at 64 lines, whichever
+/// comes first; lines past the rate cap are counted. Sans-IO: `now` is passed in.
+#[derive(Debug)]
+pub struct Batcher {
+    lines: Vec<String>,
+    dropped: u64,
+    seq: u64,
+    budget: LineBudget,
+    last_refill: Instant,
+    last_flush: Instant,
+}
+
+/// One chunk's worth: (seq, lines, dropped since the previous chunk).
+pub type Batch = (u64, Vec<String>, u64);
+
+impl Batcher {
+    pub fn new(max_lines_per_s: u32, now: Instant) -> Batcher {
+        Batcher {
+            lines: Vec::new(),
+            dropped: 0,
+            seq: 0,
+            budget: LineBudget::new(max_lines_per_s),
+            last_refill: now,
+            last_flush: now,
+        }
+    }
+
+    pub fn line(&mut self, text: String, now: Instant) {
+        self.budget
+            .refill(now.saturating_duration_since(self.last_refill));
+        self.last_refill = now;
+        if self.budget.take() {
+            self.lines.push(text);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Whether a chunk should go out now.
+    pub fn due(&self, now: Instant) -> bool {
+        (!self.lines.is_empty() || self.dropped > 0)
+            && (self.lines.len() >= BATCH_LINES
+                || now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY)
+    }
+
+    /// The next chunk, if there is anything to say.
+    pub fn take(&mut self, now: Instant) -> Option<Batch> {
+        self.last_flush = now;
+        if self.lines.is_empty() && self.dropped == 0 {
+            return None;
+        }
+        self.seq += 1;
+        Some((
+            self.seq,
+            std::mem::take(&mut self.lines),
+            std::mem::take(&mut self.dropped),
+        ))
+    }
+}
+
 pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
     let mut reader = BufReader::with_capacity(MAX_LINE, reader);
-    let mut lines: Vec<String> = Vec::new();
-    let mut dropped = 0u64;
-    let mut seq = 0u64;
-    let mut budget = LineBudget::new(target.max_lines_per_s);
-    let mut last_refill = tokio::time::Instant::now();
+    let mut batcher = Batcher::new(target.max_lines_per_s, Instant::now());
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     let mut partial: Vec<u8> = Vec::new();
     loop {
@@ -70,15 +126,8 @@ pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
                     partial.extend_from_slice(&buf[..take]);
                     reader.consume(take);
                     if line_end || partial.len() >= MAX_LINE {
-                        let now = tokio::time::Instant::now();
-                        budget.refill(now - last_refill);
-                        last_refill = now;
-                        if budget.take() {
-                            let text = String::from_utf8_lossy(&partial);
-                            lines.push(text.trim_end_matches(['\n', '\r']).to_string());
-                        } else {
-                            dropped += 1;
-                        }
+                        let text = String::from_utf8_lossy(&partial);
+                        batcher.line(text.trim_end_matches(['\n', '\r']).to_string(), Instant::now());
                         partial.clear();
                     }
                     false
@@ -87,26 +136,30 @@ pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
             _ = tick.tick() => false,
         };
         if eof && !partial.is_empty() {
-            lines.push(String::from_utf8_lossy(&partial).into_owned());
+            batcher.line(
+                String::from_utf8_lossy(&partial).into_owned(),
+                Instant::now(),
+            );
             partial.clear();
         }
-        let due = lines.len() >= BATCH_LINES || eof || last_refill.elapsed() >= FLUSH_EVERY;
-        if due && (!lines.is_empty() || dropped > 0) {
-            seq += 1;
-            let chunk = LogChunk {
-                node_id: target.node_id.clone(),
-                workload_id: target.workload_id.clone(),
-                stream: target.stream,
-                seq,
-                ts_ms: crate::clock::now_ms(),
-                lines: std::mem::take(&mut lines),
-                dropped: std::mem::take(&mut dropped),
-            };
-            if let Ok(bytes) = codec::encode(&chunk, Encoding::MsgPack) {
-                let _ = target
-                    .client
-                    .publish(target.subject.clone(), bytes.into())
-                    .await;
+        let now = Instant::now();
+        if eof || batcher.due(now) {
+            if let Some((seq, lines, dropped)) = batcher.take(now) {
+                let chunk = LogChunk {
+                    node_id: target.node_id.clone(),
+                    workload_id: target.workload_id.clone(),
+                    stream: target.stream,
+                    seq,
+                    ts_ms: crate::clock::now_ms(),
+                    lines,
+                    dropped,
+                };
+                if let Ok(bytes) = codec::encode(&chunk, Encoding::MsgPack) {
+                    let _ = target
+                        .client
+                        .publish(target.subject.clone(), bytes.into())
+                        .await;
+                }
             }
         }
         if eof {
@@ -118,6 +171,49 @@ pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trickle_is_flushed_every_100_ms_not_every_64_lines() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(1000, t0);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // One line every 50 ms.
+        b.line("a".into(), at(50));
+        assert!(!b.due(at(50)));
+        b.line("b".into(), at(100));
+        assert!(b.due(at(100)), "100 ms since the last flush");
+        assert_eq!(
+            b.take(at(100)),
+            Some((1, vec!["a".to_string(), "b".to_string()], 0))
+        );
+        b.line("c".into(), at(150));
+        assert!(!b.due(at(150)));
+        assert!(b.due(at(200)));
+        assert_eq!(b.take(at(200)).unwrap().0, 2, "seq counts chunks");
+        assert!(!b.due(at(1000)), "nothing to say");
+        assert_eq!(b.take(at(1000)), None);
+    }
+
+    #[test]
+    fn a_burst_goes_out_at_64_lines_and_the_cap_counts_drops() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(100, t0);
+        for i in 0..64 {
+            b.line(format!("{i}"), t0);
+        }
+        assert!(b.due(t0), "64 lines");
+        let (_, lines, dropped) = b.take(t0).unwrap();
+        assert_eq!((lines.len(), dropped), (64, 0));
+        for i in 0..100 {
+            b.line(format!("{i}"), t0);
+        }
+        let (_, lines, dropped) = b.take(t0).unwrap();
+        assert_eq!(
+            (lines.len(), dropped),
+            (36, 64),
+            "100 lines/s budget, 64 already used"
+        );
+    }
 
     #[test]
     fn budget_caps_the_rate() {
