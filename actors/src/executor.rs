@@ -309,6 +309,20 @@ impl WorkloadExecutor {
             .kill_on_drop(false);
         if let Some(run) = &spec.run_id {
             cmd.env("HERD_RUN_ID", run.as_str());
+            // A directory of its own for the task's results, owned by the workload's user.
+            let dir = self
+                .cfg
+                .state_dir
+                .join("runs")
+                .join(run.as_str())
+                .join(format!("{}-{id}", spec.rep.unwrap_or(0)));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            if nix::unistd::Uid::effective().is_root() {
+                nix::unistd::chown(&dir, Some(r.uid), Some(r.gid))
+                    .map_err(|e| format!("cannot hand {} to {}: {e}", dir.display(), r.user))?;
+            }
+            cmd.env("HERD_OUTPUT_DIR", &dir);
         }
         if let Some(rep) = spec.rep {
             cmd.env("HERD_REP", rep.to_string());

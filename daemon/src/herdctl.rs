@@ -16,6 +16,10 @@ use herd_bus::{
     ClusterVerb, FitQuery, FitResult, Heartbeat, LameduckRequest, NodeGet, NodeList, NodeLiveness,
     NodeRecord, NodesQuery, PlacementStrategy,
 };
+use herd_bus::{
+    RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState, RunSubmitted, RunTargets,
+    TaskStatus,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -108,8 +112,23 @@ pub enum Command {
         #[arg(default_value = "{}")]
         payload: String,
     },
-    /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...`.
-    Run(RunArgs),
+    /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...`; or manage runs across
+    /// nodes: `herdctl run submit|show|stop ...`.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Run {
+        #[command(subcommand)]
+        command: Option<RunCommand>,
+        #[command(flatten)]
+        args: Option<RunArgs>,
+    },
+    /// The run catalog, newest first.
+    Runs {
+        /// Only runs in this state (running, completed, failed, stopping, stopped, stop_failed).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// List workloads of one node, or of every node that answers.
     Ps {
         node: Option<String>,
@@ -138,6 +157,68 @@ pub enum Command {
     },
     /// A live table of workload telemetry, refreshed at each batch.
     Watch { node: Option<String> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Submit a run: a workload repeated on a set of nodes (from flags, or a TOML/JSON file).
+    Submit(Box<SubmitArgs>),
+    /// A run's task table: timings, exit codes, errors.
+    Show { run_id: String },
+    /// Stop a run on every node and wait for the verdict (stopped or stop_failed).
+    Stop { run_id: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// A RunSpec as TOML or JSON (see docs/bus.md); flags below override its fields.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Explicit nodes, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// Or: this many nodes, chosen by --label and --strategy.
+    #[arg(long)]
+    pub count: Option<u32>,
+    #[arg(long = "label", value_parser = parse_env)]
+    pub labels: Vec<(String, String)>,
+    /// spread, binpack or round_robin.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Repetitions on each node (in order).
+    #[arg(long)]
+    pub reps: Option<u32>,
+    /// Run id (default: generated). Submitting the same id and spec again is a no-op.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Task name, used in task ids (node::name::rep).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Seconds before each task is stopped as timed_out.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long = "env", short = 'e', value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Seconds to wait for every node to confirm a stop.
+    #[arg(long)]
+    pub stop_timeout: Option<f64>,
+    /// Turn telemetry off for the tasks (when sampling would disturb a measurement).
+    #[arg(long)]
+    pub no_collect: bool,
+    /// Follow the run live; Ctrl-C twice stops it.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// The command and its arguments.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -297,7 +378,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             prefix,
         } => ctl.sim(nodes, workloads, rate, duration, &prefix).await,
         Command::Request { subject, payload } => ctl.raw_request(&subject, payload).await,
-        Command::Run(args) => ctl.run_workload(args).await,
+        Command::Run {
+            command: Some(cmd), ..
+        } => match cmd {
+            RunCommand::Submit(a) => ctl.run_submit(*a).await,
+            RunCommand::Show { run_id } => ctl.run_show(&run_id).await,
+            RunCommand::Stop { run_id } => ctl.run_stop(&run_id).await,
+        },
+        Command::Run {
+            command: None,
+            args: Some(args),
+        } => ctl.run_workload(args).await,
+        Command::Run {
+            command: None,
+            args: None,
+        } => anyhow::bail!("usage: herdctl run NODE -- CMD..., or herdctl run submit|show|stop"),
+        Command::Runs { state, limit } => ctl.runs(state, limit).await,
         Command::Ps { node, all } => ctl.ps(node, all).await,
         Command::Stop {
             node,
@@ -987,6 +1083,280 @@ impl Ctl {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+impl Ctl {
+    async fn run_submit(&self, a: SubmitArgs) -> anyhow::Result<ExitCode> {
+        let mut spec: RunSpec = match &a.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if text.trim_start().starts_with('{') {
+                    serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
+                } else {
+                    toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+                }
+            }
+            None => RunSpec {
+                run_id: None,
+                workload: WorkloadSpec::default(),
+                targets: RunTargets::default(),
+                repetitions: 1,
+                stop_timeout_s: None,
+            },
+        };
+        if let Some(id) = a.id {
+            spec.run_id = Some(RunId::new(id)?);
+        }
+        if !a.nodes.is_empty() {
+            spec.targets.nodes = a
+                .nodes
+                .into_iter()
+                .map(NodeId::new)
+                .collect::<Result<_, _>>()?;
+        }
+        if a.count.is_some() {
+            spec.targets.count = a.count;
+        }
+        spec.targets.labels.extend(a.labels);
+        if let Some(s) = a.strategy {
+            spec.targets.strategy =
+                serde_json::from_value(serde_json::Value::String(s)).map_err(|_| {
+                    anyhow::anyhow!("--strategy is one of spread, binpack, round_robin")
+                })?;
+        }
+        if let Some(r) = a.reps {
+            spec.repetitions = r;
+        }
+        let w = &mut spec.workload;
+        if !a.command.is_empty() {
+            w.command = a.command;
+        }
+        w.name = a.name.or(w.name.take());
+        w.limits.cpu = a.cpu.or(w.limits.cpu);
+        w.limits.memory = a.memory.or(w.limits.memory);
+        w.limits.pids = a.pids.or(w.limits.pids);
+        w.timeout_s = a.timeout.or(w.timeout_s);
+        w.user = a.user.or(w.user.take());
+        w.env.extend(a.env);
+        w.collect &= !a.no_collect;
+        spec.stop_timeout_s = a.stop_timeout.or(spec.stop_timeout_s);
+        let submitted: RunSubmitted = self.cluster(ClusterVerb::RunSubmit, &spec).await?;
+        if !a.follow {
+            out(&format!("{}\n", submitted.run_id));
+            return Ok(ExitCode::SUCCESS);
+        }
+        self.follow(&submitted.run_id).await
+    }
+
+    async fn get_run(&self, run_id: &RunId) -> anyhow::Result<RunRecord> {
+        self.cluster(
+            ClusterVerb::RunGet,
+            &RunRef {
+                run_id: run_id.clone(),
+            },
+        )
+        .await
+    }
+
+    /// Per-node progress until the run settles; Ctrl-C once warns, twice stops the run.
+    async fn follow(&self, run_id: &RunId) -> anyhow::Result<ExitCode> {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut warned = false;
+        let mut last = String::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = tokio::signal::ctrl_c() => {
+                    if !warned {
+                        warned = true;
+                        eprintln!("\nherdctl: press Ctrl-C again to stop run {run_id} on every node");
+                        continue;
+                    }
+                    eprintln!("\nherdctl: stopping run {run_id}…");
+                    return self.run_stop(run_id.as_str()).await;
+                }
+            }
+            let run = self.get_run(run_id).await?;
+            let view = progress(&run);
+            if tty {
+                out(&format!("\x1b[2J\x1b[H{view}"));
+            } else if view != last {
+                out(&view);
+            }
+            last = view;
+            if settled(run.state) {
+                out(&task_table(&run));
+                return Ok(exit_for(run.state));
+            }
+        }
+    }
+
+    async fn run_show(&self, run_id: &str) -> anyhow::Result<ExitCode> {
+        let run = self.get_run(&RunId::new(run_id)?).await?;
+        if self.json {
+            out(&format!("{}\n", serde_json::to_string_pretty(&run)?));
+        } else {
+            out(&format!(
+                "run {} is {}\n",
+                run.run_id,
+                state_name(run.state)
+            ));
+            out(&task_table(&run));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn run_stop(&self, run_id: &str) -> anyhow::Result<ExitCode> {
+        let run_id = RunId::new(run_id)?;
+        let run: RunRecord = self
+            .cluster(
+                ClusterVerb::RunStop,
+                &RunRef {
+                    run_id: run_id.clone(),
+                },
+            )
+            .await?;
+        let wait = Duration::from_secs_f64(run.spec.stop_timeout_s.unwrap_or(30.0) + 5.0);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut run = run;
+        while !settled(run.state) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            run = self.get_run(&run_id).await?;
+        }
+        out(&format!(
+            "run {} is {}\n",
+            run.run_id,
+            state_name(run.state)
+        ));
+        if !run.unconfirmed_nodes.is_empty() {
+            let names: Vec<String> = run
+                .unconfirmed_nodes
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            out(&format!(
+                "no stop confirmation from: {}\n",
+                names.join(", ")
+            ));
+        }
+        out(&task_table(&run));
+        Ok(exit_for(run.state))
+    }
+
+    async fn runs(&self, state: Option<String>, limit: u32) -> anyhow::Result<ExitCode> {
+        let state = state
+            .map(|s| serde_json::from_value::<RunState>(serde_json::Value::String(s)))
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("--state is one of pending, running, completed, failed, stopping, stopped, stop_failed"))?;
+        let list: RunList = self
+            .cluster(
+                ClusterVerb::RunList,
+                &RunListQuery {
+                    state,
+                    limit: Some(limit),
+                },
+            )
+            .await?;
+        if self.json {
+            out(&format!("{}\n", serde_json::to_string_pretty(&list.runs)?));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let now = herd_bus_now_ms();
+        let mut t = Table::new(&["RUN", "STATE", "AGE", "TASKS"]);
+        for r in &list.runs {
+            t.row(vec![
+                r.run_id.to_string(),
+                state_name(r.state),
+                human_duration(now.saturating_sub(r.created_at_ms) as f64 / 1e3),
+                r.tasks
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]);
+        }
+        out(&t.render());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn settled(s: RunState) -> bool {
+    matches!(
+        s,
+        RunState::Completed | RunState::Failed | RunState::Stopped | RunState::StopFailed
+    )
+}
+
+fn exit_for(s: RunState) -> ExitCode {
+    if matches!(s, RunState::Completed | RunState::Stopped) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn state_name<T: Serialize>(s: T) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// One progress bar per node: settled repetitions of all, and what runs now.
+pub fn progress(run: &RunRecord) -> String {
+    let mut by_node: std::collections::BTreeMap<String, Vec<&herd_bus::TaskRecord>> =
+        Default::default();
+    for t in &run.tasks {
+        by_node.entry(t.node_id.to_string()).or_default().push(t);
+    }
+    let mut s = format!("run {} — {}\n", run.run_id, state_name(run.state));
+    for (node, tasks) in by_node {
+        let done = tasks
+            .iter()
+            .filter(|t| !matches!(t.status, TaskStatus::Pending | TaskStatus::Running))
+            .count();
+        let total = tasks.len();
+        let width = 20;
+        let filled = done * width / total.max(1);
+        let now = tasks
+            .iter()
+            .find(|t| t.status == TaskStatus::Running)
+            .map(|t| format!("rep {} running", t.rep))
+            .unwrap_or_default();
+        let failed = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Failed)
+            .count();
+        s += &format!(
+            "  {node:<20} [{}{}] {done}/{total} {now}{}\n",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            if failed > 0 {
+                format!(" ({failed} failed)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    s
+}
+
+pub fn task_table(run: &RunRecord) -> String {
+    let mut t = Table::new(&["TASK", "STATUS", "DURATION", "EXIT", "ERROR"]);
+    for task in &run.tasks {
+        t.row(vec![
+            task.task_id.clone(),
+            state_name(task.status),
+            task.duration_s
+                .map(|d| format!("{d:.2}s"))
+                .unwrap_or_default(),
+            task.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            task.error.clone().unwrap_or_default(),
+        ]);
+    }
+    t.render()
 }
 
 fn herd_bus_now_ms() -> u64 {

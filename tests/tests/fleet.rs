@@ -5,9 +5,7 @@
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{ClusterEvent, FitResult, NodeList, NodeLiveness};
-use herd_tests::{
-    announce, connect, eventually, request, wait_for_node, Herdd, HerddOptions, NatsServer,
-};
+use herd_tests::{announce, eventually, request, Fleet};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -15,86 +13,13 @@ use std::time::{Duration, Instant};
 const HB: f64 = 0.5;
 const LOST_AFTER: f64 = 3.0;
 
-/// Fields drop in order: the daemons stop (and flush their events) before the server goes.
-struct Fleet {
-    agents: Vec<Herdd>,
-    coordinator: Herdd,
-    client: async_nats::Client,
-    nats: NatsServer,
-}
-
-fn coordinator_config() -> String {
-    format!("roles = [\"coordinator\"]\n[heartbeat]\ninterval_s = {HB}\n[coordinator]\nlost_after_s = {LOST_AFTER}\n")
-}
-
-fn start_coordinator(nats: &NatsServer, id: &str) -> Herdd {
-    let config = coordinator_config();
-    Herdd::start_with(HerddOptions {
-        config_toml: Some(&config),
-        ..HerddOptions::new(id, nats.url())
-    })
-}
-
 async fn fleet(tag: &str) -> Fleet {
-    let nats = NatsServer::start();
-    let coordinator = start_coordinator(&nats, &format!("{tag}-coord"));
-    let agents: Vec<Herdd> = ["a", "b", "c"]
-        .iter()
-        .map(|n| {
-            let config = format!(
-                "[heartbeat]\ninterval_s = {HB}\n[cgroup]\nroot = \"herdtest-{}-{tag}-{n}\"\n",
-                std::process::id()
-            );
-            Herdd::start_with(HerddOptions {
-                config_toml: Some(&config),
-                ..HerddOptions::new(&format!("{tag}-{n}"), nats.url())
-            })
-        })
-        .collect();
-    let client = connect(&nats.url()).await;
-    for a in &agents {
-        wait_for_node(&client, &a.node_id).await;
-    }
-    let f = Fleet {
-        nats,
-        coordinator,
-        agents,
-        client,
-    };
-    f.wait_listed(3, NodeLiveness::Up, Duration::from_secs(15))
-        .await;
-    f
+    Fleet::start(tag, &["a", "b", "c"], HB, LOST_AFTER).await
 }
 
-impl Fleet {
-    async fn cluster(&self, verb: &str, body: Value) -> Value {
-        let msg = request(
-            &self.client,
-            &format!("herd.v1.cluster.{verb}"),
-            None,
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cluster.{verb}: {e}"));
-        serde_json::from_slice(&msg.payload).unwrap()
-    }
-
-    async fn nodes(&self) -> NodeList {
-        let v = self.cluster("nodes", json!({})).await;
-        serde_json::from_value(v["data"].clone()).unwrap_or_default()
-    }
-
-    async fn wait_listed(&self, n: usize, liveness: NodeLiveness, within: Duration) -> NodeList {
-        eventually(within, &format!("{n} nodes {liveness:?}"), || async {
-            let list = request(&self.client, "herd.v1.cluster.nodes", None, b"{}".to_vec())
-                .await
-                .ok()?;
-            let v: Value = serde_json::from_slice(&list.payload).ok()?;
-            let list: NodeList = serde_json::from_value(v["data"].clone()).ok()?;
-            (list.nodes.iter().filter(|r| r.liveness == liveness).count() == n).then_some(list)
-        })
-        .await
-    }
+async fn nodes(f: &Fleet) -> NodeList {
+    let v = f.cluster("nodes", json!({})).await;
+    serde_json::from_value(v["data"].clone()).unwrap_or_default()
 }
 
 async fn next_event(
@@ -122,7 +47,7 @@ async fn next_event(
 #[tokio::test]
 async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
     let f = fleet("q").await;
-    let list = f.nodes().await;
+    let list = nodes(&f).await;
     assert_eq!(list.nodes.len(), 3);
     for r in &list.nodes {
         let hb = r.heartbeat.as_ref().expect("heartbeat");
@@ -242,8 +167,8 @@ async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
         (
             "run.submit",
             br#"{"repetitions":1}"#.to_vec(),
-            "unavailable",
-            "run.submit",
+            "bad_request",
+            "`workload`",
         ),
     ] {
         let msg = request(&f.client, &format!("herd.v1.cluster.{verb}"), None, body)
@@ -259,10 +184,10 @@ async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
         assert_eq!(e.code.as_str(), code, "{verb}: {}", e.message);
         assert!(e.message.contains(says), "{verb}: {}", e.message);
     }
-    assert_eq!(f.nodes().await.nodes.len(), 3);
+    assert_eq!(nodes(&f).await.nodes.len(), 3);
 
     // Malformed heartbeats: garbage, truncated, and one naming another node on q-b's subject.
-    let before = f.nodes().await;
+    let before = nodes(&f).await;
     let b_before = before
         .nodes
         .iter()
@@ -287,7 +212,7 @@ async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
     }
     f.client.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = f.nodes().await;
+    let after = nodes(&f).await;
     assert_eq!(after.nodes.len(), 3, "no node invented");
     assert!(
         after.nodes.iter().all(|r| r.liveness == NodeLiveness::Up),
@@ -366,7 +291,7 @@ async fn a_frozen_agent_goes_stale_then_lost_and_comes_back() {
         lost >= lo && lost <= hi,
         "lost after {lost:?}, expected {lo:?}..{hi:?}"
     );
-    let list = f.nodes().await;
+    let list = nodes(&f).await;
     let b = list
         .nodes
         .iter()
@@ -379,8 +304,17 @@ async fn a_frozen_agent_goes_stale_then_lost_and_comes_back() {
     frozen.signal(Signal::SIGCONT);
     let up = next_event(&mut events, "z-b", "node.up", Duration::from_secs(5)).await;
     announce(&format!("SIGCONT → node.up after {up:.2?}"));
-    f.wait_listed(3, NodeLiveness::Up, Duration::from_secs(5))
-        .await;
+    eventually(Duration::from_secs(5), "all three up again", || async {
+        let list = nodes(&f).await;
+        (list
+            .nodes
+            .iter()
+            .filter(|r| r.liveness == NodeLiveness::Up)
+            .count()
+            == 3)
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -388,8 +322,7 @@ async fn coordinator_restart_relists_the_fleet_and_finds_a_node_that_died_meanwh
     let mut f = fleet("r").await;
     // Each live node's heartbeat seq now: after the restart, a higher one proves a fresh beat
     // (restored records carry older ones).
-    let seq_before: std::collections::HashMap<String, u64> = f
-        .nodes()
+    let seq_before: std::collections::HashMap<String, u64> = nodes(&f)
         .await
         .nodes
         .iter()
@@ -412,7 +345,7 @@ async fn coordinator_restart_relists_the_fleet_and_finds_a_node_that_died_meanwh
         .unwrap();
     f.client.flush().await.unwrap();
     let restarted_at = Instant::now();
-    let coordinator = start_coordinator(&f.nats, "r-coord");
+    let coordinator = Fleet::start_coordinator(&f.nats, "r-coord", HB, LOST_AFTER);
     // The two live agents are up again within two heartbeat intervals of the coordinator
     // answering.
     let answering = eventually(
@@ -433,7 +366,7 @@ async fn coordinator_restart_relists_the_fleet_and_finds_a_node_that_died_meanwh
         Duration::from_secs_f64(2.0 * HB),
         "fresh heartbeats from a and b",
         || async {
-            let list = f.nodes().await;
+            let list = nodes(&f).await;
             let fresh: Vec<_> = list
                 .nodes
                 .iter()
@@ -466,8 +399,7 @@ async fn coordinator_restart_relists_the_fleet_and_finds_a_node_that_died_meanwh
     announce(&format!(
         "coordinator restart: answering after {answered_after:.2?}, live nodes relisted from fresh heartbeats {relisted:.2?} later; node killed meanwhile reported lost {lost:.2?} after the restart"
     ));
-    let c = f
-        .nodes()
+    let c = nodes(&f)
         .await
         .nodes
         .into_iter()

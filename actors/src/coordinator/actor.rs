@@ -1,8 +1,10 @@
-//! The Coordinator actor: owns a [`NodeRegistry`], feeds it heartbeats, node events and clock
-//! ticks, announces and persists liveness changes, and answers `cluster.*` queries.
+//! The Coordinator actor: owns a [`NodeRegistry`] and the [`RunJournal`]s, feeds them
+//! heartbeats, node and workload events and clock ticks, performs what they ask (announce,
+//! persist, start and stop tasks on nodes), and answers `cluster.*` requests.
 
 use super::placement;
 use super::registry::{Change, NodeRegistry, RegistryConfig};
+use super::runs::{RunEffect, RunJournal};
 use crate::bus::{message_encoding, publish_msgpack, reply_message};
 use crate::clock::now_ms;
 use actix::prelude::*;
@@ -11,15 +13,20 @@ use async_nats::Message as NatsMessage;
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    ClusterEvent, ClusterVerb, ClusterWorkloadList, ErrorBody, ErrorCode, FitQuery, Heartbeat,
-    NodeEvent, NodeEventKind, NodeGet, NodeList, NodeLiveness, NodeRecord, NodesQuery, Reply,
-    Subject, Subjects, WorkloadsQuery,
+    Accepted, Ack, ClusterEvent, ClusterVerb, ClusterWorkloadList, ErrorBody, ErrorCode, FitQuery,
+    Heartbeat, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord,
+    NodeVerb, NodesQuery, Reply, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec,
+    RunState, RunSubmitted, RunSummary, StopRequest, Subject, Subjects, WorkloadEvent, WorkloadGet,
+    WorkloadId, WorkloadStatus, WorkloadsQuery,
 };
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// JetStream KV bucket with one NodeRecord per node: what heartbeats cannot rebuild.
 pub const NODES_BUCKET: &str = "herd-nodes";
+/// JetStream KV bucket with one RunRecord (a run's journal) per run.
+pub const RUNS_BUCKET: &str = "herd-runs";
 /// Queue group: with several coordinators, each query is answered once.
 pub const QUEUE_GROUP: &str = "herd-coordinator";
 
@@ -29,9 +36,61 @@ pub struct Coordinator {
     registry: NodeRegistry,
     limits: DecodeLimits,
     tick: Duration,
-    kv: Option<kv::Store>,
+    nodes_kv: Option<kv::Store>,
+    runs_kv: Option<kv::Store>,
+    runs: BTreeMap<RunId, RunJournal>,
     round_robin: usize,
     malformed_heartbeats: u64,
+}
+
+type Handled = Result<Vec<u8>, ErrorBody>;
+
+fn ok<T: Serialize>(data: &T, enc: Encoding) -> Handled {
+    codec::encode(&Reply::ok(data), enc).map_err(|e| ErrorBody {
+        code: ErrorCode::Internal,
+        message: e.to_string(),
+    })
+}
+
+fn bad(message: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody {
+        code: ErrorCode::BadRequest,
+        message: message.to_string(),
+    }
+}
+
+fn no_run(id: &RunId) -> ErrorBody {
+    ErrorBody {
+        code: ErrorCode::NotFound,
+        message: format!("no run {id}"),
+    }
+}
+
+fn liveness_name(l: NodeLiveness) -> &'static str {
+    match l {
+        NodeLiveness::Up => "up",
+        NodeLiveness::Stale => "stale",
+        NodeLiveness::Lost => "lost",
+        NodeLiveness::Left => "left",
+    }
+}
+
+/// `run.<state>`, e.g. `run.stop_failed`.
+fn run_event_kind(state: RunState) -> String {
+    let name = serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!("run.{name}")
+}
+
+/// `run-` and 10 random hex digits.
+fn new_run_id() -> RunId {
+    let mut bytes = [0u8; 5];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    RunId::new(format!("run-{hex}")).expect("valid id")
 }
 
 impl Coordinator {
@@ -48,13 +107,16 @@ impl Coordinator {
             registry: NodeRegistry::new(config),
             limits,
             tick,
-            kv: None,
+            nodes_kv: None,
+            runs_kv: None,
+            runs: BTreeMap::new(),
             round_robin: 0,
             malformed_heartbeats: 0,
         }
     }
 
-    fn apply(&mut self, changes: Vec<Change>) {
+    /// Announces and persists liveness changes; a lost node's run tasks are lost.
+    fn apply(&mut self, changes: Vec<Change>, ctx: &mut Context<Self>) {
         for c in changes {
             let kind = format!("node.{}", liveness_name(c.to));
             tracing::info!(node = %c.node_id, to = liveness_name(c.to), restarted = c.restarted, "node liveness");
@@ -74,7 +136,8 @@ impl Coordinator {
                 &event,
                 "a cluster event",
             );
-            if let (Some(kv), Some(record)) = (self.kv.clone(), self.registry.get(&c.node_id)) {
+            if let (Some(kv), Some(record)) = (self.nodes_kv.clone(), self.registry.get(&c.node_id))
+            {
                 // Without the last heartbeat's inventory, to keep the record small.
                 let mut record = record.clone();
                 if let Some(hb) = record.heartbeat.as_mut() {
@@ -89,19 +152,34 @@ impl Coordinator {
                     });
                 }
             }
+            if c.to == NodeLiveness::Lost {
+                self.each_run(ctx, |j| j.on_node_lost(&c.node_id, now_ms()));
+            }
+        }
+    }
+
+    fn each_run(
+        &mut self,
+        ctx: &mut Context<Self>,
+        mut f: impl FnMut(&mut RunJournal) -> Vec<RunEffect>,
+    ) {
+        let ids: Vec<RunId> = self.runs.keys().cloned().collect();
+        for id in ids {
+            let fx = self.runs.get_mut(&id).map(&mut f).unwrap_or_default();
+            self.apply_run(&id, fx, ctx);
         }
     }
 
     fn malformed(&mut self, subject: &str, why: String) {
         self.malformed_heartbeats += 1;
         let n = self.malformed_heartbeats;
-        // The first of each power of ten, so a noisy sender cannot flood the log.
+        // The first of each power of two, so a noisy sender cannot flood the log.
         if n.is_power_of_two() || n.is_multiple_of(1000) {
             tracing::warn!(%subject, count = n, "ignoring a malformed heartbeat: {why}");
         }
     }
 
-    fn on_heartbeat(&mut self, msg: &NatsMessage, node: &herd_bus::NodeId) {
+    fn on_heartbeat(&mut self, msg: &NatsMessage, node: &NodeId, ctx: &mut Context<Self>) {
         match codec::decode::<Heartbeat>(&msg.payload, Encoding::MsgPack, &self.limits) {
             Ok(hb) if hb.node_id != *node => self.malformed(
                 msg.subject.as_str(),
@@ -109,10 +187,26 @@ impl Coordinator {
             ),
             Ok(hb) => {
                 let changes = self.registry.on_heartbeat(hb, now_ms());
-                self.apply(changes);
+                self.apply(changes, ctx);
             }
             Err(e) => self.malformed(msg.subject.as_str(), e.to_string()),
         }
+    }
+
+    fn on_workload_event(&mut self, msg: &NatsMessage, node: &NodeId, ctx: &mut Context<Self>) {
+        let Ok(ev) = codec::decode::<WorkloadEvent>(&msg.payload, Encoding::MsgPack, &self.limits)
+        else {
+            return;
+        };
+        let Some(run_id) = ev.run_id.clone() else {
+            return;
+        };
+        let fx = self
+            .runs
+            .get_mut(&run_id)
+            .map(|j| j.on_workload_event(node, &ev, now_ms()))
+            .unwrap_or_default();
+        self.apply_run(&run_id, fx, ctx);
     }
 
     fn query(
@@ -120,21 +214,13 @@ impl Coordinator {
         verb: ClusterVerb,
         msg: &NatsMessage,
         enc: Encoding,
-    ) -> Result<Vec<u8>, ErrorBody> {
-        fn ok<T: Serialize>(data: &T, enc: Encoding) -> Result<Vec<u8>, ErrorBody> {
-            codec::encode(&Reply::ok(data), enc).map_err(|e| ErrorBody {
-                code: ErrorCode::Internal,
-                message: e.to_string(),
-            })
-        }
-        let bad = |e: herd_bus::CodecError| ErrorBody {
-            code: ErrorCode::BadRequest,
-            message: e.to_string(),
-        };
+        ctx: &mut Context<Self>,
+    ) -> Handled {
+        let payload = &msg.payload;
         match verb {
             ClusterVerb::Nodes => {
                 let q: NodesQuery =
-                    codec::decode_request(&msg.payload, enc, &self.limits).map_err(bad)?;
+                    codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
                 ok(
                     &NodeList {
                         nodes: self.registry.nodes(&q),
@@ -143,7 +229,7 @@ impl Coordinator {
                 )
             }
             ClusterVerb::NodeGet => {
-                let q: NodeGet = codec::decode(&msg.payload, enc, &self.limits).map_err(bad)?;
+                let q: NodeGet = codec::decode(payload, enc, &self.limits).map_err(bad)?;
                 let record = self.registry.get(&q.node_id).ok_or_else(|| ErrorBody {
                     code: ErrorCode::NotFound,
                     message: format!("node {} is not known to the coordinator", q.node_id),
@@ -152,7 +238,7 @@ impl Coordinator {
             }
             ClusterVerb::Workloads => {
                 let q: WorkloadsQuery =
-                    codec::decode_request(&msg.payload, enc, &self.limits).map_err(bad)?;
+                    codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
                 ok(
                     &ClusterWorkloadList {
                         workloads: self.registry.workloads(&q),
@@ -161,15 +247,9 @@ impl Coordinator {
                 )
             }
             ClusterVerb::Query => {
-                let q: FitQuery =
-                    codec::decode_request(&msg.payload, enc, &self.limits).map_err(bad)?;
-                for (name, v) in [("cpu", q.cpu)] {
-                    if v.is_some_and(|c| !c.is_finite() || c <= 0.0) {
-                        return Err(ErrorBody {
-                            code: ErrorCode::BadRequest,
-                            message: format!("{name}: must be > 0"),
-                        });
-                    }
+                let q: FitQuery = codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
+                if q.cpu.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+                    return Err(bad("cpu: must be > 0"));
                 }
                 self.round_robin = self.round_robin.wrapping_add(1);
                 ok(
@@ -177,41 +257,330 @@ impl Coordinator {
                     enc,
                 )
             }
-            ClusterVerb::RunSubmit
-            | ClusterVerb::RunStop
-            | ClusterVerb::RunGet
-            | ClusterVerb::RunList => Err(ErrorBody {
-                code: ErrorCode::Unavailable,
-                message: format!(
-                    "{} needs runs, which this build of the coordinator does not have yet",
-                    verb.as_str()
-                ),
-            }),
+            ClusterVerb::RunSubmit => {
+                let spec: RunSpec = codec::decode(payload, enc, &self.limits).map_err(bad)?;
+                let submitted = self.submit(spec, ctx)?;
+                ok(&submitted, enc)
+            }
+            ClusterVerb::RunStop => {
+                let r: RunRef = codec::decode(payload, enc, &self.limits).map_err(bad)?;
+                let fx = self
+                    .runs
+                    .get_mut(&r.run_id)
+                    .ok_or_else(|| no_run(&r.run_id))?
+                    .on_stop(now_ms());
+                self.apply_run(&r.run_id, fx, ctx);
+                ok(&self.runs[&r.run_id].record, enc)
+            }
+            ClusterVerb::RunGet => {
+                let r: RunRef = codec::decode(payload, enc, &self.limits).map_err(bad)?;
+                ok(
+                    &self
+                        .runs
+                        .get(&r.run_id)
+                        .ok_or_else(|| no_run(&r.run_id))?
+                        .record,
+                    enc,
+                )
+            }
+            ClusterVerb::RunList => {
+                let q: RunListQuery =
+                    codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
+                let mut runs: Vec<RunSummary> = self
+                    .runs
+                    .values()
+                    .filter(|j| q.state.is_none_or(|s| j.state() == s))
+                    .map(|j| RunSummary {
+                        run_id: j.run_id().clone(),
+                        state: j.state(),
+                        created_at_ms: j.record.created_at_ms,
+                        updated_at_ms: j.record.updated_at_ms,
+                        tasks: j.counts(),
+                    })
+                    .collect();
+                runs.sort_by(|a, b| {
+                    b.created_at_ms
+                        .cmp(&a.created_at_ms)
+                        .then_with(|| a.run_id.cmp(&b.run_id))
+                });
+                runs.truncate(q.limit.unwrap_or(100) as usize);
+                ok(&RunList { runs }, enc)
+            }
+        }
+    }
+
+    /// Validates a RunSpec, places it, and starts its journal. Nothing starts on a bad spec.
+    fn submit(
+        &mut self,
+        mut spec: RunSpec,
+        ctx: &mut Context<Self>,
+    ) -> Result<RunSubmitted, ErrorBody> {
+        if spec.repetitions == 0 || spec.repetitions > 10_000 {
+            return Err(bad(format!(
+                "repetitions: must be between 1 and 10000, got {}",
+                spec.repetitions
+            )));
+        }
+        if spec.workload.command.is_empty() && spec.workload.image.is_none() {
+            return Err(bad("workload.command: must not be empty"));
+        }
+        if let Some(t) = spec
+            .stop_timeout_s
+            .filter(|t| !t.is_finite() || *t <= 0.0 || *t > 3600.0)
+        {
+            return Err(bad(format!(
+                "stop_timeout_s: must be between 0 and 3600, got {t}"
+            )));
+        }
+        if spec.workload.workload_id.is_some()
+            || spec.workload.run_id.is_some()
+            || spec.workload.rep.is_some()
+        {
+            return Err(bad(
+                "workload: workload_id, run_id and rep are set by the run",
+            ));
+        }
+        if let Some(id) = &spec.run_id {
+            if let Some(j) = self.runs.get(id) {
+                return if j.record.spec == spec {
+                    Ok(RunSubmitted {
+                        run_id: id.clone(),
+                        existing: true,
+                    })
+                } else {
+                    Err(ErrorBody {
+                        code: ErrorCode::Conflict,
+                        message: format!("run {id} exists with a different spec"),
+                    })
+                };
+            }
+        }
+        let t = &spec.targets;
+        let nodes: Vec<NodeId> = match (t.nodes.is_empty(), t.count) {
+            (true, None) => {
+                return Err(bad(
+                    "targets: give nodes, or count (with labels and a strategy)",
+                ))
+            }
+            (false, Some(_)) => return Err(bad("targets: give nodes or count, not both")),
+            (false, None) => {
+                let mut seen = BTreeSet::new();
+                for n in &t.nodes {
+                    if !seen.insert(n) {
+                        return Err(bad(format!("targets.nodes: {n} is listed twice")));
+                    }
+                    match self.registry.get(n) {
+                        None => return Err(bad(format!("targets.nodes: unknown node '{n}'"))),
+                        Some(r) if r.liveness != NodeLiveness::Up => {
+                            return Err(bad(format!(
+                                "targets.nodes: node '{n}' is {}",
+                                liveness_name(r.liveness)
+                            )))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                t.nodes.clone()
+            }
+            (true, Some(0)) => return Err(bad("targets.count: must be ≥ 1")),
+            (true, Some(count)) => {
+                let q = FitQuery {
+                    cpu: spec.workload.limits.cpu,
+                    memory: spec.workload.limits.memory,
+                    gpus: None,
+                    labels: t.labels.clone(),
+                    strategy: t.strategy,
+                };
+                self.round_robin = self.round_robin.wrapping_add(1);
+                let fit = placement::place(self.registry.records(), &q, self.round_robin);
+                if (fit.candidates.len() as u32) < count {
+                    let why: Vec<String> = fit
+                        .rejected
+                        .iter()
+                        .map(|(n, w)| format!("{n}: {w}"))
+                        .collect();
+                    return Err(bad(format!(
+                        "targets.count: {count} nodes asked, {} fit{}{}",
+                        fit.candidates.len(),
+                        if why.is_empty() { "" } else { " — " },
+                        why.join("; ")
+                    )));
+                }
+                fit.candidates
+                    .into_iter()
+                    .take(count as usize)
+                    .map(|c| c.node_id)
+                    .collect()
+            }
+        };
+        let run_id = spec.run_id.clone().unwrap_or_else(new_run_id);
+        spec.run_id = Some(run_id.clone());
+        let (journal, fx) = RunJournal::new(run_id.clone(), spec, &nodes, now_ms());
+        tracing::info!(run = %run_id, nodes = nodes.len(), tasks = journal.record.tasks.len(), "run submitted");
+        self.runs.insert(run_id.clone(), journal);
+        self.apply_run(&run_id, fx, ctx);
+        Ok(RunSubmitted {
+            run_id,
+            existing: false,
+        })
+    }
+
+    /// Performs what a journal asked for.
+    fn apply_run(&mut self, run_id: &RunId, effects: Vec<RunEffect>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            let Some(j) = self.runs.get(run_id) else {
+                return;
+            };
+            match effect {
+                RunEffect::Start { node, spec } => {
+                    let client = self.client.clone();
+                    let subject = self.subjects.node_command(&node, NodeVerb::WorkloadStart);
+                    let addr = ctx.address();
+                    let run_id = run_id.clone();
+                    actix::spawn(async move {
+                        let Some(workload) = spec.workload_id.clone() else {
+                            return;
+                        };
+                        if let Err(error) =
+                            request_msgpack::<_, Accepted>(&client, subject, &spec).await
+                        {
+                            addr.do_send(StartFailed {
+                                run_id,
+                                node,
+                                workload,
+                                error,
+                            });
+                        }
+                    });
+                }
+                RunEffect::Reconcile { node, spec } => {
+                    let client = self.client.clone();
+                    let get = self.subjects.node_command(&node, NodeVerb::WorkloadGet);
+                    let start = self.subjects.node_command(&node, NodeVerb::WorkloadStart);
+                    let addr = ctx.address();
+                    let run_id = run_id.clone();
+                    actix::spawn(async move {
+                        let Some(workload) = spec.workload_id.clone() else {
+                            return;
+                        };
+                        let req = WorkloadGet {
+                            workload_id: workload.clone(),
+                        };
+                        match request_msgpack::<_, WorkloadStatus>(&client, get, &req).await {
+                            // Settled while the coordinator was away: replay its outcome.
+                            Ok(status) if status.state.is_terminal() => addr.do_send(Replay {
+                                run_id,
+                                node,
+                                status,
+                            }),
+                            // Still running: its events will come.
+                            Ok(_) => {}
+                            // The node never got it (or forgot it): start it, idempotently.
+                            Err(_) => {
+                                if let Err(error) =
+                                    request_msgpack::<_, Accepted>(&client, start, &spec).await
+                                {
+                                    addr.do_send(StartFailed {
+                                        run_id,
+                                        node,
+                                        workload,
+                                        error,
+                                    });
+                                }
+                            }
+                        }
+                    });
+                }
+                RunEffect::StopOnNode { node } => {
+                    let client = self.client.clone();
+                    let subject = self.subjects.node_command(&node, NodeVerb::WorkloadStop);
+                    let req = StopRequest {
+                        run_id: Some(run_id.clone()),
+                        ..Default::default()
+                    };
+                    actix::spawn(async move {
+                        if let Err(e) = request_msgpack::<_, Ack>(&client, subject, &req).await {
+                            tracing::warn!(%node, error = %e, "stop request not answered");
+                        }
+                    });
+                }
+                RunEffect::Announce(state) => {
+                    let kind = run_event_kind(state);
+                    let unconfirmed: Vec<String> = j
+                        .record
+                        .unconfirmed_nodes
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect();
+                    tracing::info!(run = %run_id, state = %kind, "run state");
+                    let event = ClusterEvent {
+                        kind: kind.clone(),
+                        ts_ms: now_ms(),
+                        node_id: None,
+                        run_id: Some(run_id.clone()),
+                        nodes: j.record.unconfirmed_nodes.clone(),
+                        message: (state == RunState::StopFailed).then(|| {
+                            format!("no stop confirmation from {}", unconfirmed.join(", "))
+                        }),
+                    };
+                    publish_msgpack(
+                        &self.client,
+                        self.subjects.cluster_event(&kind),
+                        &event,
+                        "a run event",
+                    );
+                }
+                RunEffect::Persist => {
+                    if let (Some(kv), Ok(bytes)) = (
+                        self.runs_kv.clone(),
+                        codec::encode(&j.record, Encoding::MsgPack),
+                    ) {
+                        let key = run_id.to_string();
+                        actix::spawn(async move {
+                            if let Err(e) = kv.put(key, bytes.into()).await {
+                                tracing::warn!(error = %e, "cannot save a run journal");
+                            }
+                        });
+                    }
+                }
+            }
         }
     }
 }
 
-fn liveness_name(l: NodeLiveness) -> &'static str {
-    match l {
-        NodeLiveness::Up => "up",
-        NodeLiveness::Stale => "stale",
-        NodeLiveness::Lost => "lost",
-        NodeLiveness::Left => "left",
-    }
+/// A MessagePack request to a node; an error reply becomes its text.
+async fn request_msgpack<Q: Serialize, R: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: String,
+    req: &Q,
+) -> Result<R, String> {
+    let payload = codec::encode(req, Encoding::MsgPack).map_err(|e| e.to_string())?;
+    let msg = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.request(subject.clone(), payload.into()),
+    )
+    .await
+    .map_err(|_| format!("no answer on {subject}"))?
+    .map_err(|e| format!("{subject}: {e}"))?;
+    let reply: Reply<R> = codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default())
+        .map_err(|e| e.to_string())?;
+    reply.into_result().map_err(|e| e.to_string())
 }
 
-/// Opens (or creates) the node bucket and reads every record in it.
-async fn open_bucket(
+/// Opens (or creates) a KV bucket and reads every value in it. The bucket's stream is created
+/// through the stream API with the KV conventions: async-nats' KV create cannot read nats-server
+/// 2.9's reply, the stream call can.
+async fn open_bucket<T: serde::de::DeserializeOwned>(
     client: async_nats::Client,
+    bucket: &str,
+    description: &str,
     limits: DecodeLimits,
-) -> Result<(kv::Store, Vec<NodeRecord>), String> {
+) -> Result<(kv::Store, Vec<T>), String> {
     let js = jetstream::new(client);
-    // The bucket's stream is created with the KV conventions through the stream API: the KV
-    // create call of async-nats cannot read nats-server 2.9's reply, the stream call can.
     js.get_or_create_stream(jetstream::stream::Config {
-        name: format!("KV_{NODES_BUCKET}"),
-        description: Some("herd coordinator: last known state of every node".into()),
-        subjects: vec![format!("$KV.{NODES_BUCKET}.>")],
+        name: format!("KV_{bucket}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         discard: jetstream::stream::DiscardPolicy::New,
         allow_rollup: true,
@@ -221,24 +590,28 @@ async fn open_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| format!("cannot create the {NODES_BUCKET} bucket: {e}"))?;
+    .map_err(|e| format!("cannot create the {bucket} bucket: {e}"))?;
     let store = js
-        .get_key_value(NODES_BUCKET)
+        .get_key_value(bucket)
         .await
-        .map_err(|e| format!("cannot open the {NODES_BUCKET} bucket: {e}"))?;
-    let mut records = Vec::new();
+        .map_err(|e| format!("cannot open the {bucket} bucket: {e}"))?;
+    let mut values = Vec::new();
     let mut keys = store.keys().await.map_err(|e| e.to_string())?;
     while let Some(key) = keys.next().await {
         let Ok(key) = key else { continue };
         if let Ok(Some(bytes)) = store.get(&key).await {
-            match codec::decode::<NodeRecord>(&bytes, Encoding::MsgPack, &limits) {
-                Ok(r) => records.push(r),
-                Err(e) => tracing::warn!(%key, error = %e, "ignoring an unreadable node record"),
+            match codec::decode::<T>(&bytes, Encoding::MsgPack, &limits) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    tracing::warn!(%bucket, %key, error = %e, "ignoring an unreadable record")
+                }
             }
         }
     }
-    Ok((store, records))
+    Ok((store, values))
 }
+
+type Restored = ((kv::Store, Vec<NodeRecord>), (kv::Store, Vec<RunRecord>));
 
 impl Actor for Coordinator {
     type Context = Context<Self>;
@@ -251,67 +624,95 @@ impl Actor for Coordinator {
         ctx.wait(
             async move {
                 let mut delay = Duration::from_millis(200);
-                let restored = loop {
-                    match open_bucket(client.clone(), limits).await {
-                        Ok(r) => break r,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "node bucket not ready; retrying");
+                let restored: Restored = loop {
+                    let nodes = open_bucket(
+                        client.clone(),
+                        NODES_BUCKET,
+                        "herd coordinator: last known state of every node",
+                        limits,
+                    )
+                    .await;
+                    let runs = open_bucket(
+                        client.clone(),
+                        RUNS_BUCKET,
+                        "herd coordinator: the journal of every run",
+                        limits,
+                    )
+                    .await;
+                    match (nodes, runs) {
+                        (Ok(n), Ok(r)) => break (n, r),
+                        (Err(e), _) | (_, Err(e)) => {
+                            tracing::warn!(error = %e, "coordinator buckets not ready; retrying");
                             tokio::time::sleep(delay).await;
                             delay = (delay * 2).min(Duration::from_secs(5));
                         }
                     }
                 };
-                let hb = client.subscribe(subjects.heartbeats_all()).await;
-                let ev = client
-                    .subscribe(format!("{}.v1.evt.*.node.*", subjects.prefix()))
-                    .await;
-                let q1 = client
-                    .queue_subscribe(
-                        format!("{}.v1.cluster.*", subjects.prefix()),
-                        QUEUE_GROUP.into(),
-                    )
-                    .await;
-                let q2 = client
-                    .queue_subscribe(
-                        format!("{}.v1.cluster.*.*", subjects.prefix()),
-                        QUEUE_GROUP.into(),
-                    )
-                    .await;
-                (restored, hb, ev, q1, q2)
+                let p = subjects.prefix().to_string();
+                let subs = futures::future::join_all([
+                    client.subscribe(subjects.heartbeats_all()),
+                    client.subscribe(format!("{p}.v1.evt.*.node.*")),
+                    client.subscribe(format!("{p}.v1.evt.*.workload.*")),
+                ])
+                .await;
+                let queues = futures::future::join_all([
+                    client.queue_subscribe(format!("{p}.v1.cluster.*"), QUEUE_GROUP.into()),
+                    client.queue_subscribe(format!("{p}.v1.cluster.*.*"), QUEUE_GROUP.into()),
+                ])
+                .await;
+                (
+                    restored,
+                    subs.into_iter()
+                        .chain(queues)
+                        .collect::<Result<Vec<_>, _>>(),
+                )
             }
             .into_actor(self)
-            .map(|(restored, hb, ev, q1, q2), act, ctx| {
-                let (store, records) = restored;
-                tracing::info!(nodes = records.len(), "coordinator restored node records");
-                act.registry.restore(records, now_ms());
-                act.kv = Some(store);
-                match (hb, ev, q1, q2) {
-                    (Ok(hb), Ok(ev), Ok(q1), Ok(q2)) => {
-                        ctx.add_stream(futures::stream::select_all([hb, ev, q1, q2]));
+            .map(|(restored, subs), act, ctx| {
+                let ((nodes_kv, nodes), (runs_kv, runs)) = restored;
+                tracing::info!(
+                    nodes = nodes.len(),
+                    runs = runs.len(),
+                    "coordinator restored its records"
+                );
+                act.registry.restore(nodes, now_ms());
+                act.nodes_kv = Some(nodes_kv);
+                act.runs_kv = Some(runs_kv);
+                let Ok(subs) = subs else {
+                    tracing::error!("coordinator cannot subscribe");
+                    ctx.stop();
+                    return;
+                };
+                ctx.add_stream(futures::stream::select_all(subs));
+                for record in runs {
+                    let id = record.run_id.clone();
+                    let (journal, fx) = RunJournal::resume(record, now_ms());
+                    if matches!(journal.state(), RunState::Running | RunState::Stopping) {
+                        tracing::info!(run = %id, "resuming run");
                     }
-                    _ => {
-                        tracing::error!("coordinator cannot subscribe");
-                        ctx.stop();
-                    }
+                    act.runs.insert(id.clone(), journal);
+                    act.apply_run(&id, fx, ctx);
                 }
             }),
         );
-        ctx.run_interval(self.tick, |act, _| {
+        ctx.run_interval(self.tick, |act, ctx| {
             let changes = act.registry.tick(now_ms());
-            act.apply(changes);
+            act.apply(changes, ctx);
+            act.each_run(ctx, |j| j.tick(now_ms()));
         });
     }
 }
 
 impl StreamHandler<NatsMessage> for Coordinator {
-    fn handle(&mut self, msg: NatsMessage, _: &mut Self::Context) {
+    fn handle(&mut self, msg: NatsMessage, ctx: &mut Self::Context) {
         match self.subjects.parse(msg.subject.as_str()) {
-            Ok(Subject::Heartbeat { node }) => self.on_heartbeat(&msg, &node),
+            Ok(Subject::Heartbeat { node }) => self.on_heartbeat(&msg, &node, ctx),
+            Ok(Subject::WorkloadEvent { node, .. }) => self.on_workload_event(&msg, &node, ctx),
             Ok(Subject::NodeEvent { node, kind }) if kind == NodeEventKind::Stopping.as_str() => {
                 match codec::decode::<NodeEvent>(&msg.payload, Encoding::MsgPack, &self.limits) {
                     Ok(ev) => {
                         let changes = self.registry.on_stopping(&node, ev.started_at_ms);
-                        self.apply(changes);
+                        self.apply(changes, ctx);
                     }
                     Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
                 }
@@ -323,18 +724,12 @@ impl StreamHandler<NatsMessage> for Coordinator {
                 };
                 let enc = message_encoding(&msg);
                 let handled = match parsed {
-                    Ok(Subject::Cluster(verb)) => self.query(verb, &msg, enc),
-                    Ok(other) => Err(ErrorBody {
-                        code: ErrorCode::BadRequest,
-                        message: format!("{other:?} is not a cluster request"),
-                    }),
-                    Err(e) => Err(ErrorBody {
-                        code: ErrorCode::BadRequest,
-                        message: format!(
-                            "{e}; the coordinator answers: {}",
-                            ClusterVerb::ALL.map(ClusterVerb::as_str).join(", ")
-                        ),
-                    }),
+                    Ok(Subject::Cluster(verb)) => self.query(verb, &msg, enc, ctx),
+                    Ok(other) => Err(bad(format!("{other:?} is not a cluster request"))),
+                    Err(e) => Err(bad(format!(
+                        "{e}; the coordinator answers: {}",
+                        ClusterVerb::ALL.map(ClusterVerb::as_str).join(", ")
+                    ))),
                 };
                 let (headers, payload) = reply_message(handled, enc);
                 let client = self.client.clone();
@@ -349,5 +744,79 @@ impl StreamHandler<NatsMessage> for Coordinator {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+/// A task's outcome learned from its node after a coordinator restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Replay {
+    run_id: RunId,
+    node: NodeId,
+    status: WorkloadStatus,
+}
+
+impl Handler<Replay> for Coordinator {
+    type Result = ();
+    fn handle(&mut self, msg: Replay, ctx: &mut Self::Context) {
+        let s = msg.status;
+        let ts = s.finished_at_ms.unwrap_or_else(now_ms);
+        let fx = self
+            .runs
+            .get_mut(&msg.run_id)
+            .map(|j| {
+                let event = |state, exit_code, reason, ts_ms| WorkloadEvent {
+                    event_id: format!("replay-{}", s.workload_id),
+                    node_id: msg.node.clone(),
+                    workload_id: s.workload_id.clone(),
+                    state,
+                    ts_ms,
+                    run_id: Some(msg.run_id.clone()),
+                    rep: s.spec.rep,
+                    pid: None,
+                    exit_code,
+                    signal: s.signal.clone(),
+                    reason,
+                    restarts: s.restarts,
+                };
+                let mut fx = Vec::new();
+                if let Some(started) = s.started_at_ms {
+                    fx.extend(j.on_workload_event(
+                        &msg.node,
+                        &event(herd_bus::WorkloadState::Running, None, None, started),
+                        now_ms(),
+                    ));
+                }
+                fx.extend(j.on_workload_event(
+                    &msg.node,
+                    &event(s.state, s.exit_code, s.reason.clone(), ts),
+                    now_ms(),
+                ));
+                fx
+            })
+            .unwrap_or_default();
+        self.apply_run(&msg.run_id, fx, ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StartFailed {
+    run_id: RunId,
+    node: NodeId,
+    workload: WorkloadId,
+    error: String,
+}
+
+impl Handler<StartFailed> for Coordinator {
+    type Result = ();
+    fn handle(&mut self, msg: StartFailed, ctx: &mut Self::Context) {
+        tracing::warn!(run = %msg.run_id, node = %msg.node, error = %msg.error, "a task did not start");
+        let fx = self
+            .runs
+            .get_mut(&msg.run_id)
+            .map(|j| j.on_start_failed(&msg.node, &msg.workload, msg.error, now_ms()))
+            .unwrap_or_default();
+        self.apply_run(&msg.run_id, fx, ctx);
     }
 }

@@ -3,5 +3,6 @@
 pub mod actor;
 pub mod placement;
 pub mod registry;
+pub mod runs;
 
 pub use actor::Coordinator;
