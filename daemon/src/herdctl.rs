@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding, CONTENT_TYPE_HEADER};
 use herd_bus::{
-    Accepted, Ack, Empty, Limits, LogChunk, LogStream, NodeId, NodeInfo, NodeVerb, Reply,
-    RestartPolicy, RestartPolicyKind, StopRequest, Subjects, TelemetryBatch, WorkloadFilter,
-    WorkloadGet, WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
+    Accepted, Ack, Empty, LogChunk, LogStream, NodeId, NodeInfo, NodeVerb, Reply, RestartPolicy,
+    RestartPolicyKind, StopRequest, Subjects, TelemetryBatch, WorkloadFilter, WorkloadGet,
+    WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
 };
 use herd_bus::{
     ClusterVerb, FitQuery, FitResult, Heartbeat, LameduckRequest, NodeGet, NodeList, NodeLiveness,
@@ -194,19 +194,8 @@ pub struct SubmitArgs {
     /// Task name, used in task ids (node::name::rep).
     #[arg(long)]
     pub name: Option<String>,
-    #[arg(long)]
-    pub cpu: Option<f64>,
-    #[arg(long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    #[arg(long)]
-    pub pids: Option<u64>,
-    /// Seconds before each task is stopped as timed_out.
-    #[arg(long)]
-    pub timeout: Option<f64>,
-    #[arg(long)]
-    pub user: Option<String>,
-    #[arg(long = "env", short = 'e', value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
+    #[command(flatten)]
+    pub workload: WorkloadFlags,
     /// Seconds to wait for every node to confirm a stop.
     #[arg(long)]
     pub stop_timeout: Option<f64>,
@@ -221,9 +210,9 @@ pub struct SubmitArgs {
     pub command: Vec<String>,
 }
 
+/// Limits and process settings shared by `run NODE` and `run submit`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    pub node: String,
+pub struct WorkloadFlags {
     /// CPU limit in cores (0.5 = half a core).
     #[arg(long)]
     pub cpu: Option<f64>,
@@ -245,6 +234,26 @@ pub struct RunArgs {
     /// Environment, KEY=VALUE, repeatable.
     #[arg(long = "env", short = 'e', value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+}
+
+impl WorkloadFlags {
+    /// Lays the flags given over `spec`.
+    pub fn apply(self, spec: &mut WorkloadSpec) {
+        spec.limits.cpu = self.cpu.or(spec.limits.cpu);
+        spec.limits.memory = self.memory.or(spec.limits.memory);
+        spec.limits.pids = self.pids.or(spec.limits.pids);
+        spec.timeout_s = self.timeout.or(spec.timeout_s);
+        spec.grace_s = self.grace.or(spec.grace_s);
+        spec.user = self.user.or(spec.user.take());
+        spec.env.extend(self.env);
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub node: String,
+    #[command(flatten)]
+    pub workload: WorkloadFlags,
     /// Workload id (default: generated). Repeating a run with the same id and spec is a no-op.
     #[arg(long)]
     pub id: Option<String>,
@@ -589,19 +598,10 @@ impl Ctl {
 
     async fn run_workload(&self, a: RunArgs) -> anyhow::Result<ExitCode> {
         let node = NodeId::new(a.node.clone())?;
-        let spec = WorkloadSpec {
+        let mut spec = WorkloadSpec {
             workload_id: a.id.map(WorkloadId::new).transpose()?,
             name: a.name,
             command: a.command,
-            env: a.env.into_iter().collect(),
-            user: a.user,
-            limits: Limits {
-                cpu: a.cpu,
-                memory: a.memory,
-                pids: a.pids,
-            },
-            timeout_s: a.timeout,
-            grace_s: a.grace,
             restart: match a.restart {
                 Some(max) => RestartPolicy {
                     policy: RestartPolicyKind::OnFailure,
@@ -611,6 +611,7 @@ impl Ctl {
             },
             ..Default::default()
         };
+        a.workload.apply(&mut spec);
         let accepted: Accepted = self.call(&node, NodeVerb::WorkloadStart, &spec).await?;
         if self.json {
             out(&format!("{}\n", serde_json::to_string_pretty(&accepted)?));
@@ -1133,12 +1134,7 @@ impl Ctl {
             w.command = a.command;
         }
         w.name = a.name.or(w.name.take());
-        w.limits.cpu = a.cpu.or(w.limits.cpu);
-        w.limits.memory = a.memory.or(w.limits.memory);
-        w.limits.pids = a.pids.or(w.limits.pids);
-        w.timeout_s = a.timeout.or(w.timeout_s);
-        w.user = a.user.or(w.user.take());
-        w.env.extend(a.env);
+        a.workload.apply(w);
         w.collect &= !a.no_collect;
         spec.stop_timeout_s = a.stop_timeout.or(spec.stop_timeout_s);
         let submitted: RunSubmitted = self.cluster(ClusterVerb::RunSubmit, &spec).await?;
@@ -1171,7 +1167,9 @@ impl Ctl {
                 _ = tokio::signal::ctrl_c() => {
                     if !warned {
                         warned = true;
-                        eprintln!("\nherdctl: press Ctrl-C again to stop run {run_id} on every node");
+                        if !tty {
+                            eprintln!("herdctl: press Ctrl-C again to stop run {run_id} on every node");
+                        }
                         continue;
                     }
                     eprintln!("\nherdctl: stopping run {run_id}…");
@@ -1179,7 +1177,11 @@ impl Ctl {
                 }
             }
             let run = self.get_run(run_id).await?;
-            let view = progress(&run);
+            let mut view = progress(&run);
+            if warned {
+                // Part of the view, so that the next redraw does not wipe it.
+                view += "press Ctrl-C again to stop the run on every node\n";
+            }
             if tty {
                 out(&format!("\x1b[2J\x1b[H{view}"));
             } else if view != last {
