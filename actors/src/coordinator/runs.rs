@@ -52,13 +52,68 @@ pub fn task_workload_id(run: &RunId, node: &NodeId, rep: u32) -> WorkloadId {
     .expect("valid id")
 }
 
+/// The distributed stop of one run, sans-IO: which nodes must still confirm, and by when.
+/// A node confirms once it has no running task of the run left; a node lost before confirming
+/// never does, since nothing tells that its workloads stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopProtocol {
+    awaiting: BTreeSet<NodeId>,
+    lost: BTreeSet<NodeId>,
+    deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopVerdict {
+    /// Every node confirmed.
+    Stopped,
+    /// The deadline passed; these nodes never confirmed.
+    StopFailed(Vec<NodeId>),
+}
+
+impl StopProtocol {
+    pub fn new(nodes: BTreeSet<NodeId>, now_ms: u64, timeout_ms: u64) -> StopProtocol {
+        StopProtocol {
+            awaiting: nodes,
+            lost: BTreeSet::new(),
+            deadline_ms: now_ms + timeout_ms,
+        }
+    }
+
+    /// `node` confirmed. Answers whether that counted: a repeat, a node not in the stop, or a
+    /// lost node changes nothing.
+    pub fn confirm(&mut self, node: &NodeId) -> bool {
+        !self.lost.contains(node) && self.awaiting.remove(node)
+    }
+
+    pub fn node_lost(&mut self, node: &NodeId) {
+        if self.awaiting.contains(node) {
+            self.lost.insert(node.clone());
+        }
+    }
+
+    pub fn awaiting(&self) -> impl Iterator<Item = &NodeId> {
+        self.awaiting.iter()
+    }
+
+    /// Stopped once every node confirmed; at the deadline, StopFailed naming the others.
+    pub fn verdict(&self, now_ms: u64) -> Option<StopVerdict> {
+        if self.awaiting.is_empty() {
+            Some(StopVerdict::Stopped)
+        } else if now_ms >= self.deadline_ms {
+            Some(StopVerdict::StopFailed(
+                self.awaiting.iter().cloned().collect(),
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunJournal {
     pub record: RunRecord,
-    /// Stop protocol: nodes that must still confirm, and the deadline.
-    stop: Option<(BTreeSet<NodeId>, u64)>,
-    /// Nodes lost while stopping: they never confirm.
-    lost_while_stopping: BTreeSet<NodeId>,
+    /// While stopping: who must still confirm.
+    stop: Option<StopProtocol>,
 }
 
 fn is_settled(s: TaskStatus) -> bool {
@@ -102,7 +157,6 @@ impl RunJournal {
                 unconfirmed_nodes: vec![],
             },
             stop: None,
-            lost_while_stopping: BTreeSet::new(),
         };
         let mut fx = j.set_state(RunState::Running, now_ms);
         fx.extend(j.next_starts());
@@ -113,11 +167,7 @@ impl RunJournal {
     pub fn resume(record: RunRecord, now_ms: u64) -> (RunJournal, Vec<RunEffect>) {
         let stopping = record.state == RunState::Stopping;
         let timeout = stop_timeout_ms(&record.spec);
-        let mut j = RunJournal {
-            record,
-            stop: None,
-            lost_while_stopping: BTreeSet::new(),
-        };
+        let mut j = RunJournal { record, stop: None };
         let mut fx = Vec::new();
         if stopping {
             // Ask again: nodes confirm through their events, which may have been missed.
@@ -125,7 +175,7 @@ impl RunJournal {
             for n in &nodes {
                 fx.push(RunEffect::StopOnNode { node: n.clone() });
             }
-            j.stop = Some((nodes, now_ms + timeout));
+            j.stop = Some(StopProtocol::new(nodes, now_ms, timeout));
             fx.extend(j.check_stopped(now_ms));
         } else if j.record.state == RunState::Running {
             // Running tasks are re-associated by their events; pending ones start (idempotently).
@@ -313,9 +363,8 @@ impl RunJournal {
         if !changed {
             return vec![];
         }
-        if self.stop.is_some() {
-            // Nothing says its workloads stopped: it stays unconfirmed.
-            self.lost_while_stopping.insert(node.clone());
+        if let Some(stop) = self.stop.as_mut() {
+            stop.node_lost(node);
         }
         let mut fx = vec![RunEffect::Persist];
         fx.extend(self.advance(now_ms));
@@ -369,35 +418,52 @@ impl RunJournal {
         for n in &nodes {
             fx.push(RunEffect::StopOnNode { node: n.clone() });
         }
-        self.stop = Some((nodes, now_ms + stop_timeout_ms(&self.record.spec)));
+        self.stop = Some(StopProtocol::new(
+            nodes,
+            now_ms,
+            stop_timeout_ms(&self.record.spec),
+        ));
         fx.extend(self.check_stopped(now_ms));
         fx
     }
 
+    /// Counts as confirmed every awaited node with no running task left, and settles the stop
+    /// when its verdict is in.
     fn check_stopped(&mut self, now_ms: u64) -> Vec<RunEffect> {
         let running = self.running_nodes();
-        let Some((expected, _)) = self.stop.as_mut() else {
+        let Some(stop) = self.stop.as_mut() else {
             return vec![];
         };
-        let lost = &self.lost_while_stopping;
-        expected.retain(|n| running.contains(n) || lost.contains(n));
-        if expected.is_empty() {
-            self.stop = None;
-            self.record.unconfirmed_nodes.clear();
-            return self.set_state(RunState::Stopped, now_ms);
+        let done: Vec<NodeId> = stop
+            .awaiting()
+            .filter(|n| !running.contains(*n))
+            .cloned()
+            .collect();
+        for n in &done {
+            stop.confirm(n);
         }
-        vec![]
+        self.settle_stop(now_ms)
+    }
+
+    fn settle_stop(&mut self, now_ms: u64) -> Vec<RunEffect> {
+        let Some(verdict) = self.stop.as_ref().and_then(|s| s.verdict(now_ms)) else {
+            return vec![];
+        };
+        self.stop = None;
+        match verdict {
+            StopVerdict::Stopped => {
+                self.record.unconfirmed_nodes.clear();
+                self.set_state(RunState::Stopped, now_ms)
+            }
+            StopVerdict::StopFailed(nodes) => {
+                self.record.unconfirmed_nodes = nodes;
+                self.set_state(RunState::StopFailed, now_ms)
+            }
+        }
     }
 
     pub fn tick(&mut self, now_ms: u64) -> Vec<RunEffect> {
-        match &self.stop {
-            Some((expected, deadline)) if now_ms >= *deadline => {
-                self.record.unconfirmed_nodes = expected.iter().cloned().collect();
-                self.stop = None;
-                self.set_state(RunState::StopFailed, now_ms)
-            }
-            _ => vec![],
-        }
+        self.settle_stop(now_ms)
     }
 
     /// Task counts per status, for the run catalog.
@@ -492,6 +558,54 @@ mod tests {
 
     fn status(j: &RunJournal) -> Vec<TaskStatus> {
         j.record.tasks.iter().map(|t| t.status).collect()
+    }
+
+    fn nodes(names: &[&str]) -> BTreeSet<NodeId> {
+        names.iter().map(|s| n(s)).collect()
+    }
+
+    #[test]
+    fn stop_protocol_counts_each_node_once_and_only_its_own() {
+        let mut p = StopProtocol::new(nodes(&["a", "b"]), 1000, 5000);
+        assert_eq!(p.verdict(1000), None);
+        assert!(p.confirm(&n("a")));
+        assert!(
+            !p.confirm(&n("a")),
+            "a duplicate confirmation does not count twice"
+        );
+        assert!(
+            !p.confirm(&n("zz")),
+            "a node that is not in the stop does not count"
+        );
+        assert_eq!(p.verdict(5999), None);
+        assert!(p.confirm(&n("b")));
+        assert_eq!(
+            p.verdict(6000),
+            Some(StopVerdict::Stopped),
+            "all confirmed: stopped, even at the deadline"
+        );
+    }
+
+    #[test]
+    fn stop_protocol_fails_at_the_deadline_naming_who_never_confirmed() {
+        let mut p = StopProtocol::new(nodes(&["c", "a", "b"]), 0, 30_000);
+        p.confirm(&n("b"));
+        assert_eq!(p.verdict(29_999), None, "not before stop_timeout_s");
+        assert_eq!(
+            p.verdict(30_000),
+            Some(StopVerdict::StopFailed(vec![n("a"), n("c")]))
+        );
+        // A lost node never confirms, even if something claims it did.
+        let mut p = StopProtocol::new(nodes(&["a"]), 0, 10);
+        p.node_lost(&n("a"));
+        p.node_lost(&n("zz"));
+        assert!(!p.confirm(&n("a")));
+        assert_eq!(p.verdict(10), Some(StopVerdict::StopFailed(vec![n("a")])));
+        // Nothing to wait for: stopped at once.
+        assert_eq!(
+            StopProtocol::new(BTreeSet::new(), 0, 10).verdict(0),
+            Some(StopVerdict::Stopped)
+        );
     }
 
     #[test]
