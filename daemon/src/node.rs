@@ -61,13 +61,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
 
-    let (backend, warning) =
-        herd_actors::cgroup::detect(&config.cgroup.backend, &config.cgroup.root);
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
-    tracing::info!(backend = %backend.describe(), "workload cgroups");
-
     let publisher = EventPublisher::new(
         client.clone(),
         &subjects,
@@ -89,6 +82,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut node_actors = None;
     let mut gpus = vec![];
     if runs_workloads {
+        // Only a node that runs workloads touches cgroups (detection creates herd's root).
+        let (backend, warning) =
+            herd_actors::cgroup::detect(&config.cgroup.backend, &config.cgroup.root);
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(backend = %backend.describe(), "workload cgroups");
         let nvml = herd_actors::gpu::Nvml::load();
         gpus = nvml.devices();
         let monitor = ProcessMonitor::new(
@@ -120,11 +120,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
         .start();
         bus = bus.with_executor(executor.clone(), backend.version().as_str());
-        node_actors = Some((executor, monitor));
+        node_actors = Some((executor, monitor, backend));
     }
     let bus = bus.start();
-    let executor = node_actors.as_ref().map(|(e, _)| e.clone());
-    if let Some((executor, monitor)) = node_actors {
+    let executor = node_actors.as_ref().map(|(e, _, b)| (e.clone(), b.clone()));
+    if let Some((executor, monitor, _)) = node_actors {
         let heartbeat = HeartbeatActor::new(
             client.clone(),
             subjects.clone(),
@@ -189,7 +189,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = async {
         let _ = bus.send(SetNodeState(NodeState::Stopping)).await;
         // Workloads are not yet re-adopted across restarts, so none may outlive herdd.
-        if let Some(executor) = &executor {
+        if let Some((executor, backend)) = &executor {
             let _ = executor
                 .send(StopAll {
                     grace_cap,

@@ -195,6 +195,8 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 pub struct Herdd {
     child: Option<Child>,
     pub node_id: String,
+    /// The cgroup root it was configured with, when a test chose one.
+    pub cgroup_root: String,
     pub state_dir: PathBuf,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -267,6 +269,7 @@ impl Herdd {
         Herdd {
             child: Some(child),
             node_id: opts.node_id.to_string(),
+            cgroup_root: String::new(),
             state_dir,
             log_path,
             _dir: dir,
@@ -377,6 +380,25 @@ pub async fn wait_for_node(client: &async_nats::Client, node: &str) {
     .await;
 }
 
+impl Drop for Fleet {
+    /// Stops the agents, then removes their cgroup roots: one killed by a test (SIGKILL) could
+    /// not remove its own.
+    fn drop(&mut self) {
+        let roots: Vec<String> = self.agents.iter().map(|a| a.cgroup_root.clone()).collect();
+        self.agents.clear();
+        for root in roots {
+            for dir in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::remove_dir(dir.path().join(&root));
+            }
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&root));
+        }
+    }
+}
+
 /// A coordinator and agents, each a herdd process, on one real nats-server. Fields drop in
 /// order: the daemons stop (and flush their events) before the server goes.
 pub struct Fleet {
@@ -398,13 +420,15 @@ impl Fleet {
             .iter()
             .map(|n| {
                 let config = format!(
-                    "[heartbeat]\ninterval_s = {heartbeat_s}\n[cgroup]\nroot = \"herdtest-{}-{tag}-{n}\"\n",
-                    std::process::id()
+                    "[heartbeat]\ninterval_s = {heartbeat_s}\n[cgroup]\nroot = \"{}\"\n",
+                    Fleet::cgroup_root(tag, n)
                 );
-                Herdd::start_with(HerddOptions {
+                let mut agent = Herdd::start_with(HerddOptions {
                     config_toml: Some(&config),
                     ..HerddOptions::new(&format!("{tag}-{n}"), nats.url())
-                })
+                });
+                agent.cgroup_root = Fleet::cgroup_root(tag, n);
+                agent
             })
             .collect();
         let client = connect(&nats.url()).await;
@@ -432,6 +456,11 @@ impl Fleet {
         )
         .await;
         fleet
+    }
+
+    /// The cgroup root of agent `name` of fleet `tag`.
+    fn cgroup_root(tag: &str, name: &str) -> String {
+        format!("herdtest-{}-{tag}-{name}", std::process::id())
     }
 
     pub fn start_coordinator(
