@@ -300,16 +300,7 @@ impl Bus {
             }
             NodeVerb::WorkloadList => {
                 let filter = self.decode::<WorkloadFilter>(payload, enc)?;
-                let executor = self.executor.clone().ok_or_else(|| no_executor(verb))?;
-                Ok(Routed::Later(Box::pin(async move {
-                    match executor.send(executor::List(filter)).await {
-                        Ok(list) => encode_ok(&list, enc),
-                        Err(e) => Err(ErrorBody {
-                            code: ErrorCode::Internal,
-                            message: format!("workload executor unavailable: {e}"),
-                        }),
-                    }
-                })))
+                self.to_executor(verb, executor::List(filter), enc)
             }
             NodeVerb::WorkloadGet => {
                 let get = codec::decode::<WorkloadGet>(payload, enc, &self.limits)

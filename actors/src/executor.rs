@@ -621,14 +621,15 @@ impl Handler<Stop> for WorkloadExecutor {
     }
 }
 
+/// Answers like every request to the executor (a Result), though listing cannot fail.
 #[derive(Message)]
-#[rtype(result = "WorkloadList")]
+#[rtype(result = "Result<WorkloadList, ErrorBody>")]
 pub struct List(pub WorkloadFilter);
 
 impl Handler<List> for WorkloadExecutor {
-    type Result = MessageResult<List>;
+    type Result = Result<WorkloadList, ErrorBody>;
     fn handle(&mut self, msg: List, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.list(&msg.0))
+        Ok(self.list(&msg.0))
     }
 }
 

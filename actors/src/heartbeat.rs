@@ -83,6 +83,8 @@ impl HeartbeatActor {
             let list = executor
                 .send(executor::List(WorkloadFilter::default()))
                 .await
+                .ok()
+                .and_then(Result::ok)
                 .unwrap_or_default();
             let last = monitor.send(LastSamples).await.unwrap_or_default();
             (state, list, last)

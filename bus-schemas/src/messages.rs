@@ -613,6 +613,17 @@ pub enum NodeLiveness {
     Left,
 }
 
+impl NodeLiveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeLiveness::Up => "up",
+            NodeLiveness::Stale => "stale",
+            NodeLiveness::Lost => "lost",
+            NodeLiveness::Left => "left",
+        }
+    }
+}
+
 /// `cluster.nodes` request.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodesQuery {

@@ -210,6 +210,25 @@ impl Subjects {
         format!("{}.evt.>", self.base)
     }
 
+    /// Node events (`started`, `stopping`, …) of every node.
+    pub fn node_events_all(&self) -> String {
+        format!("{}.evt.*.node.*", self.base)
+    }
+
+    /// Workload events of every node.
+    pub fn workload_events_all(&self) -> String {
+        format!("{}.evt.*.workload.*", self.base)
+    }
+
+    /// Every coordinator request (`nodes`, `run.submit`, …) and nothing else: cluster events
+    /// have three tokens after `cluster`, verbs one or two.
+    pub fn cluster_requests(&self) -> [String; 2] {
+        [
+            format!("{}.cluster.*", self.base),
+            format!("{}.cluster.*.*", self.base),
+        ]
+    }
+
     pub fn heartbeat(&self, node: &NodeId) -> String {
         format!("{}.hb.{node}", self.base)
     }
@@ -401,6 +420,8 @@ mod tests {
             "herd.v1.evt.n1.node.stopping"
         );
         assert_eq!(s.events_all(), "herd.v1.evt.>");
+        assert_eq!(s.node_events_all(), "herd.v1.evt.*.node.*");
+        assert_eq!(s.workload_events_all(), "herd.v1.evt.*.workload.*");
         assert_eq!(s.events_stream(), "HERD_EVENTS");
         assert_eq!(s.telemetry_stream(), "HERD_TELEMETRY");
         assert_eq!(
@@ -410,6 +431,56 @@ mod tests {
         let custom = Subjects::new("acme.herd").unwrap();
         assert_eq!(custom.nodes_ping(), "acme.herd.v1.nodes.ping");
         assert_eq!(custom.events_stream(), "ACME_HERD_EVENTS");
+    }
+
+    /// NATS wildcard matching, enough to check which subjects a subscription gets.
+    fn matches(pattern: &str, subject: &str) -> bool {
+        let (p, s): (Vec<&str>, Vec<&str>) =
+            (pattern.split('.').collect(), subject.split('.').collect());
+        for (i, tok) in p.iter().enumerate() {
+            match *tok {
+                ">" => return s.len() > i,
+                "*" if i < s.len() => {}
+                t if s.get(i) == Some(&t) => {}
+                _ => return false,
+            }
+        }
+        p.len() == s.len()
+    }
+
+    #[test]
+    fn cluster_requests_cover_every_verb_and_no_event() {
+        let s = Subjects::default();
+        let subs = s.cluster_requests();
+        for verb in ClusterVerb::ALL {
+            assert!(
+                subs.iter().any(|p| matches(p, &s.cluster(verb))),
+                "{verb:?}"
+            );
+        }
+        for kind in ["node.up", "run.stop_failed"] {
+            assert!(
+                !subs.iter().any(|p| matches(p, &s.cluster_event(kind))),
+                "{kind}"
+            );
+        }
+        let w = WorkloadId::new("w").unwrap();
+        assert!(matches(
+            &s.workload_events_all(),
+            &s.workload_event(&node(), WorkloadState::Exited)
+        ));
+        assert!(!matches(
+            &s.workload_events_all(),
+            &s.node_event(&node(), NodeEventKind::Started)
+        ));
+        assert!(matches(
+            &s.node_events_all(),
+            &s.node_event(&node(), NodeEventKind::Stopping)
+        ));
+        assert!(!matches(
+            &s.events_all(),
+            &s.logs(&node(), &w, LogStream::Stdout)
+        ));
     }
 
     #[test]

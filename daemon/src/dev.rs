@@ -244,15 +244,21 @@ pub fn temp_state_dir() -> anyhow::Result<tempfile::TempDir> {
         .tempdir()?)
 }
 
-pub fn banner(node: &str, url: &str, prefix: &str, state_dir: &Path) -> String {
+pub fn banner(
+    node: &herd_bus::NodeId,
+    url: &str,
+    subjects: &herd_bus::Subjects,
+    state_dir: &Path,
+) -> String {
+    let ping = subjects.node_command(node, herd_bus::NodeVerb::Ping);
     format!(
         "\nherd dev node '{node}' on {url} (state in {})\n\
          Try, from another terminal:\n  \
          herdctl --nats-url {url} ping {node}\n  \
-         herdctl --nats-url {url} request {prefix}.v1.node.{node}.ping '{{}}'\n  \
+         herdctl --nats-url {url} request {ping} '{{}}'\n  \
          herdctl --nats-url {url} run {node} --cpu 0.5 -- sh -c 'while :; do :; done'\n  \
          herdctl --nats-url {url} watch\n  \
-         nats --server {url} req {prefix}.v1.node.{node}.ping '{{}}'\n\
+         nats --server {url} req {ping} '{{}}'\n\
          Stop with Ctrl-C.\n",
         state_dir.display()
     )

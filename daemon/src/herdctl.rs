@@ -878,7 +878,7 @@ impl Ctl {
             let hb = r.heartbeat.as_ref();
             t.row(vec![
                 r.node_id.to_string(),
-                format!("{:?}", r.liveness).to_lowercase(),
+                r.liveness.as_str().to_string(),
                 hb.map(|h| h.state.as_str().to_string()).unwrap_or_default(),
                 hb.map(|h| format!("{}", h.capacity.cpus))
                     .unwrap_or_default(),

@@ -162,9 +162,9 @@ fn run_dev(mut config: Config, state_dir_given: bool, nodes: u32) -> anyhow::Res
         eprintln!(
             "{}",
             dev::banner(
-                config.node_id()?.as_str(),
+                &config.node_id()?,
                 &config.nats.urls[0],
-                &config.nats.prefix,
+                &herd_bus::Subjects::new(&config.nats.prefix)?,
                 &config.state_dir
             )
         );

@@ -4,7 +4,7 @@
 
 use super::placement;
 use super::registry::{Change, NodeRegistry, RegistryConfig};
-use super::runs::{RunEffect, RunJournal};
+use super::runs::{self, RunEffect, RunJournal};
 use crate::bus::{message_encoding, publish_msgpack, reply_message};
 use crate::clock::now_ms;
 use actix::prelude::*;
@@ -20,7 +20,7 @@ use herd_bus::{
     WorkloadId, WorkloadStatus, WorkloadsQuery,
 };
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// JetStream KV bucket with one NodeRecord per node: what heartbeats cannot rebuild.
@@ -63,15 +63,6 @@ fn no_run(id: &RunId) -> ErrorBody {
     ErrorBody {
         code: ErrorCode::NotFound,
         message: format!("no run {id}"),
-    }
-}
-
-fn liveness_name(l: NodeLiveness) -> &'static str {
-    match l {
-        NodeLiveness::Up => "up",
-        NodeLiveness::Stale => "stale",
-        NodeLiveness::Lost => "lost",
-        NodeLiveness::Left => "left",
     }
 }
 
@@ -118,8 +109,8 @@ impl Coordinator {
     /// Announces and persists liveness changes; a lost node's run tasks are lost.
     fn apply(&mut self, changes: Vec<Change>, ctx: &mut Context<Self>) {
         for c in changes {
-            let kind = format!("node.{}", liveness_name(c.to));
-            tracing::info!(node = %c.node_id, to = liveness_name(c.to), restarted = c.restarted, "node liveness");
+            let kind = format!("node.{}", c.to.as_str());
+            tracing::info!(node = %c.node_id, to = c.to.as_str(), restarted = c.restarted, "node liveness");
             let event = ClusterEvent {
                 kind: kind.clone(),
                 ts_ms: now_ms(),
@@ -315,31 +306,6 @@ impl Coordinator {
         mut spec: RunSpec,
         ctx: &mut Context<Self>,
     ) -> Result<RunSubmitted, ErrorBody> {
-        if spec.repetitions == 0 || spec.repetitions > 10_000 {
-            return Err(bad(format!(
-                "repetitions: must be between 1 and 10000, got {}",
-                spec.repetitions
-            )));
-        }
-        if spec.workload.command.is_empty() && spec.workload.image.is_none() {
-            return Err(bad("workload.command: must not be empty"));
-        }
-        if let Some(t) = spec
-            .stop_timeout_s
-            .filter(|t| !t.is_finite() || *t <= 0.0 || *t > 3600.0)
-        {
-            return Err(bad(format!(
-                "stop_timeout_s: must be between 0 and 3600, got {t}"
-            )));
-        }
-        if spec.workload.workload_id.is_some()
-            || spec.workload.run_id.is_some()
-            || spec.workload.rep.is_some()
-        {
-            return Err(bad(
-                "workload: workload_id, run_id and rep are set by the run",
-            ));
-        }
         if let Some(id) = &spec.run_id {
             if let Some(j) = self.runs.get(id) {
                 return if j.record.spec == spec {
@@ -355,64 +321,8 @@ impl Coordinator {
                 };
             }
         }
-        let t = &spec.targets;
-        let nodes: Vec<NodeId> = match (t.nodes.is_empty(), t.count) {
-            (true, None) => {
-                return Err(bad(
-                    "targets: give nodes, or count (with labels and a strategy)",
-                ))
-            }
-            (false, Some(_)) => return Err(bad("targets: give nodes or count, not both")),
-            (false, None) => {
-                let mut seen = BTreeSet::new();
-                for n in &t.nodes {
-                    if !seen.insert(n) {
-                        return Err(bad(format!("targets.nodes: {n} is listed twice")));
-                    }
-                    match self.registry.get(n) {
-                        None => return Err(bad(format!("targets.nodes: unknown node '{n}'"))),
-                        Some(r) if r.liveness != NodeLiveness::Up => {
-                            return Err(bad(format!(
-                                "targets.nodes: node '{n}' is {}",
-                                liveness_name(r.liveness)
-                            )))
-                        }
-                        Some(_) => {}
-                    }
-                }
-                t.nodes.clone()
-            }
-            (true, Some(0)) => return Err(bad("targets.count: must be ≥ 1")),
-            (true, Some(count)) => {
-                let q = FitQuery {
-                    cpu: spec.workload.limits.cpu,
-                    memory: spec.workload.limits.memory,
-                    gpus: None,
-                    labels: t.labels.clone(),
-                    strategy: t.strategy,
-                };
-                self.round_robin = self.round_robin.wrapping_add(1);
-                let fit = placement::place(self.registry.records(), &q, self.round_robin);
-                if (fit.candidates.len() as u32) < count {
-                    let why: Vec<String> = fit
-                        .rejected
-                        .iter()
-                        .map(|(n, w)| format!("{n}: {w}"))
-                        .collect();
-                    return Err(bad(format!(
-                        "targets.count: {count} nodes asked, {} fit{}{}",
-                        fit.candidates.len(),
-                        if why.is_empty() { "" } else { " — " },
-                        why.join("; ")
-                    )));
-                }
-                fit.candidates
-                    .into_iter()
-                    .take(count as usize)
-                    .map(|c| c.node_id)
-                    .collect()
-            }
-        };
+        self.round_robin = self.round_robin.wrapping_add(1);
+        let nodes = runs::plan(&spec, &self.registry, self.round_robin).map_err(bad)?;
         let run_id = spec.run_id.clone().unwrap_or_else(new_run_id);
         spec.run_id = Some(run_id.clone());
         let (journal, fx) = RunJournal::new(run_id.clone(), spec, &nodes, now_ms());
@@ -648,16 +558,16 @@ impl Actor for Coordinator {
                         }
                     }
                 };
-                let p = subjects.prefix().to_string();
+                let [requests, requests2] = subjects.cluster_requests();
                 let subs = futures::future::join_all([
                     client.subscribe(subjects.heartbeats_all()),
-                    client.subscribe(format!("{p}.v1.evt.*.node.*")),
-                    client.subscribe(format!("{p}.v1.evt.*.workload.*")),
+                    client.subscribe(subjects.node_events_all()),
+                    client.subscribe(subjects.workload_events_all()),
                 ])
                 .await;
                 let queues = futures::future::join_all([
-                    client.queue_subscribe(format!("{p}.v1.cluster.*"), QUEUE_GROUP.into()),
-                    client.queue_subscribe(format!("{p}.v1.cluster.*.*"), QUEUE_GROUP.into()),
+                    client.queue_subscribe(requests, QUEUE_GROUP.into()),
+                    client.queue_subscribe(requests2, QUEUE_GROUP.into()),
                 ])
                 .await;
                 (

@@ -26,7 +26,7 @@ fn gib(b: u64) -> String {
 pub fn unfit(r: &NodeRecord, q: &FitQuery) -> Option<String> {
     match r.liveness {
         NodeLiveness::Up => {}
-        other => return Some(format!("node is {other:?}").to_lowercase()),
+        other => return Some(format!("node is {}", other.as_str())),
     }
     let Some(hb) = &r.heartbeat else {
         return Some("no heartbeat yet".into());
