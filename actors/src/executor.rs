@@ -1,28 +1,32 @@
-//! WorkloadExecutor: owns every workload of this node. It validates specs, creates cgroups,
-//! spawns processes into them, waits for them, and feeds a [`Lifecycle`] per workload with
+//! WorkloadExecutor: owns every workload of this node. It validates specs, starts them through
+//! their driver (exec or docker), waits for them, and feeds a [`Lifecycle`] per workload with
 //! exits, stops, timeouts and restarts, performing the effects it asks for.
 
-use crate::cgroup::{CgroupBackend, WorkloadCgroup};
+use crate::cgroup::CgroupBackend;
 use crate::clock::now_ms;
+use crate::driver::docker::{DockerConfig, DockerDriver, Found};
+use crate::driver::exec::ExecDriver;
+use crate::driver::{Driver as _, Launch, Running, Started};
 use crate::events::EventIds;
 use crate::events::Publish;
 use crate::logs::{self, LogTarget};
 use crate::monitor::{ProcessMonitor, Track, Untrack};
 use crate::outbox::OutboxEntry;
 use crate::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
-use crate::workload::validate::{validate, ExecPolicy, ResolvedSpec};
+use crate::workload::validate::{validate_any, ExecPolicy, Resolved};
 use actix::prelude::*;
+use futures::FutureExt;
 use herd_bus::codec::{self, Encoding};
 use herd_bus::{
-    Accepted, Ack, ErrorBody, ErrorCode, LogStream, NodeId, StopRequest, Subjects, WorkloadEvent,
+    Accepted, Ack, Driver, ErrorBody, ErrorCode, NodeId, StopRequest, Subjects, WorkloadEvent,
     WorkloadFilter, WorkloadId, WorkloadList, WorkloadSpec, WorkloadState, WorkloadStatus,
 };
 use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use crate::driver::exec::cgroup_name;
 
 /// Settled workloads remembered for `get` and `list`; the oldest are forgotten first.
 const KEEP_SETTLED: usize = 1000;
@@ -35,20 +39,41 @@ pub struct ExecutorConfig {
     pub state_dir: PathBuf,
     pub host_cpus: f64,
     pub log_lines_per_s: u32,
+    pub docker: DockerConfig,
 }
 
 struct Entry {
     lc: Lifecycle,
-    resolved: ResolvedSpec,
-    cgroup: Option<Arc<dyn WorkloadCgroup>>,
+    resolved: Resolved,
+    /// The started workload, until it is released.
+    running: Option<Arc<dyn Running>>,
+    /// Its container or cgroup is being removed.
+    releasing: bool,
     /// Incremented per spawn; timers and exits of an older process are ignored.
     generation: u64,
-    oom_seen: u64,
+}
+
+impl Entry {
+    fn new(lc: Lifecycle, resolved: Resolved) -> Entry {
+        Entry {
+            lc,
+            resolved,
+            running: None,
+            releasing: false,
+            generation: 0,
+        }
+    }
+
+    /// Whether anything of the workload may still exist on the node.
+    fn live(&self) -> bool {
+        !self.lc.state().is_terminal() || self.running.is_some() || self.releasing
+    }
 }
 
 pub struct WorkloadExecutor {
     cfg: ExecutorConfig,
-    backend: Arc<dyn CgroupBackend>,
+    exec: ExecDriver,
+    docker: DockerDriver,
     client: async_nats::Client,
     events: Recipient<Publish>,
     ids: EventIds,
@@ -77,11 +102,6 @@ fn new_workload_id() -> WorkloadId {
     WorkloadId::new(format!("w-{hex}")).expect("valid id")
 }
 
-/// Name of a workload's cgroup under herd's root.
-pub fn cgroup_name(id: &WorkloadId) -> String {
-    format!("wl-{id}")
-}
-
 impl WorkloadExecutor {
     pub fn new(
         cfg: ExecutorConfig,
@@ -95,8 +115,9 @@ impl WorkloadExecutor {
             tracing::warn!(error = %e, "cannot create the workload records directory");
         }
         WorkloadExecutor {
+            exec: ExecDriver::new(backend),
+            docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),
             cfg,
-            backend,
             client,
             events,
             ids,
@@ -123,9 +144,9 @@ impl WorkloadExecutor {
                     });
                 }
                 Effect::SignalAll(signal) => {
-                    let signal = parse_signal(&signal).unwrap_or(entry.resolved.kill_signal);
-                    if let Some(cg) = &entry.cgroup {
-                        cg.signal_all(signal);
+                    let signal = parse_signal(&signal).unwrap_or(entry.resolved.kill_signal());
+                    if let Some(r) = &entry.running {
+                        r.signal(signal);
                     }
                 }
                 Effect::KillAfter(d) => {
@@ -135,10 +156,8 @@ impl WorkloadExecutor {
                     });
                 }
                 Effect::KillTree => {
-                    if let Some(cg) = &entry.cgroup {
-                        if let Err(e) = cg.kill_all() {
-                            tracing::error!(workload = %id, error = %e, "cannot kill the workload's processes");
-                        }
+                    if let Some(r) = &entry.running {
+                        r.kill();
                     }
                 }
                 Effect::RestartAfter(d) => {
@@ -149,9 +168,18 @@ impl WorkloadExecutor {
                 }
                 Effect::Cleanup => {
                     self.monitor.do_send(Untrack(id.clone()));
-                    if let Some(cg) = entry.cgroup.take() {
-                        if let Err(e) = cg.remove() {
-                            tracing::warn!(workload = %id, error = %e, "cannot remove the workload's cgroup");
+                    if let Some(r) = entry.running.take() {
+                        let mut release = r.release();
+                        if release.as_mut().now_or_never().is_none() {
+                            // A container's removal takes a request to the engine.
+                            entry.releasing = true;
+                            let id = id.clone();
+                            ctx.spawn(release.into_actor(self).map(move |(), act, _| {
+                                if let Some(e) = act.workloads.get_mut(&id) {
+                                    e.releasing = false;
+                                }
+                                act.forget_old();
+                            }));
                         }
                     }
                     self.forget_old();
@@ -235,7 +263,7 @@ impl WorkloadExecutor {
         let mut settled: Vec<(u64, WorkloadId)> = self
             .workloads
             .iter()
-            .filter(|(_, e)| e.lc.state().is_terminal() && e.cgroup.is_none())
+            .filter(|(_, e)| !e.live())
             .map(|(id, e)| (e.lc.status.finished_at_ms.unwrap_or(0), id.clone()))
             .collect();
         if settled.len() <= KEEP_SETTLED {
@@ -258,12 +286,77 @@ impl WorkloadExecutor {
         }
         let fx = entry.lc.on_starting();
         self.apply(id, fx, ctx);
-        match self.spawn_process(id, ctx) {
-            Ok(pid) => {
-                let entry = self.workloads.get_mut(id).expect("present");
-                let fx = entry.lc.on_spawned(pid, now_ms());
-                self.apply(id, fx, ctx);
+        let launch = match self.launch_for(id) {
+            Ok(l) => l,
+            Err(reason) => return self.launched(id, None, Err(reason), ctx),
+        };
+        let entry = self.workloads.get_mut(id).expect("present");
+        entry.generation += 1;
+        let generation = entry.generation;
+        let mut started = match launch.spec.driver {
+            Driver::Exec => self.exec.launch(launch),
+            Driver::Docker => self.docker.launch(launch),
+        };
+        // exec starts at once; a container is started by requests to the engine.
+        match started.as_mut().now_or_never() {
+            Some(result) => self.launched(id, Some(generation), result, ctx),
+            None => {
+                let id = id.clone();
+                ctx.spawn(
+                    started.into_actor(self).map(move |result, act, ctx| {
+                        act.launched(&id, Some(generation), result, ctx)
+                    }),
+                );
             }
+        }
+    }
+
+    /// What the driver needs, with the run task's results directory made.
+    fn launch_for(&self, id: &WorkloadId) -> Result<Launch, String> {
+        let entry = &self.workloads[id];
+        let spec = &entry.lc.status.spec;
+        let output_dir = match &spec.run_id {
+            Some(run) => {
+                let dir = self
+                    .cfg
+                    .state_dir
+                    .join("runs")
+                    .join(run.as_str())
+                    .join(format!("{}-{id}", spec.rep.unwrap_or(0)));
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                Some(dir)
+            }
+            None => None,
+        };
+        Ok(Launch {
+            workload_id: id.clone(),
+            node_id: self.cfg.node_id.clone(),
+            spec: spec.clone(),
+            resolved: entry.resolved.clone(),
+            output_dir,
+        })
+    }
+
+    /// A driver's answer to a launch (`generation` None: it failed before launching).
+    fn launched(
+        &mut self,
+        id: &WorkloadId,
+        generation: Option<u64>,
+        result: Result<Started, String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let current = self.workloads.get(id).map(|e| e.generation);
+        if generation.is_some() && current != generation {
+            // Forgotten or superseded meanwhile: nothing may keep running unseen.
+            if let Ok(started) = result {
+                started.handle.kill();
+                ctx.spawn(started.handle.release().into_actor(self));
+            }
+            return;
+        }
+        match result {
+            Ok(started) => self.attach(id, started, ctx),
             Err(reason) => {
                 tracing::warn!(workload = %id, %reason, "workload failed to start");
                 let entry = self.workloads.get_mut(id).expect("present");
@@ -273,123 +366,50 @@ impl WorkloadExecutor {
         }
     }
 
-    fn spawn_process(&mut self, id: &WorkloadId, ctx: &mut Context<Self>) -> Result<u32, String> {
+    /// Follows a started workload: its logs, its exit, its telemetry; then reports it running.
+    fn attach(&mut self, id: &WorkloadId, started: Started, ctx: &mut Context<Self>) {
         let entry = self.workloads.get_mut(id).expect("present");
-        let spec = &entry.lc.status.spec;
-        let cgroup = match &entry.cgroup {
-            Some(cg) => cg.clone(),
-            None => {
-                let cg = self
-                    .backend
-                    .create(&cgroup_name(id), &spec.limits)
-                    .map_err(|e| format!("cannot create the cgroup: {e}"))?;
-                entry.cgroup = Some(cg.clone());
-                entry.oom_seen = 0;
-                cg
-            }
-        };
-        let fds = cgroup
-            .placement_fds()
-            .map_err(|e| format!("cannot open the cgroup: {e}"))?;
-        let r = &entry.resolved;
-        let mut cmd = tokio::process::Command::new(&r.program);
-        cmd.arg0(&spec.command[0])
-            .args(&spec.command[1..])
-            .env_clear()
-            .env("PATH", &r.path_env)
-            .env("HOME", &r.home)
-            .env("USER", &r.user)
-            .env("LOGNAME", &r.user)
-            .env("HERD_NODE", self.cfg.node_id.as_str())
-            .env("HERD_WORKLOAD_ID", id.as_str())
-            .current_dir(spec.cwd.as_deref().unwrap_or("/"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false);
-        if let Some(run) = &spec.run_id {
-            cmd.env("HERD_RUN_ID", run.as_str());
-            // A directory of its own for the task's results, owned by the workload's user.
-            let dir = self
-                .cfg
-                .state_dir
-                .join("runs")
-                .join(run.as_str())
-                .join(format!("{}-{id}", spec.rep.unwrap_or(0)));
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            if nix::unistd::Uid::effective().is_root() {
-                nix::unistd::chown(&dir, Some(r.uid), Some(r.gid))
-                    .map_err(|e| format!("cannot hand {} to {}: {e}", dir.display(), r.user))?;
-            }
-            cmd.env("HERD_OUTPUT_DIR", &dir);
-        }
-        if let Some(rep) = spec.rep {
-            cmd.env("HERD_REP", rep.to_string());
-        }
-        cmd.envs(&spec.env);
-        let change_user = nix::unistd::Uid::effective() != r.uid;
-        enter_in_child(
-            &mut cmd,
-            fds,
-            change_user.then(|| (r.uid, r.gid, r.groups.clone())),
-        );
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", r.program.display()))?;
-        let pid = child.id().ok_or("the process vanished at once")?;
-        cgroup.set_leader(pid);
-        entry.generation += 1;
         let generation = entry.generation;
-
-        for (stream, reader) in [
-            (
-                LogStream::Stdout,
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin>),
-            ),
-            (
-                LogStream::Stderr,
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin>),
-            ),
-        ] {
-            if let Some(reader) = reader {
-                actix::spawn(logs::pump(
-                    reader,
-                    LogTarget {
-                        client: self.client.clone(),
-                        subject: self.cfg.subjects.logs(&self.cfg.node_id, id, stream),
-                        node_id: self.cfg.node_id.clone(),
-                        workload_id: id.clone(),
-                        stream,
-                        max_lines_per_s: self.cfg.log_lines_per_s,
-                    },
-                ));
-            }
+        for (stream, reader) in started.output {
+            actix::spawn(logs::pump(
+                reader,
+                LogTarget {
+                    client: self.client.clone(),
+                    subject: self.cfg.subjects.logs(&self.cfg.node_id, id, stream),
+                    node_id: self.cfg.node_id.clone(),
+                    workload_id: id.clone(),
+                    stream,
+                    max_lines_per_s: self.cfg.log_lines_per_s,
+                },
+            ));
         }
         let addr = ctx.address();
         let wid = id.clone();
+        let exit = started.exit;
         actix::spawn(async move {
-            let status = child.wait().await;
+            let (exit, oom) = exit.await;
             addr.do_send(ChildExited {
                 workload_id: wid,
                 generation,
-                status,
+                exit,
+                oom,
             });
         });
         if entry.lc.status.spec.collect {
-            self.monitor.do_send(Track {
-                workload_id: id.clone(),
-                run_id: entry.lc.status.spec.run_id.clone(),
-                cgroup,
-            });
+            if let Some(cgroup) = started.handle.sampler() {
+                self.monitor.do_send(Track {
+                    workload_id: id.clone(),
+                    run_id: entry.lc.status.spec.run_id.clone(),
+                    cgroup,
+                });
+            }
         }
-        Ok(pid)
+        entry.running = Some(started.handle);
+        if entry.lc.state() == WorkloadState::Running {
+            return; // adopted after a restart: already reported running
+        }
+        let fx = entry.lc.on_spawned(started.pid, now_ms());
+        self.apply(id, fx, ctx);
     }
 
     fn start(
@@ -400,9 +420,23 @@ impl WorkloadExecutor {
         if !self.accepting {
             return Err(err(ErrorCode::Unavailable, "the node is shutting down"));
         }
-        let resolved = validate(&spec, &self.cfg.policy, self.cfg.host_cpus)?;
+        let resolved = validate_any(&spec, &self.cfg.policy, self.cfg.host_cpus)?;
         let id = spec.workload_id.clone().unwrap_or_else(new_workload_id);
         spec.workload_id = Some(id.clone());
+        self.accept(id, spec, resolved, ctx)
+    }
+
+    /// Takes a validated spec on (or recognises a retry of one already taken).
+    fn accept(
+        &mut self,
+        id: WorkloadId,
+        spec: WorkloadSpec,
+        resolved: Resolved,
+        ctx: &mut Context<Self>,
+    ) -> Result<Accepted, ErrorBody> {
+        if !self.accepting {
+            return Err(err(ErrorCode::Unavailable, "the node is shutting down"));
+        }
         if let Some(existing) = self.workloads.get(&id) {
             return if existing.lc.status.spec == spec {
                 Ok(Accepted {
@@ -417,16 +451,7 @@ impl WorkloadExecutor {
             };
         }
         let (lc, effects) = Lifecycle::new(id.clone(), self.cfg.node_id.clone(), spec, now_ms());
-        self.workloads.insert(
-            id.clone(),
-            Entry {
-                lc,
-                resolved,
-                cgroup: None,
-                generation: 0,
-                oom_seen: 0,
-            },
-        );
+        self.workloads.insert(id.clone(), Entry::new(lc, resolved));
         self.apply(&id, effects, ctx);
         Ok(Accepted {
             workload_id: id,
@@ -520,41 +545,114 @@ impl WorkloadExecutor {
     }
 
     fn live(&self) -> usize {
-        self.workloads
-            .values()
-            .filter(|e| !e.lc.state().is_terminal() || e.cgroup.is_some())
-            .count()
-    }
-}
-
-/// In the forked child, before exec: join the cgroup (write `0` to each pre-opened
-/// `cgroup.procs`), start a new session, then drop to the workload's user.
-#[allow(unsafe_code)]
-fn enter_in_child(
-    cmd: &mut tokio::process::Command,
-    fds: Vec<std::os::fd::OwnedFd>,
-    user: Option<(nix::unistd::Uid, nix::unistd::Gid, Vec<nix::unistd::Gid>)>,
-) {
-    // SAFETY: the closure runs between fork and exec. It only makes system calls (write,
-    // setsid, setgroups, setgid, setuid) on data prepared before the fork; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in &fds {
-                nix::unistd::write(fd, b"0")?;
-            }
-            nix::unistd::setsid()?;
-            if let Some((uid, gid, groups)) = &user {
-                nix::unistd::setgroups(groups)?;
-                nix::unistd::setgid(*gid)?;
-                nix::unistd::setuid(*uid)?;
-            }
-            Ok(())
-        });
+        self.workloads.values().filter(|e| e.live()).count()
     }
 }
 
 impl Actor for WorkloadExecutor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.adopt_containers(ctx);
+    }
+}
+
+impl WorkloadExecutor {
+    /// Saved statuses of workloads that had not settled when herdd last stopped.
+    fn unsettled_records(&self) -> Vec<WorkloadStatus> {
+        let Ok(dir) = std::fs::read_dir(self.cfg.state_dir.join("workloads")) else {
+            return vec![];
+        };
+        dir.filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+            .filter(|s: &WorkloadStatus| !s.state.is_terminal())
+            .collect()
+    }
+
+    /// After a restart: takes back this node's containers (found by label) whose workloads were
+    /// not settled, reports those whose container is gone as lost, and removes orphans.
+    fn adopt_containers(&mut self, ctx: &mut Context<Self>) {
+        let records: HashMap<WorkloadId, WorkloadStatus> = self
+            .unsettled_records()
+            .into_iter()
+            .filter(|s| s.spec.driver == Driver::Docker)
+            .map(|s| (s.workload_id.clone(), s))
+            .collect();
+        let list = self.docker.list_mine();
+        ctx.spawn(list.into_actor(self).map(move |found, act, ctx| {
+            let found = match found {
+                Ok(found) => found,
+                Err(e) if records.is_empty() => {
+                    tracing::debug!(error = %e.message, "no containers to adopt");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "cannot look for this node's containers; their workloads stay unknown");
+                    return;
+                }
+            };
+            let mut records = records;
+            for Found {
+                container,
+                workload,
+                running,
+            } in found
+            {
+                let status = WorkloadId::new(workload.clone())
+                    .ok()
+                    .and_then(|id| records.remove(&id));
+                match status {
+                    Some(status) => act.adopt(status, container, running, ctx),
+                    None => {
+                        tracing::warn!(%container, %workload, "removing a container of this node that herd has no unsettled record of");
+                        ctx.spawn(act.docker.remove(container).into_actor(act));
+                    }
+                }
+            }
+            for (id, status) in records {
+                let (lc, _) = Lifecycle::adopted(status, now_ms());
+                let resolved = Resolved::Docker {
+                    kill_signal: nix::sys::signal::Signal::SIGTERM,
+                };
+                act.workloads.insert(id.clone(), Entry::new(lc, resolved));
+                let entry = act.workloads.get_mut(&id).expect("present");
+                let fx = entry.lc.on_lost(
+                    "its container was gone when herdd restarted".into(),
+                    now_ms(),
+                );
+                act.apply(&id, fx, ctx);
+            }
+        }));
+    }
+
+    fn adopt(
+        &mut self,
+        status: WorkloadStatus,
+        container: String,
+        running: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = status.workload_id.clone();
+        let kill_signal = status
+            .spec
+            .kill_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        tracing::info!(workload = %id, %container, running, "adopting a container after a restart");
+        let (lc, fx) = Lifecycle::adopted(status, now_ms());
+        let mut entry = Entry::new(lc, Resolved::Docker { kill_signal });
+        entry.generation = 1;
+        self.workloads.insert(id.clone(), entry);
+        self.apply(&id, fx, ctx);
+        let adopted = self.docker.adopt(container);
+        ctx.spawn(
+            adopted
+                .into_actor(self)
+                .map(move |result, act, ctx| act.launched(&id, Some(1), result, ctx)),
+        );
+    }
 }
 
 #[derive(Message)]
@@ -562,7 +660,9 @@ impl Actor for WorkloadExecutor {
 struct ChildExited {
     workload_id: WorkloadId,
     generation: u64,
-    status: std::io::Result<std::process::ExitStatus>,
+    exit: Exit,
+    /// An OOM kill ended it.
+    oom: bool,
 }
 
 impl Handler<ChildExited> for WorkloadExecutor {
@@ -575,25 +675,7 @@ impl Handler<ChildExited> for WorkloadExecutor {
         if entry.generation != msg.generation {
             return;
         }
-        let exit = match msg.status {
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(c), _) => Exit::Code(c),
-                (None, Some(sig)) => Exit::Signal(sig),
-                (None, None) => Exit::Code(-1),
-            },
-            Err(e) => {
-                tracing::error!(workload = %id, error = %e, "cannot wait for the workload");
-                Exit::Code(-1)
-            }
-        };
-        let oom_kills = entry
-            .cgroup
-            .as_ref()
-            .and_then(|cg| cg.sample().ok())
-            .map(|s| s.oom_kills)
-            .unwrap_or(0);
-        let oom = oom_kills > entry.oom_seen;
-        entry.oom_seen = oom_kills;
+        let (exit, oom) = (msg.exit, msg.oom);
         let fx = entry.lc.on_exit(exit, oom, now_ms());
         self.apply(&id, fx, ctx);
     }
@@ -604,9 +686,26 @@ impl Handler<ChildExited> for WorkloadExecutor {
 pub struct Start(pub WorkloadSpec);
 
 impl Handler<Start> for WorkloadExecutor {
-    type Result = Result<Accepted, ErrorBody>;
+    type Result = ResponseActFuture<Self, Result<Accepted, ErrorBody>>;
     fn handle(&mut self, msg: Start, ctx: &mut Self::Context) -> Self::Result {
-        self.start(msg.0, ctx)
+        let spec = msg.0;
+        if spec.driver != Driver::Docker || !self.accepting {
+            return Box::pin(fut::ready(self.start(spec, ctx)));
+        }
+        // A container needs a reachable engine and, with pull_policy never, its image on the
+        // node: both are answered now rather than as a failed workload later.
+        let resolved = match validate_any(&spec, &self.cfg.policy, self.cfg.host_cpus) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let preflight = self.docker.preflight(&spec);
+        Box::pin(preflight.into_actor(self).map(move |checked, act, ctx| {
+            checked?;
+            let mut spec = spec;
+            let id = spec.workload_id.clone().unwrap_or_else(new_workload_id);
+            spec.workload_id = Some(id.clone());
+            act.accept(id, spec, resolved, ctx)
+        }))
     }
 }
 
@@ -688,17 +787,20 @@ impl Handler<StopAll> for WorkloadExecutor {
 pub struct KillRemaining;
 
 impl Handler<KillRemaining> for WorkloadExecutor {
-    type Result = usize;
-    fn handle(&mut self, _: KillRemaining, _: &mut Self::Context) -> usize {
-        let mut killed = 0;
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, _: KillRemaining, _: &mut Self::Context) -> Self::Result {
+        let mut releases = vec![];
         for e in self.workloads.values_mut() {
-            if let Some(cg) = e.cgroup.take() {
-                killed += 1;
-                let _ = cg.kill_all();
-                let _ = cg.remove();
+            if let Some(r) = e.running.take() {
+                r.kill();
+                releases.push(r.release());
             }
         }
-        killed
+        let killed = releases.len();
+        Box::pin(async move {
+            futures::future::join_all(releases).await;
+            killed
+        })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod clock;
 pub mod connection;
 pub mod coordinator;
+pub mod driver;
 pub mod events;
 pub mod executor;
 pub mod gpu;

@@ -98,6 +98,7 @@ pub fn workload_spec() -> WorkloadSpec {
         driver: Driver::Exec,
         command: vec!["stress-ng".into(), "--cpu".into(), "1".into()],
         image: None,
+        pull_policy: None,
         env: BTreeMap::from([("MODE".to_string(), "fast".to_string())]),
         cwd: Some("/tmp".into()),
         user: Some("nobody".into()),
@@ -261,6 +262,15 @@ fixtures! {
     }, "request of node.<node>.lameduck";
     "Ack": Ack = Ack { message: Some("lameduck in 30 s".into()) }, "reply data of commands with nothing else to say";
     "WorkloadSpec": WorkloadSpec = workload_spec(), "request of node.<node>.workload.start";
+    "WorkloadSpecDocker": WorkloadSpec = WorkloadSpec {
+        driver: Driver::Docker,
+        image: Some("herd-test/busybox:1".into()),
+        pull_policy: Some(PullPolicy::Never),
+        command: vec!["sh".into(), "-c".into(), "echo hello".into()],
+        cwd: None,
+        user: None,
+        ..workload_spec()
+    }, "request of node.<node>.workload.start, a container";
     "Accepted": Accepted = Accepted { workload_id: workload_id(), existing: false }, "reply data of node.<node>.workload.start";
     "StopRequest": StopRequest = StopRequest {
         workload_id: Some(workload_id()),

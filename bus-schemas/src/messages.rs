@@ -165,6 +165,28 @@ pub enum Driver {
     Docker,
 }
 
+/// When a docker workload's image is pulled from a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Never pull: the image must already be on the node.
+    Never,
+    /// Pull when the node does not have the image.
+    IfNotPresent,
+    /// Pull before every start.
+    Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "never",
+            PullPolicy::IfNotPresent => "if_not_present",
+            PullPolicy::Always => "always",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Limits {
     /// CPU in cores (0.5 = half a core).
@@ -213,6 +235,9 @@ pub struct WorkloadSpec {
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// docker: when to pull `image`; default the node's `docker.pull_policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +274,7 @@ impl Default for WorkloadSpec {
             driver: Driver::Exec,
             command: vec![],
             image: None,
+            pull_policy: None,
             env: BTreeMap::new(),
             cwd: None,
             user: None,

@@ -2,6 +2,7 @@
 //! flags. Unknown keys in the file are errors, so a typo never goes unnoticed.
 
 use anyhow::{bail, Context};
+use herd_actors::driver::docker::DockerConfig;
 use herd_actors::workload::ExecPolicy;
 use herd_bus::{DecodeLimits, NodeId, Role, Subjects};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub cgroup: CgroupConfig,
     pub exec: ExecPolicy,
+    pub docker: DockerConfig,
     pub telemetry: TelemetryConfig,
     pub logs: LogsConfig,
     pub heartbeat: HeartbeatConfig,
@@ -78,6 +80,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             cgroup: CgroupConfig::default(),
             exec: ExecPolicy::default(),
+            docker: DockerConfig::default(),
             telemetry: TelemetryConfig::default(),
             logs: LogsConfig::default(),
             heartbeat: HeartbeatConfig::default(),
@@ -324,6 +327,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.docker.socket.trim().is_empty() {
+            bail!("docker.socket must not be empty");
+        }
         self.node_id()?;
         self.nats.validate()?;
         if self.roles.is_empty() {

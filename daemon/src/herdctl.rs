@@ -13,8 +13,8 @@ use herd_bus::{
     WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
 };
 use herd_bus::{
-    ClusterVerb, FitQuery, FitResult, Heartbeat, LameduckRequest, NodeGet, NodeList, NodeLiveness,
-    NodeRecord, NodesQuery, PlacementStrategy,
+    ClusterVerb, Driver, FitQuery, FitResult, Heartbeat, LameduckRequest, NodeGet, NodeList,
+    NodeLiveness, NodeRecord, NodesQuery, PlacementStrategy, PullPolicy,
 };
 use herd_bus::{
     RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState, RunSubmitted, RunTargets,
@@ -119,7 +119,7 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<RunCommand>,
         #[command(flatten)]
-        args: Option<RunArgs>,
+        args: Box<RunArgs>,
     },
     /// The run catalog, newest first.
     Runs {
@@ -234,6 +234,33 @@ pub struct WorkloadFlags {
     /// Environment, KEY=VALUE, repeatable.
     #[arg(long = "env", short = 'e', value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+    /// Run a Docker container of this image instead of a process (driver docker); the
+    /// command, when given, replaces the image's.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// When the node pulls the image: never, if_not_present or always [default: the node's].
+    #[arg(long, value_parser = parse_pull_policy)]
+    pub pull: Option<PullPolicy>,
+}
+
+/// The command, and for a container its image first (`docker:IMAGE CMD`).
+fn describe_command(spec: &WorkloadSpec) -> String {
+    match (spec.driver, &spec.image) {
+        (Driver::Docker, Some(image)) if spec.command.is_empty() => format!("docker:{image}"),
+        (Driver::Docker, Some(image)) => format!("docker:{image} {}", spec.command.join(" ")),
+        _ => spec.command.join(" "),
+    }
+}
+
+fn parse_pull_policy(s: &str) -> Result<PullPolicy, String> {
+    match s {
+        "never" => Ok(PullPolicy::Never),
+        "if_not_present" | "if-not-present" => Ok(PullPolicy::IfNotPresent),
+        "always" => Ok(PullPolicy::Always),
+        _ => Err(format!(
+            "'{s}' is not a pull policy (never, if_not_present, always)"
+        )),
+    }
 }
 
 impl WorkloadFlags {
@@ -246,12 +273,17 @@ impl WorkloadFlags {
         spec.grace_s = self.grace.or(spec.grace_s);
         spec.user = self.user.or(spec.user.take());
         spec.env.extend(self.env);
+        if let Some(image) = self.image {
+            spec.driver = Driver::Docker;
+            spec.image = Some(image);
+        }
+        spec.pull_policy = self.pull.or(spec.pull_policy);
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    pub node: String,
+    pub node: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadFlags,
     /// Workload id (default: generated). Repeating a run with the same id and spec is a no-op.
@@ -262,8 +294,8 @@ pub struct RunArgs {
     /// Restart on failure up to this many times.
     #[arg(long)]
     pub restart: Option<u32>,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments (optional with --image).
+    #[arg(last = true)]
     pub command: Vec<String>,
 }
 
@@ -394,14 +426,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             RunCommand::Show { run_id } => ctl.run_show(&run_id).await,
             RunCommand::Stop { run_id } => ctl.run_stop(&run_id).await,
         },
+        // Not `Option<RunArgs>`: clap then read `herdctl --nats-url U run NODE -- CMD` (a
+        // global flag or HERD_NATS_URL set) as no arguments at all.
         Command::Run {
             command: None,
-            args: Some(args),
-        } => ctl.run_workload(args).await,
-        Command::Run {
-            command: None,
-            args: None,
-        } => anyhow::bail!("usage: herdctl run NODE -- CMD..., or herdctl run submit|show|stop"),
+            args,
+        } if args.node.is_some() && (!args.command.is_empty() || args.workload.image.is_some()) => {
+            ctl.run_workload(*args).await
+        }
+        Command::Run { command: None, .. } => anyhow::bail!(
+            "usage: herdctl run NODE -- CMD..., herdctl run NODE --image IMAGE [-- CMD...], \
+             or herdctl run submit|show|stop"
+        ),
         Command::Runs { state, limit } => ctl.runs(state, limit).await,
         Command::Ps { node, all } => ctl.ps(node, all).await,
         Command::Stop {
@@ -597,7 +633,7 @@ impl Ctl {
     }
 
     async fn run_workload(&self, a: RunArgs) -> anyhow::Result<ExitCode> {
-        let node = NodeId::new(a.node.clone())?;
+        let node = NodeId::new(a.node.clone().unwrap_or_default())?;
         let mut spec = WorkloadSpec {
             workload_id: a.id.map(WorkloadId::new).transpose()?,
             name: a.name,
@@ -665,7 +701,7 @@ impl Ctl {
                 human_duration(now.saturating_sub(w.created_at_ms) as f64 / 1e3),
                 w.restarts.to_string(),
                 exit,
-                shorten(&w.spec.command.join(" "), 40),
+                shorten(&describe_command(&w.spec), 40),
             ]);
         }
         out(&table.render());

@@ -34,6 +34,9 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "HERD_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
+    /// The Docker engine's socket, for docker workloads [default: /var/run/docker.sock].
+    #[arg(long, env = "HERD_DOCKER_SOCKET", global = true)]
+    pub docker_socket: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(subcommand)]
@@ -95,6 +98,9 @@ impl Cli {
         config.labels.extend(self.labels.iter().cloned());
         if let Some(f) = self.log_format {
             config.log.format = f;
+        }
+        if let Some(socket) = &self.docker_socket {
+            config.docker.socket = socket.clone();
         }
         self.nats.apply(&mut config.nats);
         config.validate()?;

@@ -111,6 +111,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state_dir: config.state_dir.clone(),
                 host_cpus: host_cpus(),
                 log_lines_per_s: config.logs.max_lines_per_s,
+                docker: config.docker.clone(),
             },
             backend.clone(),
             client.clone(),

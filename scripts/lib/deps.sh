@@ -46,3 +46,14 @@ ensure_rust_components() {
     done
   fi
 }
+
+ensure_busybox_static() {
+  if [ -x /bin/busybox ] && file_is_static /bin/busybox; then return 0; fi
+  echo "installing busybox-static (Debian package, for the Docker test image)..." >&2
+  apt_install busybox-static
+}
+
+# True when $1 is a statically linked executable (no ELF interpreter).
+file_is_static() {
+  ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'
+}

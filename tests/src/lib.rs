@@ -53,6 +53,54 @@ pub fn nats_version() -> String {
     version
 }
 
+/// The Docker test image (`scripts/test-image` builds it from Debian's busybox-static, with no
+/// registry); the engine's version is announced once per test binary. Panics with what is
+/// missing when the machine has no usable Docker engine.
+pub fn docker_test_image() -> &'static str {
+    static IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let version = Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output();
+        let version = match version {
+            Ok(out) if out.status.success() => {
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
+            Ok(out) => panic!(
+                "these tests need a running Docker engine; `docker version` says: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => {
+                panic!("these tests need Docker (the docker command and a running engine): {e}")
+            }
+        };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image");
+        let status = Command::new(&script)
+            .status()
+            .expect("run scripts/test-image");
+        assert!(status.success(), "{} failed: {status}", script.display());
+        let image = "herd-test/busybox:1".to_string();
+        announce(&format!(
+            "backend Docker engine {version}, test image {image} (local, no registry)"
+        ));
+        image
+    })
+}
+
+/// Ids of the containers (running or not) labelled `herd.node=<node>`.
+pub fn containers_of(node: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter"])
+        .arg(format!("label=herd.node={node}"))
+        .output()
+        .expect("docker ps");
+    assert!(out.status.success(), "docker ps: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Larger than the 1 MiB default, so tests can send payloads past herdd's own cap.
 pub const TEST_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
 
@@ -209,6 +257,8 @@ pub struct HerddOptions<'a> {
     pub state_dir: Option<&'a Path>,
     pub env: Vec<(&'a str, String)>,
     pub config_toml: Option<&'a str>,
+    /// Arguments after the global flags (`dev --nodes 2`); none runs a node.
+    pub args: Vec<&'a str>,
 }
 
 impl<'a> HerddOptions<'a> {
@@ -219,6 +269,7 @@ impl<'a> HerddOptions<'a> {
             state_dir: None,
             env: Vec::new(),
             config_toml: None,
+            args: Vec::new(),
         }
     }
 }
@@ -256,9 +307,13 @@ impl Herdd {
             .arg(&opts.nats_url)
             .arg("--state-dir")
             .arg(&state_dir)
+            .args(&opts.args)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
-            .env("HERD_LOG", "debug,async_nats=info")
+            .env(
+                "HERD_LOG",
+                "debug,async_nats=info,bollard=info,hyper_util=info",
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -468,23 +468,6 @@ async fn malformed_requests_get_bad_request_and_the_node_keeps_answering() {
 }
 
 #[tokio::test]
-async fn valid_requests_for_missing_features_say_unavailable() {
-    let (_nats, _herdd, client) = setup("partial").await;
-    let msg = request(
-        &client,
-        "herd.v1.node.partial.workload.start",
-        None,
-        br#"{"driver":"docker","image":"busybox","command":["true"]}"#.to_vec(),
-    )
-    .await
-    .unwrap();
-    let reply: Reply<Empty> = decode_reply(&msg, Encoding::Json);
-    let error = reply.error.unwrap();
-    assert_eq!(error.code, ErrorCode::Unavailable);
-    assert!(error.message.contains("docker"), "{}", error.message);
-}
-
-#[tokio::test]
 async fn lameduck_is_reported_by_ping() {
     let (_nats, _herdd, client) = setup("drainer").await;
     let msg = request(

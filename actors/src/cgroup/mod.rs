@@ -102,6 +102,25 @@ pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
     fn remove(&self) -> Result<(), CgroupError>;
 }
 
+/// The cgroup another manager (the Docker engine) made for process `pid`, to sample it through
+/// the same path as herd's own workloads. herd must not kill or remove it: its owner does.
+pub fn of_process(pid: u32) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+    let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let info = MountInfo::read().map_err(io_err("/proc/self/mountinfo"))?;
+    if let Some(cg) = v1::V1Cgroup::of_process(&info, &text) {
+        return Ok(Arc::new(cg));
+    }
+    if let Some(mount) = info.unified() {
+        if let Some(cg) = v2::V2Cgroup::of_process(&mount.mount_point, &text) {
+            return Ok(Arc::new(cg));
+        }
+    }
+    Err(CgroupError::Unusable(format!(
+        "process {pid} is in no cgroup herd can read"
+    )))
+}
+
 /// `Limits` to kernel values: cpu quota per 100 ms period, memory in bytes, pids.
 pub fn cpu_quota_us(cores: f64, period_us: u64) -> u64 {
     ((cores * period_us as f64).round() as u64).max(1000)

@@ -130,6 +130,33 @@ pub struct V1Cgroup {
     d: V1Dirs,
 }
 
+impl V1Cgroup {
+    /// The v1 cgroups a process is in, from its `/proc/<pid>/cgroup` text.
+    pub(crate) fn of_process(info: &MountInfo, proc_cgroup: &str) -> Option<V1Cgroup> {
+        let dir = |controller: &str| {
+            let mount = info.v1_controller(controller)?;
+            proc_cgroup.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                controllers
+                    .split(',')
+                    .any(|c| c == controller)
+                    .then(|| mount.mount_point.join(path.trim_start_matches('/')))
+            })
+        };
+        Some(V1Cgroup {
+            d: V1Dirs {
+                cpu: dir("cpu")?,
+                cpuacct: dir("cpuacct")?,
+                memory: dir("memory")?,
+                pids: dir("pids")?,
+                freezer: dir("freezer"),
+                blkio: dir("blkio"),
+            },
+        })
+    }
+}
+
 fn read(path: &Path) -> Result<String, CgroupError> {
     std::fs::read_to_string(path).map_err(io_err(path))
 }
@@ -259,6 +286,28 @@ impl WorkloadCgroup for V1Cgroup {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_process_cgroup_maps_to_each_mount() {
+        let info = crate::cgroup::MountInfo::parse(
+            "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+             31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             32 25 0:28 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",
+        );
+        let text = "4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n8:pids:/docker/abc\n0::/\n";
+        let cg = super::V1Cgroup::of_process(&info, text).unwrap();
+        assert_eq!(
+            cg.d.memory,
+            std::path::Path::new("/sys/fs/cgroup/memory/docker/abc")
+        );
+        assert_eq!(
+            cg.d.cpu,
+            std::path::Path::new("/sys/fs/cgroup/cpu,cpuacct/docker/abc")
+        );
+        assert_eq!(cg.d.cpuacct, cg.d.cpu);
+        assert!(cg.d.freezer.is_none());
+        assert!(super::V1Cgroup::of_process(&info, "0::/docker/abc\n").is_none());
+    }
+
     #[test]
     fn blkio_sums_devices() {
         let text =

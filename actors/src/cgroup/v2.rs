@@ -105,6 +105,18 @@ pub struct V2Cgroup {
     dir: PathBuf,
 }
 
+impl V2Cgroup {
+    /// The unified cgroup a process is in, from its `/proc/<pid>/cgroup` text.
+    pub(crate) fn of_process(mount: &Path, proc_cgroup: &str) -> Option<V2Cgroup> {
+        let path = proc_cgroup
+            .lines()
+            .find_map(|line| line.strip_prefix("0::"))?;
+        Some(V2Cgroup {
+            dir: mount.join(path.trim_start_matches('/')),
+        })
+    }
+}
+
 /// Sums rbytes and wbytes over devices in io.stat.
 fn io_bytes(text: &str) -> (u64, u64) {
     let (mut r, mut w) = (0, 0);

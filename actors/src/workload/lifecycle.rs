@@ -138,14 +138,50 @@ impl Lifecycle {
         out
     }
 
+    /// The main process runs as `pid`.
     pub fn on_spawned(&mut self, pid: u32, now_ms: u64) -> Vec<Effect> {
         let mut out = Vec::new();
-        self.status.pid = Some(pid);
+        // 0: the process ended before its pid could be read (a container that exits at once).
+        self.status.pid = (pid != 0).then_some(pid);
         self.status.started_at_ms = Some(now_ms);
         self.set(WorkloadState::Running, &mut out);
-        if let Some(t) = self.status.spec.timeout_s {
+        if self.stop == Some(StopCause::Requested) {
+            // A stop arrived while a slow driver (a container) was starting: stop it now.
+            out.push(Effect::SignalAll(self.kill_signal()));
+            out.push(Effect::KillAfter(self.grace()));
+        } else if let Some(t) = self.status.spec.timeout_s {
             out.push(Effect::ArmTimeout(Duration::from_secs_f64(t)));
         }
+        out
+    }
+
+    /// A workload found still running after herdd restarted, from its saved status; its
+    /// timeout is re-armed for what is left of it.
+    pub fn adopted(status: WorkloadStatus, now_ms: u64) -> (Lifecycle, Vec<Effect>) {
+        let mut out = Vec::new();
+        if let (Some(t), Some(started)) = (status.spec.timeout_s, status.started_at_ms) {
+            let elapsed = Duration::from_millis(now_ms.saturating_sub(started));
+            out.push(Effect::ArmTimeout(
+                Duration::from_secs_f64(t).saturating_sub(elapsed),
+            ));
+        }
+        let lc = Lifecycle {
+            status,
+            stop: None,
+            escalated: false,
+            restart_pending: false,
+        };
+        (lc, out)
+    }
+
+    /// Nothing is left of the workload and how it ended is unknown.
+    pub fn on_lost(&mut self, reason: String, now_ms: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.status.pid = None;
+        self.status.reason = Some(reason);
+        self.status.finished_at_ms = Some(now_ms);
+        self.set(WorkloadState::Lost, &mut out);
+        out.push(Effect::Cleanup);
         out
     }
 
@@ -543,6 +579,43 @@ mod tests {
         let fx = lc.on_spawn_failed("exec: permission denied".into(), 1);
         assert_eq!(emitted(&fx), [Failed]);
         assert_eq!(lc.status.reason.as_deref(), Some("exec: permission denied"));
+    }
+
+    #[test]
+    fn a_stop_while_starting_stops_the_workload_once_it_runs() {
+        let (mut lc, _) = Lifecycle::new(
+            WorkloadId::new("w").unwrap(),
+            NodeId::new("n").unwrap(),
+            WorkloadSpec {
+                grace_s: Some(2.0),
+                timeout_s: Some(60.0),
+                ..spec()
+            },
+            0,
+        );
+        lc.on_starting();
+        assert_eq!(lc.on_stop(None, None, 1), vec![], "nothing to signal yet");
+        let fx = lc.on_spawned(42, 2);
+        assert_eq!(emitted(&fx), [Running]);
+        assert!(fx.contains(&Effect::SignalAll("SIGTERM".into())));
+        assert!(fx.contains(&Effect::KillAfter(Duration::from_secs(2))));
+        assert!(!fx.iter().any(|e| matches!(e, Effect::ArmTimeout(_))));
+        assert_eq!(emitted(&lc.on_exit(Exit::Code(143), false, 3)), [Stopped]);
+    }
+
+    #[test]
+    fn an_adopted_workload_keeps_what_is_left_of_its_timeout_and_can_be_lost() {
+        let mut lc = running(WorkloadSpec {
+            timeout_s: Some(10.0),
+            ..spec()
+        });
+        lc.status.started_at_ms = Some(1_000);
+        let (mut adopted, fx) = Lifecycle::adopted(lc.status.clone(), 4_000);
+        assert_eq!(fx, vec![Effect::ArmTimeout(Duration::from_secs(7))]);
+        assert_eq!(adopted.state(), Running);
+        let fx = adopted.on_lost("gone".into(), 5_000);
+        assert_eq!(emitted(&fx), [Lost]);
+        assert_eq!(fx.last(), Some(&Effect::Cleanup));
     }
 
     #[test]

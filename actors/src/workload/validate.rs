@@ -91,50 +91,73 @@ fn positive(name: &str, v: Option<f64>, allow_zero: bool) -> Result<(), ErrorBod
     }
 }
 
-/// Validates `spec` for this node (`host_cpus` cores).
-pub fn validate(
+/// A validated spec, per driver.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    Exec(ResolvedSpec),
+    Docker {
+        kill_signal: nix::sys::signal::Signal,
+    },
+}
+
+impl Resolved {
+    pub fn kill_signal(&self) -> nix::sys::signal::Signal {
+        match self {
+            Resolved::Exec(r) => r.kill_signal,
+            Resolved::Docker { kill_signal } => *kill_signal,
+        }
+    }
+}
+
+/// Validates `spec` for this node (`host_cpus` cores), whichever its driver.
+pub fn validate_any(
     spec: &WorkloadSpec,
     policy: &ExecPolicy,
     host_cpus: f64,
-) -> Result<ResolvedSpec, ErrorBody> {
-    if spec.driver == Driver::Docker {
-        return Err(ErrorBody {
-            code: ErrorCode::Unavailable,
-            message: "driver: docker workloads are not supported by this build of herdd".into(),
-        });
+) -> Result<Resolved, ErrorBody> {
+    match spec.driver {
+        Driver::Exec => validate(spec, policy, host_cpus).map(Resolved::Exec),
+        Driver::Docker => validate_docker(spec, host_cpus),
     }
-    let Some(cmd) = spec.command.first() else {
-        return Err(field("command", "must not be empty"));
-    };
-    if cmd.is_empty() {
-        return Err(field("command", "the program name is empty"));
+}
+
+/// Checks a docker spec: an image, an argv without NUL bytes, and what every driver checks.
+/// `cwd` and `user` are the container's, so they are not looked up on this node.
+pub fn validate_docker(spec: &WorkloadSpec, host_cpus: f64) -> Result<Resolved, ErrorBody> {
+    let image = spec.image.as_deref().unwrap_or("");
+    if image.trim().is_empty() {
+        return Err(field("image", "a docker workload needs an image"));
+    }
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(field("image", format!("invalid image reference {image:?}")));
     }
     if spec.command.iter().any(|a| a.contains('\0')) {
         return Err(field("command", "arguments must not contain NUL bytes"));
     }
+    if let Some(cwd) = &spec.cwd {
+        if !cwd.starts_with('/') {
+            return Err(field("cwd", format!("'{cwd}' must be an absolute path")));
+        }
+    }
+    if let Some(user) = &spec.user {
+        if user.is_empty() || user.contains('\0') {
+            return Err(field("user", format!("invalid user {user:?}")));
+        }
+    }
+    let kill_signal = check_common(spec, host_cpus)?;
+    Ok(Resolved::Docker { kill_signal })
+}
+
+/// Checks every driver shares: env, limits, timeouts, the stop signal, restarts.
+fn check_common(
+    spec: &WorkloadSpec,
+    host_cpus: f64,
+) -> Result<nix::sys::signal::Signal, ErrorBody> {
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(field("env", format!("invalid variable {k:?}")));
         }
     }
-    let path_env = spec
-        .env
-        .get("PATH")
-        .cloned()
-        .unwrap_or_else(|| DEFAULT_PATH.into());
-    let program = resolve_program(cmd, &path_env)?;
-    if !policy.allowed_commands.is_empty()
-        && !policy
-            .allowed_commands
-            .iter()
-            .any(|a| a == cmd || Path::new(a) == program)
-    {
-        return Err(field(
-            "command",
-            format!("'{cmd}' is not in this node's exec.allowed_commands"),
-        ));
-    }
-
     let limits = &spec.limits;
     positive("limits.cpu", limits.cpu, false)?;
     if let Some(cpu) = limits.cpu {
@@ -179,6 +202,46 @@ pub fn validate(
             format!("must be ≤ 100, got {}", spec.restart.max),
         ));
     }
+    Ok(kill_signal)
+}
+
+/// Validates an exec `spec` for this node (`host_cpus` cores).
+pub fn validate(
+    spec: &WorkloadSpec,
+    policy: &ExecPolicy,
+    host_cpus: f64,
+) -> Result<ResolvedSpec, ErrorBody> {
+    if spec.driver == Driver::Docker {
+        return Err(field("driver", "not an exec workload"));
+    }
+    let Some(cmd) = spec.command.first() else {
+        return Err(field("command", "must not be empty"));
+    };
+    if cmd.is_empty() {
+        return Err(field("command", "the program name is empty"));
+    }
+    if spec.command.iter().any(|a| a.contains('\0')) {
+        return Err(field("command", "arguments must not contain NUL bytes"));
+    }
+    let path_env = spec
+        .env
+        .get("PATH")
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_PATH.into());
+    let program = resolve_program(cmd, &path_env)?;
+    if !policy.allowed_commands.is_empty()
+        && !policy
+            .allowed_commands
+            .iter()
+            .any(|a| a == cmd || Path::new(a) == program)
+    {
+        return Err(field(
+            "command",
+            format!("'{cmd}' is not in this node's exec.allowed_commands"),
+        ));
+    }
+
+    let kill_signal = check_common(spec, host_cpus)?;
     if let Some(cwd) = &spec.cwd {
         if !Path::new(cwd).is_absolute() || !Path::new(cwd).is_dir() {
             return Err(field(
@@ -403,16 +466,27 @@ mod tests {
     }
 
     #[test]
-    fn docker_is_unavailable_not_bad() {
-        let e = validate(
-            &WorkloadSpec {
+    fn docker_specs_need_an_image_and_share_the_common_checks() {
+        let docker = |f: fn(&mut WorkloadSpec)| {
+            let mut spec = WorkloadSpec {
                 driver: Driver::Docker,
+                image: Some("herd-test/busybox:1".into()),
+                command: vec![],
+                cwd: Some("/work".into()),
+                user: Some("1000".into()),
                 ..ok_spec()
-            },
-            &ExecPolicy::default(),
-            2.0,
-        )
-        .unwrap_err();
-        assert_eq!(e.code, ErrorCode::Unavailable);
+            };
+            f(&mut spec);
+            validate_any(&spec, &ExecPolicy::default(), 2.0)
+        };
+        let ok = docker(|_| {}).unwrap();
+        assert_eq!(ok.kill_signal(), nix::sys::signal::Signal::SIGTERM);
+        let message = |f| docker(f).unwrap_err().message;
+        assert!(message(|s| s.image = None).starts_with("image:"));
+        assert!(message(|s| s.image = Some("a b".into())).starts_with("image:"));
+        assert!(message(|s| s.cwd = Some("rel".into())).starts_with("cwd:"));
+        assert!(message(|s| s.limits.cpu = Some(64.0)).starts_with("limits.cpu:"));
+        assert!(message(|s| s.kill_signal = Some("NOPE".into())).starts_with("kill_signal:"));
+        assert!(message(|s| s.command = vec!["a\0b".into()]).starts_with("command:"));
     }
 }

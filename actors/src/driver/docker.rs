@@ -1,0 +1,617 @@
+//! The docker driver: containers through the Docker engine's API (bollard).
+//!
+//! A container gets the workload's limits (cpu → nano_cpus, memory with no extra swap, pids),
+//! the labels `herd.workload_id`, `herd.run_id`, `herd.node`, and the name
+//! `herd-<node>-<workload>`. herd samples the container's own cgroup (found from its init's pid)
+//! through the same path as exec workloads, never the stats API. Exit code and OOM kill come
+//! from inspecting the container once it has stopped; a container killed by a signal exits with
+//! 128 + the signal's number, as Docker reports it. Logs come from the engine's log stream.
+
+use super::{Driver, Launch, Output, Running, Started};
+use crate::cgroup::WorkloadCgroup;
+use crate::workload::lifecycle::Exit;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions,
+};
+use bollard::Docker;
+use futures::future::{FutureExt, LocalBoxFuture};
+use futures::StreamExt;
+use herd_bus::{ErrorBody, ErrorCode, LogStream, NodeId, PullPolicy, WorkloadId, WorkloadSpec};
+use nix::sys::signal::Signal;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+pub const LABEL_WORKLOAD: &str = "herd.workload_id";
+pub const LABEL_RUN: &str = "herd.run_id";
+pub const LABEL_NODE: &str = "herd.node";
+/// Where a run task's results directory appears inside its container.
+pub const OUTPUT_MOUNT: &str = "/herd/output";
+/// The default engine socket.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// How long to wait for the engine's answer to one request.
+const REQUEST_TIMEOUT_S: u64 = 120;
+
+/// `[docker]` in herd.toml.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The engine's API socket (a path, or `unix://` and a path).
+    pub socket: String,
+    /// When images are pulled, for specs that do not say. `never` suits nodes whose engine
+    /// cannot reach a registry: a missing image is then a clear error, not a slow failed pull.
+    pub pull_policy: PullPolicy,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            socket: DEFAULT_SOCKET.into(),
+            pull_policy: PullPolicy::Never,
+        }
+    }
+}
+
+/// The name of a workload's container: the node is part of it, as several nodes may share an
+/// engine (`herdd dev --nodes 3`).
+pub fn container_name(node: &NodeId, id: &WorkloadId) -> String {
+    format!("herd-{node}-{id}")
+}
+
+/// The engine's message for an error response, or the error.
+fn describe(e: &DockerError) -> String {
+    match e {
+        DockerError::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Splits an image reference into what `/images/create` wants: without a tag or digest it
+/// would pull every tag, so `latest` is named.
+fn pull_reference(image: &str) -> (String, Option<String>) {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last.contains(':') {
+        (image.to_string(), None)
+    } else {
+        (image.to_string(), Some("latest".into()))
+    }
+}
+
+/// A container of this node, found by its labels.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub container: String,
+    pub workload: String,
+    pub running: bool,
+}
+
+#[derive(Clone)]
+pub struct DockerDriver {
+    socket: String,
+    default_pull: PullPolicy,
+    node_id: NodeId,
+    engine: Arc<tokio::sync::OnceCell<Docker>>,
+}
+
+impl DockerDriver {
+    pub fn new(config: &DockerConfig, node_id: NodeId) -> DockerDriver {
+        DockerDriver {
+            socket: config
+                .socket
+                .strip_prefix("unix://")
+                .unwrap_or(&config.socket)
+                .to_string(),
+            default_pull: config.pull_policy,
+            node_id,
+            engine: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    /// The socket, as error messages and `herdd doctor` name it.
+    pub fn socket_url(&self) -> String {
+        format!("unix://{}", self.socket)
+    }
+
+    fn unavailable(&self, e: impl std::fmt::Display) -> ErrorBody {
+        ErrorBody {
+            code: ErrorCode::Unavailable,
+            message: format!(
+                "driver: cannot reach the Docker engine at {}: {e}",
+                self.socket_url()
+            ),
+        }
+    }
+
+    /// The engine, answering: connected once (API version negotiated), then pinged.
+    pub fn engine(&self) -> LocalBoxFuture<'static, Result<Docker, ErrorBody>> {
+        let this = self.clone();
+        async move {
+            let docker = this
+                .engine
+                .get_or_try_init(|| async {
+                    let docker = Docker::connect_with_unix(
+                        &this.socket,
+                        REQUEST_TIMEOUT_S,
+                        bollard::API_DEFAULT_VERSION,
+                    )?;
+                    docker.negotiate_version().await
+                })
+                .await
+                .map_err(|e| this.unavailable(describe(&e)))?
+                .clone();
+            docker
+                .ping()
+                .await
+                .map_err(|e| this.unavailable(describe(&e)))?;
+            Ok(docker)
+        }
+        .boxed_local()
+    }
+
+    /// The engine's version, for logs and tests.
+    pub fn version(&self) -> LocalBoxFuture<'static, Result<String, ErrorBody>> {
+        let engine = self.engine();
+        async move {
+            let docker = engine.await?;
+            let v = docker.version().await.map_err(|e| ErrorBody {
+                code: ErrorCode::Unavailable,
+                message: describe(&e),
+            })?;
+            Ok(v.version.unwrap_or_else(|| "unknown".into()))
+        }
+        .boxed_local()
+    }
+
+    pub fn pull_policy(&self, spec: &WorkloadSpec) -> PullPolicy {
+        spec.pull_policy.unwrap_or(self.default_pull)
+    }
+
+    /// What `workload.start` checks before accepting a container: the engine answers, and the
+    /// image is here unless the pull policy may fetch it.
+    pub fn preflight(&self, spec: &WorkloadSpec) -> LocalBoxFuture<'static, Result<(), ErrorBody>> {
+        let engine = self.engine();
+        let policy = self.pull_policy(spec);
+        let image = spec.image.clone().unwrap_or_default();
+        async move {
+            let docker = engine.await?;
+            if policy != PullPolicy::Never {
+                return Ok(());
+            }
+            match docker.inspect_image(&image).await {
+                Ok(_) => Ok(()),
+                Err(e) if status_of(&e) == Some(404) => Err(ErrorBody {
+                    code: ErrorCode::NotFound,
+                    message: format!(
+                        "image: '{image}' is not on this node and pull_policy is never; \
+                         load or build it there (docker load, docker import), or set \
+                         pull_policy to if_not_present"
+                    ),
+                }),
+                Err(e) => Err(ErrorBody {
+                    code: ErrorCode::Unavailable,
+                    message: format!("image: cannot inspect '{image}': {}", describe(&e)),
+                }),
+            }
+        }
+        .boxed_local()
+    }
+
+    fn create_body(&self, l: &Launch) -> ContainerCreateBody {
+        let spec = &l.spec;
+        let output = l.output_dir.as_ref().map(|_| OUTPUT_MOUNT);
+        let mut env: BTreeMap<String, String> = l.herd_env(output).into_iter().collect();
+        env.extend(spec.env.clone());
+        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        labels.insert(LABEL_WORKLOAD.into(), l.workload_id.to_string());
+        labels.insert(LABEL_NODE.into(), self.node_id.to_string());
+        if let Some(run) = &spec.run_id {
+            labels.insert(LABEL_RUN.into(), run.to_string());
+        }
+        let memory = spec.limits.memory.map(|m| m.min(i64::MAX as u64) as i64);
+        ContainerCreateBody {
+            image: spec.image.clone(),
+            cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            working_dir: spec.cwd.clone(),
+            user: spec.user.clone(),
+            labels: Some(labels),
+            attach_stdin: Some(false),
+            attach_stdout: Some(false),
+            attach_stderr: Some(false),
+            tty: Some(false),
+            open_stdin: Some(false),
+            host_config: Some(HostConfig {
+                nano_cpus: spec.limits.cpu.map(|c| (c * 1e9).round() as i64),
+                memory,
+                // No swap beyond the memory limit, like an exec workload's cgroup.
+                memory_swap: memory,
+                pids_limit: spec.limits.pids.map(|p| p.min(i64::MAX as u64) as i64),
+                binds: l
+                    .output_dir
+                    .as_ref()
+                    .map(|d| vec![format!("{}:{OUTPUT_MOUNT}", d.display())]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn start(&self, l: Launch) -> Result<Started, String> {
+        let docker = self.engine().await.map_err(|e| e.message)?;
+        let image = l.spec.image.clone().unwrap_or_default();
+        ensure_image(&docker, &image, self.pull_policy(&l.spec)).await?;
+        let name = container_name(&self.node_id, &l.workload_id);
+        // A container left by an earlier start of this workload (a restart) goes first.
+        remove(&docker, &name).await;
+        if let Some(dir) = &l.output_dir {
+            // The container's user is unknown here: the task's own directory is open to it.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
+        }
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                self.create_body(&l),
+            )
+            .await
+            .map_err(|e| format!("cannot create the container: {}", describe(&e)))?;
+        if let Err(e) = docker.start_container(&created.id, None).await {
+            remove(&docker, &created.id).await;
+            return Err(format!("cannot start the container: {}", describe(&e)));
+        }
+        attach(docker, created.id, 0).await
+    }
+
+    /// This node's containers (by label), running or not.
+    pub fn list_mine(&self) -> LocalBoxFuture<'static, Result<Vec<Found>, ErrorBody>> {
+        let engine = self.engine();
+        let node = self.node_id.to_string();
+        async move {
+            let docker = engine.await?;
+            let filters =
+                HashMap::from([("label".to_string(), vec![format!("{LABEL_NODE}={node}")])]);
+            let list = docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(|e| ErrorBody {
+                    code: ErrorCode::Unavailable,
+                    message: describe(&e),
+                })?;
+            Ok(list
+                .into_iter()
+                .filter_map(|c| {
+                    let workload = c.labels.as_ref()?.get(LABEL_WORKLOAD)?.clone();
+                    let running = matches!(
+                        c.state,
+                        Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                    );
+                    Some(Found {
+                        container: c.id?,
+                        workload,
+                        running,
+                    })
+                })
+                .collect())
+        }
+        .boxed_local()
+    }
+
+    /// Takes a container found after a restart back: its exit, logs from now on, telemetry.
+    pub fn adopt(&self, container_id: String) -> LocalBoxFuture<'static, Result<Started, String>> {
+        let engine = self.engine();
+        async move {
+            let docker = engine.await.map_err(|e| e.message)?;
+            let since = crate::clock::now_ms() / 1000;
+            attach(docker, container_id, since as i32).await
+        }
+        .boxed_local()
+    }
+
+    /// Removes a container (an orphan of this node found at start).
+    pub fn remove(&self, container_id: String) -> LocalBoxFuture<'static, ()> {
+        let engine = self.engine();
+        async move {
+            if let Ok(docker) = engine.await {
+                remove(&docker, &container_id).await;
+            }
+        }
+        .boxed_local()
+    }
+}
+
+impl Driver for DockerDriver {
+    fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, String>> {
+        let this = self.clone();
+        async move { this.start(launch).await }.boxed_local()
+    }
+}
+
+/// Makes sure `image` is on the node as `policy` says, pulling it if allowed.
+async fn ensure_image(docker: &Docker, image: &str, policy: PullPolicy) -> Result<(), String> {
+    let present = match docker.inspect_image(image).await {
+        Ok(_) => true,
+        Err(e) if status_of(&e) == Some(404) => false,
+        Err(e) => return Err(format!("cannot inspect image '{image}': {}", describe(&e))),
+    };
+    match (policy, present) {
+        (PullPolicy::Never, false) => Err(format!(
+            "image '{image}' is not on this node and pull_policy is never"
+        )),
+        (PullPolicy::Never | PullPolicy::IfNotPresent, true) => Ok(()),
+        (PullPolicy::IfNotPresent | PullPolicy::Always, _) => {
+            let (from_image, tag) = pull_reference(image);
+            tracing::info!(image, "pulling image");
+            let mut pull = docker.create_image(
+                Some(CreateImageOptions {
+                    from_image: Some(from_image),
+                    tag,
+                    ..Default::default()
+                }),
+                None,
+                None,
+            );
+            while let Some(step) = pull.next().await {
+                if let Err(e) = step {
+                    return Err(format!("cannot pull image '{image}': {}", describe(&e)));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Removes a container, whatever its state; a missing one is fine.
+async fn remove(docker: &Docker, container: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(container, Some(options)).await {
+        Ok(()) => {}
+        Err(e) if status_of(&e) == Some(404) => {}
+        // 409: removal already in progress.
+        Err(e) if status_of(&e) == Some(409) => {}
+        Err(e) => tracing::warn!(container, error = %describe(&e), "cannot remove the container"),
+    }
+}
+
+/// Follows a started container: its pid and cgroup, its logs from `since` (0: all), its exit.
+async fn attach(docker: Docker, id: String, since: i32) -> Result<Started, String> {
+    let info = docker
+        .inspect_container(&id, None)
+        .await
+        .map_err(|e| format!("cannot inspect the container: {}", describe(&e)))?;
+    let pid = info
+        .state
+        .as_ref()
+        .and_then(|s| s.pid)
+        .filter(|p| *p > 0)
+        .map(|p| p as u32)
+        .unwrap_or(0);
+    // pid 0: the container has already ended; its exit is read below.
+    let sampler = if pid > 0 {
+        match crate::cgroup::of_process(pid) {
+            Ok(cg) => Some(cg),
+            // A container that has already ended has no cgroup left to read.
+            Err(e) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                tracing::debug!(container = %id, error = %e, "the container ended at once");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "no telemetry for the container");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let (out_w, out_r) = tokio::io::duplex(64 * 1024);
+    let (err_w, err_r) = tokio::io::duplex(64 * 1024);
+    let (logs_done, logs_finished) = tokio::sync::oneshot::channel::<()>();
+    let mut logs = Box::pin(docker.logs(
+        &id,
+        Some(LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since,
+            ..Default::default()
+        }),
+    ));
+    actix::spawn(async move {
+        let (mut out_w, mut err_w) = (out_w, err_w);
+        while let Some(item) = logs.next().await {
+            let result = match item {
+                Ok(bollard::container::LogOutput::StdOut { message })
+                | Ok(bollard::container::LogOutput::Console { message }) => {
+                    out_w.write_all(&message).await
+                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    err_w.write_all(&message).await
+                }
+                Ok(bollard::container::LogOutput::StdIn { .. }) => Ok(()),
+                Err(e) => {
+                    tracing::debug!(error = %describe(&e), "container log stream ended");
+                    break;
+                }
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        let _ = logs_done.send(());
+    });
+
+    let exited = Arc::new(AtomicBool::new(false));
+    let exit = {
+        let docker = docker.clone();
+        let id = id.clone();
+        let exited = exited.clone();
+        async move {
+            let outcome = wait_for_exit(&docker, &id).await;
+            exited.store(true, Ordering::Relaxed);
+            // The log stream ends with the container; its last lines go out before the event.
+            let _ = tokio::time::timeout(Duration::from_secs(2), logs_finished).await;
+            outcome
+        }
+    };
+    let output: Vec<(LogStream, Output)> = vec![
+        (LogStream::Stdout, Box::new(out_r)),
+        (LogStream::Stderr, Box::new(err_r)),
+    ];
+    Ok(Started {
+        pid,
+        handle: Arc::new(Container {
+            docker,
+            id,
+            exited,
+            sampler,
+        }),
+        exit: exit.boxed_local(),
+        output,
+    })
+}
+
+/// Waits until the container has stopped, then reads its exit code and OOM kill. A broken
+/// wait (the engine restarting) is retried; after a minute without an engine the exit is
+/// unknown (-1).
+async fn wait_for_exit(docker: &Docker, id: &str) -> (Exit, bool) {
+    let mut failures = 0;
+    loop {
+        let _ = Box::pin(docker.wait_container(id, None)).next().await;
+        match docker.inspect_container(id, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                if state.running != Some(true) {
+                    let code = state.exit_code.unwrap_or(-1) as i32;
+                    return (Exit::Code(code), state.oom_killed.unwrap_or(false));
+                }
+            }
+            Err(e) if status_of(&e) == Some(404) => {
+                tracing::warn!(
+                    container = id,
+                    "the container vanished; its exit code is unknown"
+                );
+                return (Exit::Code(-1), false);
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= 60 {
+                    tracing::error!(container = id, error = %describe(&e), "lost the Docker engine; the container's exit is unknown");
+                    return (Exit::Code(-1), false);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A container of herd's.
+struct Container {
+    docker: Docker,
+    id: String,
+    exited: Arc<AtomicBool>,
+    sampler: Option<Arc<dyn WorkloadCgroup>>,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container").field("id", &self.id).finish()
+    }
+}
+
+impl Container {
+    fn send(&self, signal: Signal) {
+        if self.exited.load(Ordering::Relaxed) {
+            return;
+        }
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        actix::spawn(async move {
+            let options = KillContainerOptions {
+                signal: signal.as_str().to_string(),
+            };
+            match docker.kill_container(&id, Some(options)).await {
+                Ok(()) => {}
+                // 409: not running (any more); 404: gone.
+                Err(e) if matches!(status_of(&e), Some(404 | 409)) => {}
+                Err(e) => {
+                    tracing::warn!(container = %id, signal = signal.as_str(), error = %describe(&e), "cannot signal the container")
+                }
+            }
+        });
+    }
+}
+
+impl Running for Container {
+    fn signal(&self, signal: Signal) {
+        self.send(signal);
+    }
+
+    fn kill(&self) {
+        self.send(Signal::SIGKILL);
+    }
+
+    fn sampler(&self) -> Option<Arc<dyn WorkloadCgroup>> {
+        self.sampler.clone()
+    }
+
+    fn release(&self) -> LocalBoxFuture<'static, ()> {
+        let (docker, id) = (self.docker.clone(), self.id.clone());
+        async move { remove(&docker, &id).await }.boxed_local()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pulls_name_a_tag() {
+        assert_eq!(
+            pull_reference("busybox"),
+            ("busybox".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            pull_reference("busybox:1.36"),
+            ("busybox:1.36".into(), None)
+        );
+        assert_eq!(
+            pull_reference("registry:5000/team/app"),
+            ("registry:5000/team/app".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            pull_reference("app@sha256:abcd"),
+            ("app@sha256:abcd".into(), None)
+        );
+    }
+
+    #[test]
+    fn containers_are_named_by_node_and_workload() {
+        let name = container_name(
+            &NodeId::new("node-1").unwrap(),
+            &WorkloadId::new("w-7f3a").unwrap(),
+        );
+        assert_eq!(name, "herd-node-1-w-7f3a");
+    }
+}
