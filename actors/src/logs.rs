@@ -94,6 +94,11 @@ impl Batcher {
                 || now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY)
     }
 
+    /// Whether lines (or a count of dropped ones) wait to go out.
+    pub fn pending(&self) -> bool {
+        !self.lines.is_empty() || self.dropped > 0
+    }
+
     /// The next chunk, if there is anything to say.
     pub fn take(&mut self, now: Instant) -> Option<Batch> {
         self.last_flush = now;
@@ -112,7 +117,9 @@ impl Batcher {
 pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
     let mut reader = BufReader::with_capacity(MAX_LINE, reader);
     let mut batcher = Batcher::new(target.max_lines_per_s, Instant::now());
+    // Ticks only while something waits to go out: an idle workload's pumps cost nothing.
     let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut partial: Vec<u8> = Vec::new();
     loop {
         let eof = tokio::select! {
@@ -133,7 +140,7 @@ pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
                     false
                 }
             },
-            _ = tick.tick() => false,
+            _ = tick.tick(), if batcher.pending() => false,
         };
         if eof && !partial.is_empty() {
             batcher.line(

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Every this many ticks, a full sample (memory.stat, the limit); counters only in between.
+pub const FULL_EVERY: u64 = 5;
+
 struct Tracked {
     cgroup: Arc<dyn WorkloadCgroup>,
     run_id: Option<RunId>,
@@ -101,7 +104,14 @@ impl Collector {
                 gpus: vec![],
                 error: None,
             };
-            match t.cgroup.sample() {
+            // memory.stat and the limit every FULL_EVERY ticks; the counters every tick.
+            let raw = match &t.prev {
+                Some((_, prev)) if !self.seq.is_multiple_of(FULL_EVERY) => {
+                    t.cgroup.sample_counters(prev)
+                }
+                _ => t.cgroup.sample(),
+            };
+            match raw {
                 Ok(raw) => {
                     let r = rates(t.prev.as_ref().map(|(t0, p)| (*t0, p)), (now, &raw));
                     sample.cpu_percent = r.cpu_percent;
@@ -121,8 +131,13 @@ impl Collector {
                 }
                 Err(e) => sample.error = Some(e.to_string()),
             }
-            self.last
-                .insert(id.clone(), (sample.cpu_percent, sample.memory_working_set));
+            let last = (sample.cpu_percent, sample.memory_working_set);
+            match self.last.get_mut(id) {
+                Some(v) => *v = last,
+                None => {
+                    self.last.insert(id.clone(), last);
+                }
+            }
             samples.push(sample);
         }
         self.seq += 1;

@@ -3,7 +3,6 @@
 use super::*;
 use crate::cgroup::detect::MountInfo;
 use nix::sys::signal::Signal;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Above this, v1's memory.limit_in_bytes means "no limit" (PAGE_COUNTER_MAX in bytes).
@@ -96,9 +95,7 @@ impl CgroupBackend for V1Backend {
     }
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
-        let cg = V1Cgroup {
-            d: self.root.join(name),
-        };
+        let cg = V1Cgroup::new(self.root.join(name));
         for dir in &cg.d.distinct() {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
@@ -128,9 +125,38 @@ impl CgroupBackend for V1Backend {
 #[derive(Debug)]
 pub struct V1Cgroup {
     d: V1Dirs,
+    files: V1Files,
+}
+
+/// The files sampled each tick, kept open.
+#[derive(Debug)]
+struct V1Files {
+    cpuacct_usage: KeptFile,
+    memory_stat: KeptFile,
+    memory_usage: KeptFile,
+    memory_limit: KeptFile,
+    pids_current: KeptFile,
+    oom_control: KeptFile,
+    blkio: Option<KeptFile>,
 }
 
 impl V1Cgroup {
+    fn new(d: V1Dirs) -> V1Cgroup {
+        let files = V1Files {
+            cpuacct_usage: KeptFile::new(d.cpuacct.join("cpuacct.usage")),
+            memory_stat: KeptFile::new(d.memory.join("memory.stat")),
+            memory_usage: KeptFile::new(d.memory.join("memory.usage_in_bytes")),
+            memory_limit: KeptFile::new(d.memory.join("memory.limit_in_bytes")),
+            pids_current: KeptFile::new(d.pids.join("pids.current")),
+            oom_control: KeptFile::new(d.memory.join("memory.oom_control")),
+            blkio: d
+                .blkio
+                .as_ref()
+                .map(|b| KeptFile::new(b.join("blkio.throttle.io_service_bytes"))),
+        };
+        V1Cgroup { d, files }
+    }
+
     /// The v1 cgroups a process is in, from its `/proc/<pid>/cgroup` text.
     pub(crate) fn of_process(info: &MountInfo, proc_cgroup: &str) -> Option<V1Cgroup> {
         let dir = |controller: &str| {
@@ -144,21 +170,15 @@ impl V1Cgroup {
                     .then(|| mount.mount_point.join(path.trim_start_matches('/')))
             })
         };
-        Some(V1Cgroup {
-            d: V1Dirs {
-                cpu: dir("cpu")?,
-                cpuacct: dir("cpuacct")?,
-                memory: dir("memory")?,
-                pids: dir("pids")?,
-                freezer: dir("freezer"),
-                blkio: dir("blkio"),
-            },
-        })
+        Some(V1Cgroup::new(V1Dirs {
+            cpu: dir("cpu")?,
+            cpuacct: dir("cpuacct")?,
+            memory: dir("memory")?,
+            pids: dir("pids")?,
+            freezer: dir("freezer"),
+            blkio: dir("blkio"),
+        }))
     }
-}
-
-fn read(path: &Path) -> Result<String, CgroupError> {
-    std::fs::read_to_string(path).map_err(io_err(path))
 }
 
 /// Sums `Read` and `Write` over devices in blkio.throttle.io_service_bytes.
@@ -211,35 +231,43 @@ impl WorkloadCgroup for V1Cgroup {
     }
 
     fn sample(&self) -> Result<CgroupSample, CgroupError> {
-        let usage_ns: u64 = read(&self.d.cpuacct.join("cpuacct.usage"))?
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        let stat = read(&self.d.memory.join("memory.stat"))?;
-        let limit = read_u64_or_max(&self.d.memory.join("memory.limit_in_bytes"))?
+        let f = &self.files;
+        let mut buf = [0u8; READ_BUF];
+        let limit = f
+            .memory_limit
+            .read_u64(&mut buf)?
             .filter(|l| *l < V1_UNLIMITED);
-        let (io_read_bytes, io_write_bytes) = match &self.d.blkio {
-            Some(b) => {
-                blkio_bytes(&read(&b.join("blkio.throttle.io_service_bytes")).unwrap_or_default())
-            }
+        let stat = f.memory_stat.read(&mut buf)?;
+        let inactive = keyed_value(stat, "total_inactive_file")
+            .or_else(|| keyed_value(stat, "inactive_file"))
+            .unwrap_or(0);
+        self.sample_counters(&CgroupSample {
+            memory_limit: limit,
+            memory_inactive_file: inactive,
+            ..Default::default()
+        })
+    }
+
+    fn sample_counters(&self, prev: &CgroupSample) -> Result<CgroupSample, CgroupError> {
+        let f = &self.files;
+        let mut buf = [0u8; READ_BUF];
+        let usage_ns = f.cpuacct_usage.read_u64(&mut buf)?.unwrap_or(0);
+        let memory_current = f.memory_usage.read_u64(&mut buf)?.unwrap_or(0);
+        let pids = f.pids_current.read_u64(&mut buf)?.unwrap_or(0);
+        let oom_kills = keyed_value(f.oom_control.read(&mut buf)?, "oom_kill").unwrap_or(0);
+        let (io_read_bytes, io_write_bytes) = match &f.blkio {
+            Some(b) => b.read(&mut buf).map(blkio_bytes).unwrap_or((0, 0)),
             None => (0, 0),
         };
         Ok(CgroupSample {
             cpu_usage_us: usage_ns / 1000,
-            memory_current: read_u64_or_max(&self.d.memory.join("memory.usage_in_bytes"))?
-                .unwrap_or(0),
-            memory_inactive_file: keyed_value(&stat, "total_inactive_file")
-                .or_else(|| keyed_value(&stat, "inactive_file"))
-                .unwrap_or(0),
-            memory_limit: limit,
-            pids: read_u64_or_max(&self.d.pids.join("pids.current"))?.unwrap_or(0),
+            memory_current,
+            memory_inactive_file: prev.memory_inactive_file,
+            memory_limit: prev.memory_limit,
+            pids,
             io_read_bytes,
             io_write_bytes,
-            oom_kills: keyed_value(
-                &read(&self.d.memory.join("memory.oom_control"))?,
-                "oom_kill",
-            )
-            .unwrap_or(0),
+            oom_kills,
         })
     }
 

@@ -78,7 +78,7 @@ impl CgroupBackend for V2Backend {
     fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
         let dir = self.parent.join(name);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let cg = V2Cgroup { dir };
+        let cg = V2Cgroup::new(dir);
         if !cg.pids().is_empty() {
             return Err(CgroupError::Limit(format!(
                 "{} already holds processes",
@@ -103,17 +103,42 @@ impl CgroupBackend for V2Backend {
 #[derive(Debug)]
 pub struct V2Cgroup {
     dir: PathBuf,
+    files: V2Files,
+}
+
+/// The files sampled each tick, kept open.
+#[derive(Debug)]
+struct V2Files {
+    cpu_stat: KeptFile,
+    memory_current: KeptFile,
+    memory_stat: KeptFile,
+    memory_max: KeptFile,
+    pids_current: KeptFile,
+    io_stat: KeptFile,
+    memory_events: KeptFile,
 }
 
 impl V2Cgroup {
+    fn new(dir: PathBuf) -> V2Cgroup {
+        let f = |name: &str| KeptFile::new(dir.join(name));
+        let files = V2Files {
+            cpu_stat: f("cpu.stat"),
+            memory_current: f("memory.current"),
+            memory_stat: f("memory.stat"),
+            memory_max: f("memory.max"),
+            pids_current: f("pids.current"),
+            io_stat: f("io.stat"),
+            memory_events: f("memory.events"),
+        };
+        V2Cgroup { dir, files }
+    }
+
     /// The unified cgroup a process is in, from its `/proc/<pid>/cgroup` text.
     pub(crate) fn of_process(mount: &Path, proc_cgroup: &str) -> Option<V2Cgroup> {
         let path = proc_cgroup
             .lines()
             .find_map(|line| line.strip_prefix("0::"))?;
-        Some(V2Cgroup {
-            dir: mount.join(path.trim_start_matches('/')),
-        })
+        Some(V2Cgroup::new(mount.join(path.trim_start_matches('/'))))
     }
 }
 
@@ -140,18 +165,36 @@ impl WorkloadCgroup for V2Cgroup {
     }
 
     fn sample(&self) -> Result<CgroupSample, CgroupError> {
-        let read =
-            |f: &str| std::fs::read_to_string(self.dir.join(f)).map_err(io_err(self.dir.join(f)));
-        let (io_read_bytes, io_write_bytes) = io_bytes(&read("io.stat").unwrap_or_default());
+        let f = &self.files;
+        let mut buf = [0u8; READ_BUF];
+        let memory_limit = f.memory_max.read_u64(&mut buf)?;
+        let memory_inactive_file =
+            keyed_value(f.memory_stat.read(&mut buf)?, "inactive_file").unwrap_or(0);
+        self.sample_counters(&CgroupSample {
+            memory_limit,
+            memory_inactive_file,
+            ..Default::default()
+        })
+    }
+
+    fn sample_counters(&self, prev: &CgroupSample) -> Result<CgroupSample, CgroupError> {
+        let f = &self.files;
+        let mut buf = [0u8; READ_BUF];
+        let (io_read_bytes, io_write_bytes) =
+            f.io_stat.read(&mut buf).map(io_bytes).unwrap_or((0, 0));
+        let cpu_usage_us = keyed_value(f.cpu_stat.read(&mut buf)?, "usage_usec").unwrap_or(0);
+        let memory_current = f.memory_current.read_u64(&mut buf)?.unwrap_or(0);
+        let pids = f.pids_current.read_u64(&mut buf)?.unwrap_or(0);
+        let oom_kills = keyed_value(f.memory_events.read(&mut buf)?, "oom_kill").unwrap_or(0);
         Ok(CgroupSample {
-            cpu_usage_us: keyed_value(&read("cpu.stat")?, "usage_usec").unwrap_or(0),
-            memory_current: read_u64_or_max(&self.dir.join("memory.current"))?.unwrap_or(0),
-            memory_inactive_file: keyed_value(&read("memory.stat")?, "inactive_file").unwrap_or(0),
-            memory_limit: read_u64_or_max(&self.dir.join("memory.max"))?,
-            pids: read_u64_or_max(&self.dir.join("pids.current"))?.unwrap_or(0),
+            cpu_usage_us,
+            memory_current,
+            memory_inactive_file: prev.memory_inactive_file,
+            memory_limit: prev.memory_limit,
+            pids,
             io_read_bytes,
             io_write_bytes,
-            oom_kills: keyed_value(&read("memory.events")?, "oom_kill").unwrap_or(0),
+            oom_kills,
         })
     }
 

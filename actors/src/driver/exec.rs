@@ -132,11 +132,19 @@ impl Running for ExecWorkload {
         Some(self.cgroup.clone())
     }
 
+    /// Off the executor's thread: the kernel may keep an emptied cgroup busy for a few ms,
+    /// and removal waits for it; starts and stops of other workloads must not.
     fn release(&self) -> LocalBoxFuture<'static, ()> {
-        if let Err(e) = self.cgroup.remove() {
-            tracing::warn!(error = %e, "cannot remove the workload's cgroup");
+        let cgroup = self.cgroup.clone();
+        async move {
+            let removed = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+            match removed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the workload's cgroup"),
+                Err(e) => tracing::warn!(error = %e, "the cgroup removal task failed"),
+            }
         }
-        futures::future::ready(()).boxed_local()
+        .boxed_local()
     }
 }
 
