@@ -80,6 +80,10 @@ pub struct WorkloadExecutor {
     monitor: Addr<ProcessMonitor>,
     workloads: HashMap<WorkloadId, Entry>,
     accepting: bool,
+    /// Workloads whose record changed; written once the current message is handled, so the
+    /// several transitions of one start (pending, starting, running) cost one write.
+    unsaved: std::collections::BTreeSet<WorkloadId>,
+    records: crate::records::RecordWriter,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
@@ -124,6 +128,8 @@ impl WorkloadExecutor {
             monitor,
             workloads: HashMap::new(),
             accepting: true,
+            unsaved: Default::default(),
+            records: crate::records::RecordWriter::start(),
         }
     }
 
@@ -135,7 +141,12 @@ impl WorkloadExecutor {
             let generation = entry.generation;
             match effect {
                 Effect::Emit(state) => self.emit(id, state),
-                Effect::Persist => self.persist(id),
+                Effect::Persist => {
+                    if self.unsaved.is_empty() {
+                        ctx.run_later(Duration::ZERO, |act, _| act.save_unsaved());
+                    }
+                    self.unsaved.insert(id.clone());
+                }
                 Effect::Spawn => self.spawn(id, ctx),
                 Effect::ArmTimeout(d) => {
                     let id = id.clone();
@@ -243,19 +254,22 @@ impl WorkloadExecutor {
             .join(format!("{id}.json"))
     }
 
+    fn save_unsaved(&mut self) {
+        for id in std::mem::take(&mut self.unsaved) {
+            self.persist(&id);
+        }
+    }
+
     /// Keeps the workload's record in the state dir (for re-adoption after a restart).
     fn persist(&self, id: &WorkloadId) {
         let Some(entry) = self.workloads.get(id) else {
             return;
         };
-        let path = self.record_path(id);
-        let tmp = path.with_extension("tmp");
-        let result = serde_json::to_vec_pretty(&entry.lc.status)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|_| std::fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            tracing::warn!(workload = %id, error = %e, "cannot save the workload record");
+        match serde_json::to_vec_pretty(&entry.lc.status) {
+            Ok(bytes) => self.records.write(self.record_path(id), bytes),
+            Err(e) => {
+                tracing::warn!(workload = %id, error = %e, "cannot encode the workload record")
+            }
         }
     }
 
@@ -272,7 +286,7 @@ impl WorkloadExecutor {
         settled.sort();
         for (_, id) in settled.iter().take(settled.len() - KEEP_SETTLED) {
             self.workloads.remove(id);
-            let _ = std::fs::remove_file(self.record_path(id));
+            self.records.remove(self.record_path(id));
         }
     }
 
@@ -554,6 +568,11 @@ impl Actor for WorkloadExecutor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.adopt_containers(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.save_unsaved();
+        self.records.sync(Duration::from_secs(5));
     }
 }
 

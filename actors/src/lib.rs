@@ -17,6 +17,7 @@ pub mod host;
 pub mod logs;
 pub mod monitor;
 pub mod outbox;
+pub mod records;
 pub mod workload;
 
 pub use bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
