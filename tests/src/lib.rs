@@ -380,6 +380,51 @@ pub async fn connect(url: &str) -> async_nats::Client {
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
 
+/// A JSON request on `herd.v1.node.<node>.<verb>`; the JSON reply. Panics without one.
+pub async fn node_call(
+    client: &async_nats::Client,
+    node: &str,
+    verb: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let msg = request(
+        client,
+        &format!("herd.v1.node.{node}.{verb}"),
+        None,
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{verb}: {e}"));
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+/// Waits for an event of `workload` in one of `states` on a subscription to workload events;
+/// other events are skipped.
+pub async fn wait_workload_event(
+    sub: &mut async_nats::Subscriber,
+    workload: &str,
+    states: &[herd_bus::WorkloadState],
+    within: Duration,
+) -> herd_bus::WorkloadEvent {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {states:?} event for {workload} within {within:?}"))
+            .unwrap();
+        let ev: herd_bus::WorkloadEvent = herd_bus::codec::decode(
+            &msg.payload,
+            herd_bus::Encoding::MsgPack,
+            &herd_bus::DecodeLimits::default(),
+        )
+        .unwrap();
+        if ev.workload_id.as_str() == workload && states.contains(&ev.state) {
+            return ev;
+        }
+    }
+}
+
 /// Retries `f` until it returns Some or `within` passes.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
 where

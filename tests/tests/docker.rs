@@ -7,8 +7,8 @@ use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{LogChunk, RunRecord, RunState, TaskStatus, WorkloadEvent, WorkloadState};
 use herd_tests::{
-    announce, connect, containers_of, docker_test_image, eventually, request, wait_for_node, Herdd,
-    HerddOptions, NatsServer,
+    announce, connect, containers_of, docker_test_image, eventually, node_call, request,
+    wait_for_node, wait_workload_event as wait_event, Herdd, HerddOptions, NatsServer,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -74,15 +74,7 @@ fn container(spec: Value) -> Value {
 
 impl Node {
     async fn call(&self, verb: &str, body: Value) -> Value {
-        let msg = request(
-            &self.client,
-            &format!("herd.v1.node.{}.{verb}", self.id),
-            None,
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{verb}: {e}"));
-        serde_json::from_slice(&msg.payload).unwrap()
+        node_call(&self.client, &self.id, verb, body).await
     }
 
     async fn start(&self, spec: Value) -> Value {
@@ -113,26 +105,6 @@ impl Node {
             || async { containers_of(&self.id).is_empty().then_some(()) },
         )
         .await;
-    }
-}
-
-async fn wait_event(
-    sub: &mut async_nats::Subscriber,
-    workload: &str,
-    states: &[WorkloadState],
-    within: Duration,
-) -> WorkloadEvent {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, sub.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {states:?} event for {workload} within {within:?}"))
-            .unwrap();
-        let ev: WorkloadEvent =
-            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
-        if ev.workload_id.as_str() == workload && states.contains(&ev.state) {
-            return ev;
-        }
     }
 }
 

@@ -4,8 +4,11 @@
 
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{TelemetryBatch, WorkloadEvent, WorkloadList, WorkloadState};
-use herd_tests::{announce, connect, request, wait_for_node, Herdd, HerddOptions, NatsServer};
+use herd_bus::{TelemetryBatch, WorkloadList, WorkloadState};
+use herd_tests::{
+    announce, connect, node_call as call, wait_for_node, wait_workload_event as wait_event, Herdd,
+    HerddOptions, NatsServer,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -58,18 +61,6 @@ async fn node(id: &str, extra_config: &str) -> Node {
     }
 }
 
-async fn call(client: &async_nats::Client, node: &str, verb: &str, body: Value) -> Value {
-    let msg = request(
-        client,
-        &format!("herd.v1.node.{node}.{verb}"),
-        None,
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{verb}: {e}"));
-    serde_json::from_slice(&msg.payload).unwrap()
-}
-
 impl Node {
     async fn start(&self, spec: Value) -> Value {
         call(&self.client, &self.id, "workload.start", spec).await
@@ -100,27 +91,6 @@ impl Node {
         std::fs::read_to_string(self.cgroup_file(id, "memory", "cgroup.procs"))
             .map(|t| t.lines().filter_map(|l| l.parse().ok()).collect())
             .unwrap_or_default()
-    }
-}
-
-/// Waits for an event of `workload` in one of `states`.
-async fn wait_event(
-    sub: &mut async_nats::Subscriber,
-    workload: &str,
-    states: &[WorkloadState],
-    within: Duration,
-) -> WorkloadEvent {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, sub.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {states:?} event for {workload} within {within:?}"))
-            .unwrap();
-        let ev: WorkloadEvent =
-            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
-        if ev.workload_id.as_str() == workload && states.contains(&ev.state) {
-            return ev;
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{fixtures, NodeList, Reply, WorkloadEvent};
-use herd_tests::{connect, request, wait_for_node, Herdd, HerddOptions, NatsServer};
+use herd_tests::{connect, node_call, request, wait_for_node, Herdd, HerddOptions, NatsServer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -97,18 +97,6 @@ async fn usage_over(pid: u32, window: Duration) -> Result<(f64, u64)> {
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-}
-
-async fn node_call(client: &async_nats::Client, node: &str, verb: &str, body: Value) -> Value {
-    let msg = request(
-        client,
-        &format!("herd.v1.node.{node}.{verb}"),
-        None,
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{verb}: {e}"));
-    serde_json::from_slice(&msg.payload).unwrap()
 }
 
 fn node_config(root: &str) -> String {
