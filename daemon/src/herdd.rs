@@ -57,6 +57,10 @@ pub enum Command {
     },
     /// Print the effective configuration (file, then environment, then flags) as TOML.
     Config,
+    /// Check this node: state dir, cgroups and delegation, the exec user, NATS and its
+    /// credentials, JetStream, the Docker engine, NVML. One line per check with what to do
+    /// when it fails; exits 0 when the node can run herdd, 1 when it cannot.
+    Doctor,
 }
 
 impl clap::ValueEnum for RoleArg {
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
             print!("{}", config.to_redacted_toml());
             Ok(())
         }
+        Command::Doctor => return crate::doctor::main(&config),
         Command::Run => {
             logging::init(&config.log);
             actix_rt::System::new().block_on(node::run(config))

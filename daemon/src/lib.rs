@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod doctor;
 pub mod herdctl;
 pub mod herdd;
 pub mod logging;
