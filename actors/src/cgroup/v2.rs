@@ -245,6 +245,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_process_cgroup_is_found_under_the_unified_mount() {
+        let text = "0::/system.slice/docker-abc.scope\n";
+        let cg = V2Cgroup::of_process(Path::new("/sys/fs/cgroup"), text).unwrap();
+        assert_eq!(
+            cg.dir,
+            Path::new("/sys/fs/cgroup/system.slice/docker-abc.scope")
+        );
+        assert!(V2Cgroup::of_process(Path::new("/sys/fs/cgroup"), "4:memory:/x\n").is_none());
+    }
+
+    #[test]
     fn io_stat_sums_devices() {
         let text =
             "8:0 rbytes=100 wbytes=20 rios=1 wios=1 dbytes=0 dios=0\n8:16 rbytes=5 wbytes=1\n";
