@@ -4,7 +4,7 @@
 
 use crate::cgroup::CgroupBackend;
 use crate::clock::now_ms;
-use crate::driver::docker::{DockerConfig, DockerDriver, Found};
+use crate::driver::docker::{plan_adoption, DockerConfig, DockerDriver};
 use crate::driver::exec::ExecDriver;
 use crate::driver::{Driver as _, Launch, Running, Started};
 use crate::events::EventIds;
@@ -592,17 +592,13 @@ impl WorkloadExecutor {
     /// After a restart: takes back this node's containers (found by label) whose workloads were
     /// not settled, reports those whose container is gone as lost, and removes orphans.
     fn adopt_containers(&mut self, ctx: &mut Context<Self>) {
-        let records: HashMap<WorkloadId, WorkloadStatus> = self
-            .unsettled_records()
-            .into_iter()
-            .filter(|s| s.spec.driver == Driver::Docker)
-            .map(|s| (s.workload_id.clone(), s))
-            .collect();
+        let records = self.unsettled_records();
+        let any_docker = records.iter().any(|s| s.spec.driver == Driver::Docker);
         let list = self.docker.list_mine();
         ctx.spawn(list.into_actor(self).map(move |found, act, ctx| {
             let found = match found {
                 Ok(found) => found,
-                Err(e) if records.is_empty() => {
+                Err(e) if !any_docker => {
                     tracing::debug!(error = %e.message, "no containers to adopt");
                     return;
                 }
@@ -611,25 +607,16 @@ impl WorkloadExecutor {
                     return;
                 }
             };
-            let mut records = records;
-            for Found {
-                container,
-                workload,
-                running,
-            } in found
-            {
-                let status = WorkloadId::new(workload.clone())
-                    .ok()
-                    .and_then(|id| records.remove(&id));
-                match status {
-                    Some(status) => act.adopt(status, container, running, ctx),
-                    None => {
-                        tracing::warn!(%container, %workload, "removing a container of this node that herd has no unsettled record of");
-                        ctx.spawn(act.docker.remove(container).into_actor(act));
-                    }
-                }
+            let plan = plan_adoption(records, found);
+            for (status, container, running) in plan.adopt {
+                act.adopt(status, container, running, ctx);
             }
-            for (id, status) in records {
+            for container in plan.orphans {
+                tracing::warn!(%container, "removing a container of this node that herd has no unsettled record of");
+                ctx.spawn(act.docker.remove(container).into_actor(act));
+            }
+            for status in plan.lost {
+                let id = status.workload_id.clone();
                 let (lc, _) = Lifecycle::adopted(status, now_ms());
                 let resolved = Resolved::Docker {
                     kill_signal: nix::sys::signal::Signal::SIGTERM,

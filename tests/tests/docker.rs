@@ -118,12 +118,9 @@ async fn wait_each(
     let deadline = tokio::time::Instant::now() + within;
     let mut found = std::collections::HashMap::new();
     while found.len() < ids.len() {
-        let msg = tokio::time::timeout_at(deadline, sub.next())
+        let ev = next_event(sub, deadline)
             .await
-            .unwrap_or_else(|_| panic!("{states:?} events within {within:?}: only {found:?}"))
-            .unwrap();
-        let ev: WorkloadEvent =
-            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
+            .unwrap_or_else(|| panic!("{states:?} events within {within:?}: only {found:?}"));
         if ids.contains(&ev.workload_id.as_str()) && states.contains(&ev.state) {
             found.insert(ev.workload_id.to_string(), ev);
         }
@@ -145,15 +142,22 @@ async fn log_lines(sub: &mut async_nats::Subscriber, n: usize) -> Vec<String> {
     lines
 }
 
-const SETTLED: &[WorkloadState] = &[
-    WorkloadState::Exited,
-    WorkloadState::Failed,
-    WorkloadState::Stopped,
-    WorkloadState::Killed,
-    WorkloadState::OomKilled,
-    WorkloadState::TimedOut,
-    WorkloadState::Lost,
-];
+/// Every terminal state.
+fn settled() -> Vec<WorkloadState> {
+    WorkloadState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .collect()
+}
+
+/// The next workload event, or None once `deadline` has passed.
+async fn next_event(
+    sub: &mut async_nats::Subscriber,
+    deadline: tokio::time::Instant,
+) -> Option<WorkloadEvent> {
+    let msg = tokio::time::timeout_at(deadline, sub.next()).await.ok()??;
+    Some(codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap())
+}
 
 #[tokio::test]
 async fn exit_codes_and_logs_in_order() {
@@ -184,14 +188,11 @@ async fn exit_codes_and_logs_in_order() {
     while ["ok0", "three", "talker"].iter().any(|id| {
         !seen
             .get(*id)
-            .is_some_and(|e| e.last().is_some_and(|e| SETTLED.contains(&e.state)))
+            .is_some_and(|e| e.last().is_some_and(|e| e.state.is_terminal()))
     }) {
-        let msg = tokio::time::timeout_at(deadline, events.next())
+        let ev = next_event(&mut events, deadline)
             .await
-            .unwrap_or_else(|_| panic!("not every container settled: {seen:#?}"))
-            .unwrap();
-        let ev: WorkloadEvent =
-            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
+            .unwrap_or_else(|| panic!("not every container settled: {seen:#?}"));
         seen.entry(ev.workload_id.to_string()).or_default().push(ev);
     }
     for (id, code) in [("ok0", 0), ("three", 3), ("talker", 0)] {
@@ -283,7 +284,7 @@ async fn allocating_past_the_memory_limit_ends_oom_killed() {
         "limits": {"memory": 64u64 << 20}}),
     ))
     .await;
-    let ev = wait_event(&mut events, "hog", SETTLED, Duration::from_secs(30)).await;
+    let ev = wait_event(&mut events, "hog", &settled(), Duration::from_secs(30)).await;
     assert_eq!(ev.state, WorkloadState::OomKilled, "{ev:?}");
     announce(&format!(
         "container over 64 MiB: {} (exit code {:?})",
@@ -318,9 +319,9 @@ async fn a_container_ignoring_sigterm_is_killed_after_grace() {
         assert_eq!(ack["ok"], true, "{ack}");
     }
     // The polite one settles first; each time is taken when its event arrives.
-    let polite = wait_event(&mut events, "polite", SETTLED, Duration::from_secs(10)).await;
+    let polite = wait_event(&mut events, "polite", &settled(), Duration::from_secs(10)).await;
     let polite_took = asked.elapsed();
-    let stubborn = wait_event(&mut events, "stubborn", SETTLED, Duration::from_secs(10)).await;
+    let stubborn = wait_event(&mut events, "stubborn", &settled(), Duration::from_secs(10)).await;
     let took = asked.elapsed();
     assert_eq!(polite.state, WorkloadState::Stopped, "{polite:?}");
     assert!(polite_took < Duration::from_secs(3), "{polite_took:?}");
@@ -386,7 +387,7 @@ async fn a_missing_image_or_engine_is_a_clear_error_and_leaves_nothing() {
     let mut events = m.events().await;
     m.start_ok(json!({"workload_id": "e1", "command": ["true"]}))
         .await;
-    let ev = wait_event(&mut events, "e1", SETTLED, Duration::from_secs(10)).await;
+    let ev = wait_event(&mut events, "e1", &settled(), Duration::from_secs(10)).await;
     assert_eq!(ev.exit_code, Some(0));
     let list = m.call("workload.list", json!({})).await;
     assert_eq!(
@@ -525,7 +526,7 @@ async fn containers_are_taken_back_after_herdd_was_killed() {
 
     let herdd = start_herdd(&n.id, &n.nats, Some(state.path()), vec![]);
     n.herdd = herdd;
-    let ended = wait_event(&mut events, "ends", SETTLED, Duration::from_secs(20)).await;
+    let ended = wait_event(&mut events, "ends", &settled(), Duration::from_secs(20)).await;
     assert_eq!(ended.state, WorkloadState::Exited, "{ended:?}");
     assert_eq!(ended.exit_code, Some(7), "the real exit code: {ended:?}");
     let got = n
@@ -563,7 +564,7 @@ async fn containers_are_taken_back_after_herdd_was_killed() {
         .call("workload.stop", json!({"workload_id": "keeps"}))
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
-    let ev = wait_event(&mut events, "keeps", SETTLED, Duration::from_secs(10)).await;
+    let ev = wait_event(&mut events, "keeps", &settled(), Duration::from_secs(10)).await;
     assert_eq!(ev.state, WorkloadState::Stopped, "{ev:?}");
     n.no_containers_left().await;
     announce("containers re-adopted after SIGKILL of herdd: running one sampled, logged, stopped; exited one reported with code 7");

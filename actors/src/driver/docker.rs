@@ -19,7 +19,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::future::{FutureExt, LocalBoxFuture};
 use futures::StreamExt;
-use herd_bus::{ErrorBody, ErrorCode, LogStream, NodeId, PullPolicy, WorkloadId, WorkloadSpec};
+use herd_bus::{
+    ErrorBody, ErrorCode, LogStream, NodeId, PullPolicy, WorkloadId, WorkloadSpec, WorkloadStatus,
+};
 use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +99,35 @@ pub struct Found {
     pub running: bool,
 }
 
+/// What a restarted herdd does with its containers and its unsettled container records.
+#[derive(Debug, Default, PartialEq)]
+pub struct AdoptionPlan {
+    /// Follow again: the record, the container, whether it still runs.
+    pub adopt: Vec<(WorkloadStatus, String, bool)>,
+    /// Containers of this node with no unsettled record: removed.
+    pub orphans: Vec<String>,
+    /// Unsettled records whose container is gone: reported lost.
+    pub lost: Vec<WorkloadStatus>,
+}
+
+/// Pairs the containers found by label with the unsettled records of docker workloads.
+pub fn plan_adoption(records: Vec<WorkloadStatus>, found: Vec<Found>) -> AdoptionPlan {
+    let mut records: BTreeMap<String, WorkloadStatus> = records
+        .into_iter()
+        .filter(|s| s.spec.driver == herd_bus::Driver::Docker && !s.state.is_terminal())
+        .map(|s| (s.workload_id.to_string(), s))
+        .collect();
+    let mut plan = AdoptionPlan::default();
+    for f in found {
+        match records.remove(&f.workload) {
+            Some(status) => plan.adopt.push((status, f.container, f.running)),
+            None => plan.orphans.push(f.container),
+        }
+    }
+    plan.lost = records.into_values().collect();
+    plan
+}
+
 #[derive(Clone)]
 pub struct DockerDriver {
     socket: String,
@@ -134,8 +165,25 @@ impl DockerDriver {
         }
     }
 
-    /// The engine, answering: connected once (API version negotiated), then pinged.
+    /// The engine, answering: connected once (API version negotiated), then pinged. For
+    /// answers given before anything is created (preflight, listing, version).
     pub fn engine(&self) -> LocalBoxFuture<'static, Result<Docker, ErrorBody>> {
+        let this = self.clone();
+        let client = self.client();
+        async move {
+            let docker = client.await?;
+            docker
+                .ping()
+                .await
+                .map_err(|e| this.unavailable(describe(&e)))?;
+            Ok(docker)
+        }
+        .boxed_local()
+    }
+
+    /// The connected client without a ping: a launch right after its preflight learns of a
+    /// vanished engine from its first request.
+    fn client(&self) -> LocalBoxFuture<'static, Result<Docker, ErrorBody>> {
         let this = self.clone();
         async move {
             let docker = this
@@ -151,10 +199,6 @@ impl DockerDriver {
                 .await
                 .map_err(|e| this.unavailable(describe(&e)))?
                 .clone();
-            docker
-                .ping()
-                .await
-                .map_err(|e| this.unavailable(describe(&e)))?;
             Ok(docker)
         }
         .boxed_local()
@@ -249,7 +293,7 @@ impl DockerDriver {
     }
 
     async fn start(&self, l: Launch) -> Result<Started, String> {
-        let docker = self.engine().await.map_err(|e| e.message)?;
+        let docker = self.client().await.map_err(|e| e.message)?;
         let image = l.spec.image.clone().unwrap_or_default();
         ensure_image(&docker, &image, self.pull_policy(&l.spec)).await?;
         let name = container_name(&self.node_id, &l.workload_id);
@@ -317,7 +361,7 @@ impl DockerDriver {
 
     /// Takes a container found after a restart back: its exit, logs from now on, telemetry.
     pub fn adopt(&self, container_id: String) -> LocalBoxFuture<'static, Result<Started, String>> {
-        let engine = self.engine();
+        let engine = self.client();
         async move {
             let docker = engine.await.map_err(|e| e.message)?;
             let since = crate::clock::now_ms() / 1000;
@@ -328,7 +372,7 @@ impl DockerDriver {
 
     /// Removes a container (an orphan of this node found at start).
     pub fn remove(&self, container_id: String) -> LocalBoxFuture<'static, ()> {
-        let engine = self.engine();
+        let engine = self.client();
         async move {
             if let Ok(docker) = engine.await {
                 remove(&docker, &container_id).await;
@@ -604,6 +648,41 @@ mod tests {
             pull_reference("app@sha256:abcd"),
             ("app@sha256:abcd".into(), None)
         );
+    }
+
+    #[test]
+    fn adoption_pairs_containers_with_unsettled_records() {
+        let status = |id: &str, driver, state| {
+            let mut s = herd_bus::fixtures::workload_status();
+            s.workload_id = WorkloadId::new(id).unwrap();
+            s.spec.driver = driver;
+            s.state = state;
+            s
+        };
+        use herd_bus::{Driver::*, WorkloadState::*};
+        let found = |c: &str, w: &str, running| Found {
+            container: c.into(),
+            workload: w.into(),
+            running,
+        };
+        let plan = plan_adoption(
+            vec![
+                status("a", Docker, Running),
+                status("b", Docker, Running),
+                status("c", Docker, Exited),
+                status("d", Exec, Running),
+            ],
+            vec![
+                found("ca", "a", true),
+                found("cc", "c", false),
+                found("cx", "x", true),
+            ],
+        );
+        assert_eq!(plan.adopt.len(), 1);
+        assert_eq!((plan.adopt[0].1.as_str(), plan.adopt[0].2), ("ca", true));
+        assert_eq!(plan.orphans, ["cc", "cx"], "settled or unknown: removed");
+        let lost: Vec<&str> = plan.lost.iter().map(|s| s.workload_id.as_str()).collect();
+        assert_eq!(lost, ["b"], "exec records are not the docker driver's");
     }
 
     #[test]

@@ -7,7 +7,10 @@
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{fixtures, NodeList, Reply, WorkloadEvent};
+use herd_bus::{
+    fixtures, ClusterVerb, NodeId, NodeList, NodeVerb, Reply, Subjects, WorkloadEvent,
+    WorkloadState,
+};
 use herd_tests::{connect, node_call, request, wait_for_node, Herdd, HerddOptions, NatsServer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -17,6 +20,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STARTS: usize = 1000;
+
+/// Subjects as herd's nodes use them (the default prefix).
+fn subjects() -> Subjects {
+    Subjects::new("herd").expect("valid prefix")
+}
+
+fn node_id(id: &str) -> NodeId {
+    NodeId::new(id).expect("valid node id")
+}
 const THROUGHPUT: usize = 500;
 const SIM_NODES: u32 = 5000;
 
@@ -192,7 +204,7 @@ async fn start_latency(r: &mut Report) -> Result<()> {
     });
     wait_for_node(&client, "bench").await;
     let mut running = client
-        .subscribe("herd.v1.evt.bench.workload.running")
+        .subscribe(subjects().workload_event(&node_id("bench"), WorkloadState::Running))
         .await?;
     client.flush().await?;
     let limits = DecodeLimits::default();
@@ -202,7 +214,13 @@ async fn start_latency(r: &mut Report) -> Result<()> {
         let id = format!("s{i:04}");
         let body = serde_json::to_vec(&json!({"workload_id": id, "command": ["true"]}))?;
         let t = Instant::now();
-        let reply = request(&client, "herd.v1.node.bench.workload.start", None, body).await?;
+        let reply = request(
+            &client,
+            &subjects().node_command(&node_id("bench"), NodeVerb::WorkloadStart),
+            None,
+            body,
+        )
+        .await?;
         replied.push(t.elapsed());
         let v: Value = serde_json::from_slice(&reply.payload)?;
         if v["ok"] != true {
@@ -293,7 +311,7 @@ async fn start_latency(r: &mut Report) -> Result<()> {
 
     // Spawn throughput: many requests in flight, limits on every workload.
     let mut running_all = client
-        .subscribe("herd.v1.evt.bench.workload.running")
+        .subscribe(subjects().workload_event(&node_id("bench"), WorkloadState::Running))
         .await?;
     client.flush().await?;
     let t = Instant::now();
@@ -304,7 +322,7 @@ async fn start_latency(r: &mut Report) -> Result<()> {
                 let body = serde_json::to_vec(&json!({"workload_id": format!("t{i:04}"),
                     "command": ["true"], "limits": {"cpu": 0.1, "memory": 33554432u64, "pids": 16}}))
                 .unwrap();
-                request(&client, "herd.v1.node.bench.workload.start", None, body).await
+                request(&client, &subjects().node_command(&node_id("bench"), NodeVerb::WorkloadStart), None, body).await
             }
         })
         .buffer_unordered(32);
@@ -365,7 +383,9 @@ async fn footprint(r: &mut Report) -> Result<()> {
             bail!("workload.start: {v}");
         }
     }
-    let mut telemetry = client.subscribe("herd.v1.telemetry.footprint").await?;
+    let mut telemetry = client
+        .subscribe(subjects().telemetry(&node_id("footprint")))
+        .await?;
     let limits = DecodeLimits::default();
     let mut collection_us = vec![];
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -444,7 +464,7 @@ async fn coordinator(r: &mut Report) -> Result<()> {
     loop {
         let ok = request(
             &client,
-            "herd.v1.cluster.nodes",
+            &subjects().cluster(ClusterVerb::Nodes),
             None,
             b"{\"state\":\"stale\"}".to_vec(),
         )
@@ -484,7 +504,7 @@ async fn coordinator(r: &mut Report) -> Result<()> {
     while silent_since.elapsed() < Duration::from_secs(15) {
         let msg = request(
             &client,
-            "herd.v1.cluster.nodes",
+            &subjects().cluster(ClusterVerb::Nodes),
             None,
             b"{\"state\":\"stale\"}".to_vec(),
         )
