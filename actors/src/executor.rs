@@ -5,7 +5,7 @@
 use crate::cgroup::CgroupBackend;
 use crate::clock::now_ms;
 use crate::driver::docker::{plan_adoption, DockerConfig, DockerDriver};
-use crate::driver::exec::ExecDriver;
+use crate::driver::exec::{resolved_from_launch, Adoption, ExecDriver};
 use crate::driver::{Driver as _, Launch, Running, Started};
 use crate::events::EventIds;
 use crate::events::Publish;
@@ -40,6 +40,8 @@ pub struct ExecutorConfig {
     pub host_cpus: f64,
     pub log_lines_per_s: u32,
     pub docker: DockerConfig,
+    /// The program run as `<shim_program> shim <dir>` to supervise each exec workload: herdd.
+    pub shim_program: PathBuf,
 }
 
 struct Entry {
@@ -119,7 +121,11 @@ impl WorkloadExecutor {
             tracing::warn!(error = %e, "cannot create the workload records directory");
         }
         WorkloadExecutor {
-            exec: ExecDriver::new(backend),
+            exec: ExecDriver::new(
+                backend,
+                cfg.shim_program.clone(),
+                cfg.state_dir.join("workloads"),
+            ),
             docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),
             cfg,
             client,
@@ -401,12 +407,11 @@ impl WorkloadExecutor {
         let wid = id.clone();
         let exit = started.exit;
         actix::spawn(async move {
-            let (exit, oom) = exit.await;
+            let outcome = exit.await;
             addr.do_send(ChildExited {
                 workload_id: wid,
                 generation,
-                exit,
-                oom,
+                outcome,
             });
         });
         if entry.lc.status.spec.collect {
@@ -567,6 +572,7 @@ impl Actor for WorkloadExecutor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.adopt_exec(ctx);
         self.adopt_containers(ctx);
     }
 
@@ -587,6 +593,39 @@ impl WorkloadExecutor {
             .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
             .filter(|s: &WorkloadStatus| !s.state.is_terminal())
             .collect()
+    }
+
+    /// After a restart: follows again every exec workload whose shim still runs, and reports
+    /// those that ended meanwhile (with their exit, from the shim) or left nothing (lost).
+    fn adopt_exec(&mut self, ctx: &mut Context<Self>) {
+        for status in self.unsettled_records() {
+            if status.spec.driver != Driver::Exec {
+                continue;
+            }
+            let id = status.workload_id.clone();
+            let fallback = Resolved::Docker {
+                kill_signal: nix::sys::signal::Signal::SIGTERM,
+            };
+            let resolved = resolved_from_launch(&self.exec.shim_dir(&id), &status, &fallback);
+            let adoption = self.exec.adopt(&status);
+            let (lc, fx) = Lifecycle::adopted(status, now_ms());
+            let mut entry = Entry::new(lc, resolved);
+            entry.generation = 1;
+            self.workloads.insert(id.clone(), entry);
+            self.apply(&id, fx, ctx);
+            match adoption {
+                Adoption::Found(started) => {
+                    tracing::info!(workload = %id, pid = started.pid, "adopting a workload after a restart");
+                    self.launched(&id, Some(1), Ok(started), ctx);
+                }
+                Adoption::Lost(reason) => {
+                    tracing::warn!(workload = %id, %reason, "a workload of the previous herdd is lost");
+                    let entry = self.workloads.get_mut(&id).expect("present");
+                    let fx = entry.lc.on_lost(reason, now_ms());
+                    self.apply(&id, fx, ctx);
+                }
+            }
+        }
     }
 
     /// After a restart: takes back this node's containers (found by label) whose workloads were
@@ -666,9 +705,8 @@ impl WorkloadExecutor {
 struct ChildExited {
     workload_id: WorkloadId,
     generation: u64,
-    exit: Exit,
-    /// An OOM kill ended it.
-    oom: bool,
+    /// How it ended and whether an OOM kill ended it; or why that is unknown.
+    outcome: Result<(Exit, bool), String>,
 }
 
 impl Handler<ChildExited> for WorkloadExecutor {
@@ -681,8 +719,16 @@ impl Handler<ChildExited> for WorkloadExecutor {
         if entry.generation != msg.generation {
             return;
         }
-        let (exit, oom) = (msg.exit, msg.oom);
-        let fx = entry.lc.on_exit(exit, oom, now_ms());
+        let fx = match msg.outcome {
+            Ok((exit, oom)) => entry.lc.on_exit(exit, oom, now_ms()),
+            Err(reason) => {
+                tracing::warn!(workload = %id, %reason, "workload lost");
+                if let Some(r) = &entry.running {
+                    r.kill();
+                }
+                entry.lc.on_lost(reason, now_ms())
+            }
+        };
         self.apply(&id, fx, ctx);
     }
 }
@@ -784,6 +830,18 @@ impl Handler<StopAll> for WorkloadExecutor {
             let fx = entry.lc.on_stop(None, Some(grace), now_ms());
             self.apply(id, fx, ctx);
         }
+    }
+}
+
+/// Refuses new workloads from now on (herdd is stopping and leaves the running ones be).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+impl Handler<StopAccepting> for WorkloadExecutor {
+    type Result = ();
+    fn handle(&mut self, _: StopAccepting, _: &mut Self::Context) {
+        self.accepting = false;
     }
 }
 

@@ -260,8 +260,8 @@ mod tests {
     }
 
     impl WorkloadCgroup for Fake {
-        fn placement_fds(&self) -> Result<Vec<std::os::fd::OwnedFd>, CgroupError> {
-            Ok(vec![])
+        fn placement_files(&self) -> Vec<std::path::PathBuf> {
+            vec![]
         }
         fn pids(&self) -> Vec<i32> {
             vec![]

@@ -1,58 +1,50 @@
 //! Shared helpers for herd's benches (the criterion benches are in `benches/`, the end-to-end
 //! measurements of `scripts/bench` in `src/bin/e2e.rs`).
 
-use futures::FutureExt;
 use herd_actors::cgroup::{CgroupBackend, CgroupVersion, WorkloadCgroup};
-use herd_actors::driver::exec::ExecDriver;
-use herd_actors::driver::{Driver, Launch, Running};
-use herd_actors::workload::validate::{validate, ExecPolicy, Resolved};
-use herd_bus::{NodeId, WorkloadId, WorkloadSpec};
+use herd_bus::{Limits, WorkloadId};
 use std::sync::Arc;
 
-/// `n` idle workloads (`sleep`) started by herd's exec driver, each in a cgroup of its own
-/// under `herd-bench-<pid>`; killed and removed on drop.
+/// `n` idle workloads (`sleep`), each in a cgroup of its own under `herd-bench-<pid>`, made by
+/// herd's cgroup backend as for a workload; killed and removed on drop.
 pub struct IdleWorkloads {
     pub backend: Arc<dyn CgroupBackend>,
-    pub workloads: Vec<(WorkloadId, u32, Arc<dyn Running>)>,
+    pub workloads: Vec<(WorkloadId, u32, Arc<dyn WorkloadCgroup>)>,
+    children: Vec<std::process::Child>,
 }
 
 impl IdleWorkloads {
-    /// Needs a tokio runtime (the exec driver spawns with tokio::process).
     pub fn start(n: usize) -> IdleWorkloads {
         let root = format!("herd-bench-{}", std::process::id());
         let (backend, warning) = herd_actors::cgroup::detect("auto", &root);
         if let Some(w) = warning {
             eprintln!("bench: {w}");
         }
-        let driver = ExecDriver::new(backend.clone());
-        let spec = WorkloadSpec {
-            command: vec!["sleep".into(), "3600".into()],
-            user: Some("root".into()),
-            ..Default::default()
-        };
-        let policy = ExecPolicy {
-            allow_root: true,
-            ..Default::default()
-        };
-        let resolved = validate(&spec, &policy, 1024.0).expect("sleep resolves");
-        let node = NodeId::new("bench").unwrap();
         let mut workloads = Vec::with_capacity(n);
+        let mut children = Vec::with_capacity(n);
         for i in 0..n {
             let id = WorkloadId::new(format!("b{i:05}")).unwrap();
-            let started = driver
-                .launch(Launch {
-                    workload_id: id.clone(),
-                    node_id: node.clone(),
-                    spec: spec.clone(),
-                    resolved: Resolved::Exec(resolved.clone()),
-                    output_dir: None,
-                })
-                .now_or_never()
-                .expect("exec starts at once")
+            let cgroup = backend
+                .create(&format!("wl-{id}"), &Limits::default())
+                .unwrap_or_else(|e| panic!("cannot create a cgroup for workload {i}: {e}"));
+            let child = std::process::Command::new("sleep")
+                .arg("3600")
+                .spawn()
                 .unwrap_or_else(|e| panic!("cannot start workload {i}: {e}"));
-            workloads.push((id, started.pid, started.handle));
+            for procs in cgroup.placement_files() {
+                std::fs::write(&procs, child.id().to_string()).unwrap_or_else(|e| {
+                    panic!("cannot move {} into {}: {e}", child.id(), procs.display())
+                });
+            }
+            cgroup.set_leader(child.id());
+            workloads.push((id, child.id(), cgroup));
+            children.push(child);
         }
-        IdleWorkloads { backend, workloads }
+        IdleWorkloads {
+            backend,
+            workloads,
+            children,
+        }
     }
 
     pub fn version(&self) -> CgroupVersion {
@@ -62,12 +54,7 @@ impl IdleWorkloads {
     pub fn samplers(&self) -> Vec<(WorkloadId, Arc<dyn WorkloadCgroup>)> {
         self.workloads
             .iter()
-            .map(|(id, _, h)| {
-                (
-                    id.clone(),
-                    h.sampler().expect("exec workloads have a cgroup"),
-                )
-            })
+            .map(|(id, _, cgroup)| (id.clone(), cgroup.clone()))
             .collect()
     }
 
@@ -78,16 +65,15 @@ impl IdleWorkloads {
 
 impl Drop for IdleWorkloads {
     fn drop(&mut self) {
-        for (_, _, h) in &self.workloads {
-            h.kill();
+        for (_, _, cgroup) in &self.workloads {
+            let _ = cgroup.kill_all();
         }
-        for (_, pid, _) in &self.workloads {
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*pid as i32), None);
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        for (_, _, h) in &self.workloads {
-            if let Some(cgroup) = h.sampler() {
-                let _ = cgroup.remove();
-            }
+        for (_, _, cgroup) in &self.workloads {
+            let _ = cgroup.remove();
         }
         self.backend.remove_root_if_empty();
     }

@@ -282,6 +282,10 @@ impl Default for EventsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
+    /// What herdd does with running workloads when it stops (SIGTERM, `systemctl stop` or
+    /// `restart`): `keep` leaves them running under their supervisors, to be re-adopted by the
+    /// next herdd; `stop` stops each with its kill signal and grace period first.
+    pub on_shutdown: OnShutdown,
     /// Longest wait for queued events to be acknowledged at shutdown; what is left is saved in
     /// the state directory and sent at the next start.
     pub flush_timeout_s: f64,
@@ -289,9 +293,20 @@ pub struct ShutdownConfig {
     pub workload_grace_cap_s: f64,
 }
 
+/// What happens to running workloads when herdd stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnShutdown {
+    /// Leave them running; the next herdd re-adopts them.
+    Keep,
+    /// Stop them (kill signal, then SIGKILL after their grace period).
+    Stop,
+}
+
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
+            on_shutdown: OnShutdown::Keep,
             flush_timeout_s: 5.0,
             workload_grace_cap_s: 10.0,
         }

@@ -120,7 +120,8 @@ pub fn start_fleet(config: &crate::config::Config, nodes: u32) -> anyhow::Result
         std::fs::write(
             &conf,
             format!(
-                "[cgroup]\nroot = \"herd-{id}\"\n[heartbeat]\ninterval_s = {}\n",
+                // Their state dies with the fleet: nothing could re-adopt a kept workload.
+                "[cgroup]\nroot = \"herd-{id}\"\n[heartbeat]\ninterval_s = {}\n[shutdown]\non_shutdown = \"stop\"\n",
                 config.heartbeat.interval_s
             ),
         )?;

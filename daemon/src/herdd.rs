@@ -37,6 +37,9 @@ pub struct Cli {
     /// The Docker engine's socket, for docker workloads [default: /var/run/docker.sock].
     #[arg(long, env = "HERD_DOCKER_SOCKET", global = true)]
     pub docker_socket: Option<String>,
+    /// What to do with running workloads when herdd stops [default: keep].
+    #[arg(long, env = "HERD_ON_SHUTDOWN", global = true)]
+    pub on_shutdown: Option<crate::config::OnShutdown>,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(subcommand)]
@@ -106,6 +109,9 @@ impl Cli {
         if let Some(socket) = &self.docker_socket {
             config.docker.socket = socket.clone();
         }
+        if let Some(o) = self.on_shutdown {
+            config.shutdown.on_shutdown = o;
+        }
         self.nats.apply(&mut config.nats);
         config.validate()?;
         Ok(config)
@@ -113,6 +119,13 @@ impl Cli {
 }
 
 pub fn main() -> ExitCode {
+    // `herdd shim <dir>`: an exec workload's supervisor, started by herdd itself; it reads no
+    // configuration and is not part of the command line operators use.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "shim" {
+        let code = herd_actors::driver::shim::main(std::path::Path::new(&args[2]));
+        return ExitCode::from(code as u8);
+    }
     let cli = Cli::parse();
     let config = match cli.effective_config() {
         Ok(c) => c,
@@ -162,6 +175,8 @@ fn run_dev(mut config: Config, state_dir_given: bool, nodes: u32) -> anyhow::Res
     } else {
         let dir = dev::temp_state_dir()?;
         config.state_dir = dir.path().to_path_buf();
+        // The state dies with this process: nothing could re-adopt a kept workload.
+        config.shutdown.on_shutdown = crate::config::OnShutdown::Stop;
         Some(dir)
     };
     let fleet = if nodes > 0 {

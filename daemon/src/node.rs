@@ -1,6 +1,6 @@
 //! Wiring of one node: NATS connection, actors, readiness, signals and a bounded shutdown.
 
-use crate::config::Config;
+use crate::config::{Config, OnShutdown};
 use crate::nats::{self, Persistence};
 use crate::systemd;
 use actix::prelude::*;
@@ -11,7 +11,9 @@ use herd_actors::connection::connected_and_flushed;
 use herd_actors::coordinator::registry::RegistryConfig;
 use herd_actors::coordinator::Coordinator;
 use herd_actors::events::{EventIds, EventPublisher, Flush};
-use herd_actors::executor::{ExecutorConfig, KillRemaining, LiveCount, StopAll, WorkloadExecutor};
+use herd_actors::executor::{
+    ExecutorConfig, KillRemaining, LiveCount, StopAccepting, StopAll, WorkloadExecutor,
+};
 use herd_actors::heartbeat::HeartbeatActor;
 use herd_actors::monitor::ProcessMonitor;
 use herd_actors::workload::ExecPolicy;
@@ -112,6 +114,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 host_cpus: host_cpus(),
                 log_lines_per_s: config.logs.max_lines_per_s,
                 docker: config.docker.clone(),
+                // The running binary, even once a package upgrade has replaced its file.
+                shim_program: "/proc/self/exe".into(),
             },
             backend.clone(),
             client.clone(),
@@ -184,13 +188,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     tracing::info!(signal = signal_name, "shutting down");
-    systemd::stopping("stopping: stopping workloads, delivering queued events");
+    systemd::stopping(match config.shutdown.on_shutdown {
+        OnShutdown::Keep => "stopping: delivering queued events; workloads keep running",
+        OnShutdown::Stop => "stopping: stopping workloads, delivering queued events",
+    });
     let flush = Duration::from_secs_f64(config.shutdown.flush_timeout_s);
     let grace_cap = Duration::from_secs_f64(config.shutdown.workload_grace_cap_s);
     let shutdown = async {
         let _ = bus.send(SetNodeState(NodeState::Stopping)).await;
-        // Workloads are not yet re-adopted across restarts, so none may outlive herdd.
-        if let Some((executor, backend)) = &executor {
+        let keep = config.shutdown.on_shutdown == OnShutdown::Keep;
+        if let (Some((executor, _)), true) = (&executor, keep) {
+            let _ = executor.send(StopAccepting).await;
+            let left = executor.send(LiveCount).await.unwrap_or(0);
+            tracing::info!(
+                workloads = left,
+                "leaving workloads running (shutdown.on_shutdown = keep); the next herdd re-adopts them"
+            );
+        } else if let Some((executor, backend)) = &executor {
             let _ = executor
                 .send(StopAll {
                     grace_cap,

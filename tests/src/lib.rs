@@ -108,6 +108,7 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -132,6 +133,34 @@ impl NatsServer {
             child: None,
             port,
             dir,
+            env: vec![],
+        };
+        server.spawn();
+        server
+    }
+
+    /// With a configuration of the caller's: `config(port, store_dir)` gives its text;
+    /// `env` is nats-server's environment (variables the configuration refers to).
+    pub fn start_with_config(
+        config: impl FnOnce(u16, &Path) -> String,
+        env: &[(&str, &str)],
+    ) -> NatsServer {
+        nats_version();
+        let port = free_port();
+        let dir = tempfile::Builder::new()
+            .prefix("herd-test-nats-")
+            .tempdir()
+            .unwrap();
+        let text = config(port, &dir.path().join("js"));
+        std::fs::write(dir.path().join("nats.conf"), text).unwrap();
+        let mut server = NatsServer {
+            child: None,
+            port,
+            dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.spawn();
         server
@@ -146,6 +175,7 @@ impl NatsServer {
         let child = Command::new(nats_server_bin())
             .arg("-c")
             .arg(self.dir.path().join("nats.conf"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -310,6 +340,8 @@ impl Herdd {
             .args(&opts.args)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
+            // Tests leave nothing behind; the restart tests ask for `keep` themselves.
+            .env("HERD_ON_SHUTDOWN", "stop")
             .env(
                 "HERD_LOG",
                 "debug,async_nats=info,bollard=info,hyper_util=info",

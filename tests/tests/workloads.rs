@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{TelemetryBatch, WorkloadList, WorkloadState};
+use herd_bus::{TelemetryBatch, WorkloadEvent, WorkloadList, WorkloadState};
 use herd_tests::{
     announce, connect, node_call as call, wait_for_node, wait_workload_event as wait_event, Herdd,
     HerddOptions, NatsServer,
@@ -167,8 +167,14 @@ async fn limit_files_hold_exactly_the_requested_values() {
         announce(&format!("cgroup {}: {file} = {got}", n.backend));
         assert_eq!(got, want, "{file}");
     }
-    // The process is in the cgroup, as the unprivileged default user.
-    let pids = n.procs("lim1");
+    // The process is in the cgroup, as the unprivileged default user (the reply accepts the
+    // workload; its supervisor starts it a moment later).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut pids = n.procs("lim1");
+    while pids.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pids = n.procs("lim1");
+    }
     assert_eq!(pids.len(), 1, "{pids:?}");
     let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
@@ -337,22 +343,22 @@ async fn exit_codes_and_logs_in_order() {
         n.start(json!({"workload_id": "talker", "command": ["sh", "-c", "i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done"]})).await["ok"],
         true
     );
-    let ev = wait_event(
-        &mut events,
-        "ok0",
-        &[WorkloadState::Exited],
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(ev.exit_code, Some(0));
-    let ev = wait_event(
-        &mut events,
-        "three",
-        &[WorkloadState::Exited],
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(ev.exit_code, Some(3));
+    // The two end in either order: every event is kept until both exits are seen.
+    let mut exits = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while exits.len() < 2 {
+        let msg = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("exits seen within 10 s: {exits:?}"))
+            .unwrap();
+        let ev: WorkloadEvent =
+            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
+        if ev.state == WorkloadState::Exited && ev.workload_id.as_str() != "talker" {
+            exits.insert(ev.workload_id.to_string(), ev.exit_code);
+        }
+    }
+    assert_eq!(exits["ok0"], Some(0));
+    assert_eq!(exits["three"], Some(3));
     let mut lines = Vec::new();
     while lines.len() < 500 {
         let msg = tokio::time::timeout(Duration::from_secs(10), logs.next())

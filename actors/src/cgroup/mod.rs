@@ -16,7 +16,6 @@ pub mod v2;
 pub use detect::{detect, Mount, MountInfo};
 
 use herd_bus::Limits;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -76,14 +75,17 @@ pub trait CgroupBackend: Send + Sync {
     fn describe(&self) -> String;
     /// Creates the cgroup `name` with `limits`; an existing empty one is reused.
     fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError>;
+    /// An existing workload cgroup, as a restarted herdd finds it: limits and processes are
+    /// left as they are. An error when it does not exist.
+    fn open(&self, name: &str) -> Result<Arc<dyn WorkloadCgroup>, CgroupError>;
     /// Removes herd's own cgroup directories when nothing is left in them (at shutdown).
     fn remove_root_if_empty(&self) {}
 }
 
 /// One workload's cgroup (or, without cgroups, its process group).
 pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
-    /// Descriptors of `cgroup.procs` files, open for writing; the child writes `0` to each.
-    fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError>;
+    /// `cgroup.procs` files the workload's process joins (writing `0` to each before exec).
+    fn placement_files(&self) -> Vec<PathBuf>;
     /// Called once the leader is spawned (the none backend tracks its process group).
     fn set_leader(&self, _pid: u32) {}
     fn pids(&self) -> Vec<i32>;
@@ -223,14 +225,6 @@ pub(crate) fn read_back(paths: impl IntoIterator<Item = PathBuf>) -> Vec<(PathBu
 
 pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(io_err(path))
-}
-
-pub(crate) fn open_procs(path: PathBuf) -> Result<OwnedFd, CgroupError> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    Ok(OwnedFd::from(file))
 }
 
 pub(crate) fn read_pids(procs: &std::path::Path) -> Vec<i32> {

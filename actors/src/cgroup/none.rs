@@ -19,6 +19,12 @@ impl CgroupBackend for NoCgroups {
         "no cgroups (process sessions, /proc sampling, no limits)".into()
     }
 
+    fn open(&self, _name: &str) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        Ok(Arc::new(ProcessSession {
+            leader: AtomicI32::new(0),
+        }))
+    }
+
     fn create(
         &self,
         _name: &str,
@@ -37,8 +43,8 @@ pub struct ProcessSession {
 }
 
 impl WorkloadCgroup for ProcessSession {
-    fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
-        Ok(vec![])
+    fn placement_files(&self) -> Vec<PathBuf> {
+        vec![]
     }
 
     fn set_leader(&self, pid: u32) {

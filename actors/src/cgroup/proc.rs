@@ -11,6 +11,8 @@ pub struct ProcStat {
     /// user + system time in clock ticks.
     pub cpu_ticks: u64,
     pub rss_pages: u64,
+    /// When the process started, in clock ticks after boot: with the pid, names one process.
+    pub start_ticks: u64,
 }
 
 /// Parses /proc/<pid>/stat; the command name may contain spaces and parentheses.
@@ -18,7 +20,8 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let pid = text.split(' ').next()?.parse().ok()?;
     let after = &text[text.rfind(')')? + 2..];
     let f: Vec<&str> = after.split(' ').collect();
-    // After the name: state(3) ppid(4) pgrp(5) session(6) … utime(14) stime(15) … rss(24).
+    // After the name: state(3) ppid(4) pgrp(5) session(6) … utime(14) stime(15) … starttime(22)
+    // … rss(24).
     let n = |i: usize| -> Option<u64> { f.get(i - 3)?.parse().ok() };
     Some(ProcStat {
         pid,
@@ -28,6 +31,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
         session: n(6)? as i32,
         cpu_ticks: n(14)? + n(15)?,
         rss_pages: n(24)?,
+        start_ticks: n(22)?,
     })
 }
 

@@ -94,6 +94,14 @@ impl CgroupBackend for V1Backend {
         }
     }
 
+    fn open(&self, name: &str) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        let cg = V1Cgroup::new(self.root.join(name));
+        for dir in &cg.d.distinct() {
+            std::fs::metadata(dir).map_err(io_err(dir))?;
+        }
+        Ok(Arc::new(cg))
+    }
+
     fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
         let cg = V1Cgroup::new(self.root.join(name));
         for dir in &cg.d.distinct() {
@@ -218,11 +226,11 @@ impl V1Cgroup {
 }
 
 impl WorkloadCgroup for V1Cgroup {
-    fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+    fn placement_files(&self) -> Vec<PathBuf> {
         self.d
             .distinct()
             .iter()
-            .map(|d| open_procs(d.join("cgroup.procs")))
+            .map(|d| d.join("cgroup.procs"))
             .collect()
     }
 

@@ -75,6 +75,12 @@ impl CgroupBackend for V2Backend {
         }
     }
 
+    fn open(&self, name: &str) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        let dir = self.parent.join(name);
+        std::fs::metadata(&dir).map_err(io_err(&dir))?;
+        Ok(Arc::new(V2Cgroup::new(dir)))
+    }
+
     fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
         let dir = self.parent.join(name);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -156,8 +162,8 @@ fn io_bytes(text: &str) -> (u64, u64) {
 }
 
 impl WorkloadCgroup for V2Cgroup {
-    fn placement_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
-        Ok(vec![open_procs(self.dir.join("cgroup.procs"))?])
+    fn placement_files(&self) -> Vec<PathBuf> {
+        vec![self.dir.join("cgroup.procs")]
     }
 
     fn pids(&self) -> Vec<i32> {

@@ -517,7 +517,7 @@ async fn attach(docker: Docker, id: String, since: i32) -> Result<Started, Strin
             exited.store(true, Ordering::Relaxed);
             // The log stream ends with the container; its last lines go out before the event.
             let _ = tokio::time::timeout(Duration::from_secs(2), logs_finished).await;
-            outcome
+            Ok(outcome)
         }
     };
     let output: Vec<(LogStream, Output)> = vec![

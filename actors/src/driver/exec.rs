@@ -1,15 +1,30 @@
-//! The exec driver: fork/exec into a cgroup made with the workload's limits, as its user.
+//! The exec driver: each workload runs under its own supervisor process (`herdd shim`, see
+//! [`super::shim`]) that forks it into a cgroup made with the workload's limits, as its user,
+//! keeps its output in files and records its exit, so that the workload outlives a restart
+//! of herdd and is re-adopted by the next one.
 
-use super::{Driver, Launch, Running, Started};
+use super::shim::{self, ShimExit, ShimLaunch, ShimState};
+use super::{Driver, Launch, Output, Running, Started};
 use crate::cgroup::{CgroupBackend, WorkloadCgroup};
-use crate::workload::lifecycle::Exit;
-use crate::workload::validate::Resolved;
+use crate::workload::lifecycle::{parse_signal, Exit};
+use crate::workload::validate::{Resolved, ResolvedSpec};
 use futures::future::{FutureExt, LocalBoxFuture};
-use herd_bus::{LogStream, WorkloadId};
+use futures::task::AtomicWaker;
+use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
 use nix::sys::signal::Signal;
-use std::os::unix::process::ExitStatusExt;
+use std::future::Future;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
+
+/// Longest wait for a shim's answer.
+const SHIM_ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Name of a workload's cgroup under herd's root.
 pub fn cgroup_name(id: &WorkloadId) -> String {
@@ -18,14 +33,35 @@ pub fn cgroup_name(id: &WorkloadId) -> String {
 
 pub struct ExecDriver {
     backend: Arc<dyn CgroupBackend>,
+    /// The program started as `<shim_program> shim <dir>` (herdd itself).
+    shim_program: PathBuf,
+    /// Where each workload's shim directory is made: `<dir>/<id>.shim`.
+    dirs: PathBuf,
+}
+
+/// What a restarted herdd found of an exec workload.
+pub enum Adoption {
+    /// The shim still runs, or ended while herdd was away (then `exit` is already resolved).
+    Found(Started),
+    /// Nothing of it is left to follow; the reason says what was missing.
+    Lost(String),
 }
 
 impl ExecDriver {
-    pub fn new(backend: Arc<dyn CgroupBackend>) -> ExecDriver {
-        ExecDriver { backend }
+    pub fn new(backend: Arc<dyn CgroupBackend>, shim_program: PathBuf, dirs: PathBuf) -> Self {
+        ExecDriver {
+            backend,
+            shim_program,
+            dirs,
+        }
     }
 
-    fn start(&self, l: &Launch) -> Result<Started, String> {
+    pub fn shim_dir(&self, id: &WorkloadId) -> PathBuf {
+        self.dirs.join(format!("{id}.shim"))
+    }
+
+    /// Makes the cgroup and the shim directory, then starts the shim.
+    fn prepare(&self, l: &Launch) -> Result<(tokio::process::Child, Prepared), String> {
         let Resolved::Exec(r) = &l.resolved else {
             return Err("not an exec workload".into());
         };
@@ -36,22 +72,6 @@ impl ExecDriver {
             .create(&cgroup_name(&l.workload_id), &spec.limits)
             .map_err(|e| format!("cannot create the cgroup: {e}"))?;
         let oom_before = cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
-        let fds = cgroup
-            .placement_fds()
-            .map_err(|e| format!("cannot open the cgroup: {e}"))?;
-        let mut cmd = tokio::process::Command::new(&r.program);
-        cmd.arg0(&spec.command[0])
-            .args(&spec.command[1..])
-            .env_clear()
-            .env("PATH", &r.path_env)
-            .env("HOME", &r.home)
-            .env("USER", &r.user)
-            .env("LOGNAME", &r.user)
-            .current_dir(spec.cwd.as_deref().unwrap_or("/"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false);
         if let Some(dir) = &l.output_dir {
             // The task's results directory belongs to the workload's user.
             if nix::unistd::Uid::effective().is_root() {
@@ -60,61 +80,297 @@ impl ExecDriver {
             }
         }
         let output_dir = l.output_dir.as_ref().map(|d| d.to_string_lossy());
-        cmd.envs(l.herd_env(output_dir.as_deref()));
-        cmd.envs(&spec.env);
+        let mut env = vec![
+            ("PATH".to_string(), r.path_env.clone()),
+            ("HOME".to_string(), r.home.display().to_string()),
+            ("USER".to_string(), r.user.clone()),
+            ("LOGNAME".to_string(), r.user.clone()),
+        ];
+        env.extend(l.herd_env(output_dir.as_deref()));
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let change_user = nix::unistd::Uid::effective() != r.uid;
-        enter_in_child(
-            &mut cmd,
-            fds,
-            change_user.then(|| (r.uid, r.gid, r.groups.clone())),
-        );
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", r.program.display()))?;
-        let pid = child.id().ok_or("the process vanished at once")?;
-        cgroup.set_leader(pid);
-        let mut output: Vec<(LogStream, super::Output)> = vec![];
-        if let Some(s) = child.stdout.take() {
-            output.push((LogStream::Stdout, Box::new(s)));
-        }
-        if let Some(s) = child.stderr.take() {
-            output.push((LogStream::Stderr, Box::new(s)));
-        }
-        let cg = cgroup.clone();
-        let exit = async move {
-            let exit = match child.wait().await {
-                Ok(s) => match (s.code(), s.signal()) {
-                    (Some(c), _) => Exit::Code(c),
-                    (None, Some(sig)) => Exit::Signal(sig),
-                    (None, None) => Exit::Code(-1),
-                },
-                Err(e) => {
-                    tracing::error!(pid, error = %e, "cannot wait for the workload");
-                    Exit::Code(-1)
-                }
-            };
-            let oom_after = cg.sample().map(|s| s.oom_kills).unwrap_or(0);
-            (exit, oom_after > oom_before)
+        let launch = ShimLaunch {
+            program: r.program.clone(),
+            argv0: spec.command[0].clone(),
+            args: spec.command[1..].to_vec(),
+            env,
+            cwd: PathBuf::from(spec.cwd.as_deref().unwrap_or("/")),
+            user: change_user.then(|| {
+                (
+                    r.uid.as_raw(),
+                    r.gid.as_raw(),
+                    r.groups.iter().map(|g| g.as_raw()).collect(),
+                )
+            }),
+            cgroup_procs: cgroup.placement_files(),
+            oom_before,
         };
-        Ok(Started {
-            pid,
-            handle: Arc::new(ExecWorkload { cgroup }),
-            exit: exit.boxed_local(),
+        let dir = self.shim_dir(&l.workload_id);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| shim::write_json(&dir, shim::LAUNCH_FILE, &launch))
+            .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?;
+        let child = tokio::process::Command::new(&self.shim_program)
+            .arg("shim")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start the workload's supervisor {}: {e}",
+                    self.shim_program.display()
+                )
+            })?;
+        Ok((
+            child,
+            Prepared {
+                cgroup,
+                dir,
+                oom_before,
+            },
+        ))
+    }
+
+    /// Finds what is left of `status`'s workload after a restart of herdd.
+    pub fn adopt(&self, status: &WorkloadStatus) -> Adoption {
+        let id = &status.workload_id;
+        let dir = self.shim_dir(id);
+        let launch: Option<ShimLaunch> = shim::read_json(&dir, shim::LAUNCH_FILE);
+        let state: Option<ShimState> = shim::read_json(&dir, shim::STATE_FILE);
+        let (Some(launch), Some(state)) = (launch, state) else {
+            self.discard(id);
+            return Adoption::Lost(
+                "herdd stopped before its workload had started; nothing of it is left".into(),
+            );
+        };
+        let cgroup = match self.backend.open(&cgroup_name(id)) {
+            Ok(c) => c,
+            Err(e) => return Adoption::Lost(format!("cannot open its cgroup again: {e}")),
+        };
+        cgroup.set_leader(state.child_pid);
+        let prepared = Prepared {
+            cgroup,
+            dir,
+            oom_before: launch.oom_before,
+        };
+        let alive = shim::shim_alive(&state);
+        let ended = shim::read_json::<ShimExit>(&prepared.dir, shim::EXIT_FILE).is_some();
+        let done = Arc::new(Done::default());
+        if !alive || ended {
+            done.set();
+        }
+        let output = prepared.tails(&done, true).unwrap_or_else(|e| {
+            tracing::warn!(workload = %id, error = %e, "cannot follow its output again");
+            vec![]
+        });
+        let exit = if alive {
+            let p = prepared.clone();
+            async move {
+                if let Err(e) = wait_pidfd(state.shim_pid).await {
+                    tracing::warn!(pid = state.shim_pid, error = %e, "cannot wait for a shim; polling it");
+                    while shim::shim_alive(&state) {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+                done.set();
+                p.outcome()
+            }
+            .boxed_local()
+        } else {
+            futures::future::ready(prepared.outcome()).boxed_local()
+        };
+        Adoption::Found(Started {
+            pid: state.child_pid,
+            handle: Arc::new(ExecWorkload {
+                cgroup: prepared.cgroup.clone(),
+                dir: prepared.dir.clone(),
+            }),
+            exit,
             output,
         })
+    }
+
+    /// Kills and removes whatever is left of a workload that cannot be followed.
+    fn discard(&self, id: &WorkloadId) {
+        if let Ok(cgroup) = self.backend.open(&cgroup_name(id)) {
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+        }
+        let _ = std::fs::remove_dir_all(self.shim_dir(id));
+    }
+}
+
+/// What the executor keeps of a workload's launch to follow it again: its spec resolved as it
+/// was when it started (program, user, signal).
+pub fn resolved_from_launch(dir: &Path, status: &WorkloadStatus, fallback: &Resolved) -> Resolved {
+    let Some(l) = shim::read_json::<ShimLaunch>(dir, shim::LAUNCH_FILE) else {
+        return fallback.clone();
+    };
+    let env = |k: &str| {
+        l.env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let me = (
+        nix::unistd::Uid::effective().as_raw(),
+        nix::unistd::Gid::effective().as_raw(),
+        vec![],
+    );
+    let (uid, gid, groups) = l.user.clone().unwrap_or(me);
+    Resolved::Exec(ResolvedSpec {
+        program: l.program.clone(),
+        user: env("USER"),
+        uid: nix::unistd::Uid::from_raw(uid),
+        gid: nix::unistd::Gid::from_raw(gid),
+        groups: groups.into_iter().map(nix::unistd::Gid::from_raw).collect(),
+        home: PathBuf::from(env("HOME")),
+        kill_signal: status
+            .spec
+            .kill_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(Signal::SIGTERM),
+        path_env: env("PATH"),
+    })
+}
+
+/// A started shim's cgroup and directory.
+#[derive(Clone)]
+struct Prepared {
+    cgroup: Arc<dyn WorkloadCgroup>,
+    dir: PathBuf,
+    oom_before: u64,
+}
+
+impl Prepared {
+    /// Followers of the output files, from their start or (`from_end`) from now on.
+    fn tails(&self, done: &Arc<Done>, from_end: bool) -> std::io::Result<Vec<(LogStream, Output)>> {
+        let mut out: Vec<(LogStream, Output)> = vec![];
+        for (i, (stream, name)) in [
+            (LogStream::Stdout, shim::STDOUT_LOG),
+            (LogStream::Stderr, shim::STDERR_LOG),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let tail = Tail::open(self.dir.join(name), done.clone(), i, from_end)?;
+            out.push((stream, Box::new(tail)));
+        }
+        Ok(out)
+    }
+
+    /// How the workload ended, from the shim's `exit.json`.
+    fn outcome(&self) -> Result<(Exit, bool), String> {
+        match shim::read_json::<ShimExit>(&self.dir, shim::EXIT_FILE) {
+            Some(x) => {
+                let oom_after = self.cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
+                Ok((x.exit(), oom_after > self.oom_before))
+            }
+            None => Err(
+                "its supervisor (herdd shim) ended without recording how the workload ended".into(),
+            ),
+        }
     }
 }
 
 impl Driver for ExecDriver {
     fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, String>> {
-        futures::future::ready(self.start(&launch)).boxed_local()
+        let (mut child, prepared) = match self.prepare(&launch) {
+            Ok(p) => p,
+            Err(e) => return futures::future::ready(Err(e)).boxed_local(),
+        };
+        async move {
+            let answer = match child.stdout.take() {
+                Some(out) => {
+                    let mut line = String::new();
+                    let mut reader = tokio::io::BufReader::new(out);
+                    match tokio::time::timeout(SHIM_ANSWER_WITHIN, reader.read_line(&mut line))
+                        .await
+                    {
+                        Ok(_) => shim::parse_answer(&line),
+                        Err(_) => Err(format!(
+                            "the workload's supervisor did not answer within {SHIM_ANSWER_WITHIN:?}"
+                        )),
+                    }
+                }
+                None => Err("no answer from the workload's supervisor".into()),
+            };
+            let pid = match answer {
+                Ok(pid) => pid,
+                Err(reason) => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    let _ = prepared.cgroup.kill_all();
+                    release(prepared.cgroup.clone(), prepared.dir.clone()).await;
+                    return Err(reason);
+                }
+            };
+            prepared.cgroup.set_leader(pid);
+            let done = Arc::new(Done::default());
+            let output = prepared
+                .tails(&done, false)
+                .map_err(|e| format!("cannot follow the workload's output: {e}"));
+            let output = match output {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "the workload runs without its logs");
+                    vec![]
+                }
+            };
+            let p = prepared.clone();
+            let exit = async move {
+                if let Err(e) = child.wait().await {
+                    tracing::error!(pid, error = %e, "cannot wait for the workload's supervisor");
+                }
+                done.set();
+                p.outcome()
+            };
+            Ok(Started {
+                pid,
+                handle: Arc::new(ExecWorkload {
+                    cgroup: prepared.cgroup,
+                    dir: prepared.dir,
+                }),
+                exit: exit.boxed_local(),
+                output,
+            })
+        }
+        .boxed_local()
     }
+}
+
+/// Waits until process `pid` (not necessarily a child of herdd) has ended.
+#[allow(unsafe_code)]
+async fn wait_pidfd(pid: u32) -> std::io::Result<()> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(()),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: the descriptor was just returned to us and is owned by nothing else.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    // SAFETY: the descriptor is owned by the AsyncFd and closed only when it is dropped.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    }
+    .map_err(std::io::Error::from)?;
+    let _ready = fd.readable().await?;
+    Ok(())
 }
 
 /// An exec workload: its cgroup is all herd needs to signal, kill and sample it.
 #[derive(Debug)]
 struct ExecWorkload {
     cgroup: Arc<dyn WorkloadCgroup>,
+    dir: PathBuf,
 }
 
 impl Running for ExecWorkload {
@@ -135,41 +391,136 @@ impl Running for ExecWorkload {
     /// Off the executor's thread: the kernel may keep an emptied cgroup busy for a few ms,
     /// and removal waits for it; starts and stops of other workloads must not.
     fn release(&self) -> LocalBoxFuture<'static, ()> {
-        let cgroup = self.cgroup.clone();
-        async move {
-            let removed = tokio::task::spawn_blocking(move || cgroup.remove()).await;
-            match removed {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the workload's cgroup"),
-                Err(e) => tracing::warn!(error = %e, "the cgroup removal task failed"),
-            }
-        }
-        .boxed_local()
+        release(self.cgroup.clone(), self.dir.clone()).boxed_local()
     }
 }
 
-/// In the forked child, before exec: join the cgroup (write `0` to each pre-opened
-/// `cgroup.procs`), start a new session, then drop to the workload's user.
-#[allow(unsafe_code)]
-fn enter_in_child(
-    cmd: &mut tokio::process::Command,
-    fds: Vec<std::os::fd::OwnedFd>,
-    user: Option<(nix::unistd::Uid, nix::unistd::Gid, Vec<nix::unistd::Gid>)>,
-) {
-    // SAFETY: the closure runs between fork and exec. It only makes system calls (write,
-    // setsid, setgroups, setgid, setuid) on data prepared before the fork; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in &fds {
-                nix::unistd::write(fd, b"0")?;
+async fn release(cgroup: Arc<dyn WorkloadCgroup>, dir: PathBuf) {
+    let removed = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(&dir);
+        cgroup.remove()
+    })
+    .await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the workload's cgroup"),
+        Err(e) => tracing::warn!(error = %e, "the cgroup removal task failed"),
+    }
+}
+
+/// Set once the shim has ended: its output files are complete. Wakes the two tails at once,
+/// so that the last lines follow the exit without waiting for a tail's next look.
+#[derive(Default)]
+struct Done {
+    flag: AtomicBool,
+    wakers: [AtomicWaker; 2],
+}
+
+impl Done {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        for w in &self.wakers {
+            w.wake();
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+/// Follows a file the shim appends to, like `tail -F`: at its end it waits (10 ms, doubling
+/// up to 1 s while nothing comes) and reads again, follows a rotation to the new file, and
+/// ends once `done` is set and everything is read.
+struct Tail {
+    path: PathBuf,
+    file: std::fs::File,
+    ino: u64,
+    done: Arc<Done>,
+    /// Which of `done`'s wakers is this tail's.
+    slot: usize,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+    idle: Duration,
+}
+
+const TAIL_MIN_WAIT: Duration = Duration::from_millis(10);
+const TAIL_MAX_WAIT: Duration = Duration::from_secs(1);
+
+impl Tail {
+    fn open(path: PathBuf, done: Arc<Done>, slot: usize, from_end: bool) -> std::io::Result<Tail> {
+        use std::os::unix::fs::MetadataExt;
+        let mut file = std::fs::File::open(&path)?;
+        if from_end {
+            file.seek(std::io::SeekFrom::End(0))?;
+        }
+        let ino = file.metadata()?.ino();
+        Ok(Tail {
+            path,
+            file,
+            ino,
+            done,
+            slot,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            waiting: false,
+            idle: TAIL_MIN_WAIT,
+        })
+    }
+
+    /// The path's file, when it is no longer the one being read (rotated).
+    fn rotated(&self) -> Option<(std::fs::File, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&self.path).ok()?.ino();
+        if ino == self.ino {
+            return None;
+        }
+        Some((std::fs::File::open(&self.path).ok()?, ino))
+    }
+}
+
+impl AsyncRead for Tail {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.waiting {
+                this.done.wakers[this.slot].register(cx.waker());
+                if !this.done.is_set() {
+                    ready!(this.sleep.as_mut().poll(cx));
+                }
+                this.waiting = false;
             }
-            nix::unistd::setsid()?;
-            if let Some((uid, gid, groups)) = &user {
-                nix::unistd::setgroups(groups)?;
-                nix::unistd::setgid(*gid)?;
-                nix::unistd::setuid(*uid)?;
+            // Read before looking: once done is seen, a read of nothing is the end.
+            let done = this.done.is_set();
+            let n = this.file.read(buf.initialize_unfilled())?;
+            if n > 0 {
+                buf.advance(n);
+                this.idle = TAIL_MIN_WAIT;
+                return Poll::Ready(Ok(()));
             }
-            Ok(())
-        });
+            if let Some((file, ino)) = this.rotated() {
+                // Renamed: nothing more is written to the old file, but what was written
+                // between the read above and the rename is read before moving on.
+                let n = this.file.read(buf.initialize_unfilled())?;
+                if n > 0 {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                this.file = file;
+                this.ino = ino;
+                continue;
+            }
+            if done {
+                return Poll::Ready(Ok(()));
+            }
+            this.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + this.idle);
+            this.idle = (this.idle * 2).min(TAIL_MAX_WAIT);
+            this.waiting = true;
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod exec;
+pub mod shim;
 
 use crate::cgroup::WorkloadCgroup;
 use crate::workload::lifecycle::Exit;
@@ -52,8 +53,9 @@ pub type Output = Box<dyn tokio::io::AsyncRead + Unpin>;
 pub struct Started {
     pub pid: u32,
     pub handle: Arc<dyn Running>,
-    /// Resolves once the main process has ended: how, and whether an OOM kill ended it.
-    pub exit: LocalBoxFuture<'static, (Exit, bool)>,
+    /// Resolves once the main process has ended: how, and whether an OOM kill ended it; or,
+    /// when that cannot be known (its supervisor vanished), why the workload is lost.
+    pub exit: LocalBoxFuture<'static, Result<(Exit, bool), String>>,
     pub output: Vec<(LogStream, Output)>,
 }
 

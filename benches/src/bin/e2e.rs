@@ -159,14 +159,19 @@ async fn start_latency(r: &mut Report) -> Result<()> {
         child.wait()?;
     }
 
-    // herd's exec driver alone: cgroup made with limits, the child placed in it, exec'd.
+    // herd's exec driver alone: cgroup made with limits, the workload's supervisor (`herdd
+    // shim`) started, the child placed in the cgroup and exec'd, its pid answered.
     let mut driver_launch = Vec::with_capacity(STARTS);
     {
-        use futures::FutureExt;
         use herd_actors::driver::{exec::ExecDriver, Driver, Launch};
         let (backend, _) =
             herd_actors::cgroup::detect("auto", &format!("herd-bench-drv-{}", std::process::id()));
-        let driver = ExecDriver::new(backend.clone());
+        let shim_dirs = tempfile::tempdir()?;
+        let driver = ExecDriver::new(
+            backend.clone(),
+            herd_tests::workspace_bin("herdd"),
+            shim_dirs.path().to_path_buf(),
+        );
         let spec = herd_bus::WorkloadSpec {
             command: vec!["true".into()],
             ..Default::default()
@@ -185,14 +190,11 @@ async fn start_latency(r: &mut Report) -> Result<()> {
             let t = Instant::now();
             let started = driver
                 .launch(launch)
-                .now_or_never()
-                .context("exec launches at once")?
+                .await
                 .map_err(|e| anyhow::anyhow!(e))?;
             driver_launch.push(t.elapsed());
-            started.exit.await;
-            if let Some(cg) = started.handle.sampler() {
-                let _ = cg.remove();
-            }
+            let _ = started.exit.await;
+            started.handle.release().await;
         }
         backend.remove_root_if_empty();
     }

@@ -1,0 +1,410 @@
+//! The per-workload supervisor ("shim") that lets exec workloads outlive herdd.
+//!
+//! herdd does not fork a workload itself: it writes the launch to `<state>/workloads/<id>.shim/`
+//! and starts `herdd shim <dir>`. The shim starts its own session, forks the workload into its
+//! cgroup as its user, copies the workload's stdout and stderr into `stdout.log` and
+//! `stderr.log` there (rotated at [`LOG_CAP_BYTES`], one old file kept), waits for it and writes
+//! how it ended to `exit.json`. It answers herdd on its stdout with one line, `ok <pid>` or
+//! `err <reason>`, and writes its own pid and start time to `state.json`.
+//!
+//! Because the shim, not herdd, is the workload's parent, herdd may stop or restart (systemd
+//! `KillMode=process`) without the workload noticing: a new herdd finds the shim by its
+//! `state.json`, follows the logs from their end, and learns the exit from `exit.json` once
+//! the shim ends (a pidfd says when). A workload that ended while herdd was away left its
+//! `exit.json`; one whose shim is gone without it is reported lost.
+
+use crate::cgroup::proc;
+use crate::workload::lifecycle::Exit;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A log file is rotated (to `<name>.1`, replacing the previous one) once it holds this much.
+pub const LOG_CAP_BYTES: u64 = 64 * 1024 * 1024;
+/// After the workload's main process ended, how long the shim waits for its output to drain
+/// (a background process of it may hold the pipes open).
+const DRAIN: Duration = Duration::from_secs(2);
+
+pub const LAUNCH_FILE: &str = "launch.json";
+pub const STATE_FILE: &str = "state.json";
+pub const EXIT_FILE: &str = "exit.json";
+pub const STDOUT_LOG: &str = "stdout.log";
+pub const STDERR_LOG: &str = "stderr.log";
+
+/// What the shim starts; written by herdd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimLaunch {
+    pub program: PathBuf,
+    pub argv0: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// (uid, gid, supplementary groups) to switch to; None keeps the shim's user.
+    pub user: Option<(u32, u32, Vec<u32>)>,
+    /// `cgroup.procs` files the workload joins before exec.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// The cgroup's OOM kill count before the start, to tell an OOM kill from other ends.
+    pub oom_before: u64,
+}
+
+/// Who the shim is; written by the shim once the workload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimState {
+    pub shim_pid: u32,
+    /// The shim's start time (clock ticks after boot): a reused pid is not taken for it.
+    pub shim_start_ticks: u64,
+    pub child_pid: u32,
+}
+
+/// How the workload's main process ended; written by the shim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ShimExit {
+    pub fn exit(&self) -> Exit {
+        match (self.code, self.signal) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+}
+
+/// Writes `value` as JSON to `dir/name` through a temporary file and a rename, synced.
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(value)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
+}
+
+/// Whether the shim described by `state` still runs (same pid, same start time).
+pub fn shim_alive(state: &ShimState) -> bool {
+    proc::stat(state.shim_pid as i32)
+        .is_some_and(|s| s.start_ticks == state.shim_start_ticks && s.state != 'Z')
+}
+
+/// `herdd shim <dir>`: runs one workload as described above. Answers the process exit code.
+pub fn main(dir: &Path) -> i32 {
+    let mut answer = std::io::stdout();
+    match start(dir) {
+        Ok((child, pipes)) => {
+            let _ = writeln!(answer, "ok {}", child.id());
+            let _ = answer.flush();
+            // herdd reads to the end of this pipe: close it (stdout becomes /dev/null).
+            if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdout(null);
+            }
+            supervise(dir, child, pipes)
+        }
+        Err(reason) => {
+            let _ = writeln!(answer, "err {reason}");
+            1
+        }
+    }
+}
+
+type Pipes = Vec<(std::process::ChildStdout, std::process::ChildStderr)>;
+
+fn start(dir: &Path) -> Result<(std::process::Child, Pipes), String> {
+    let launch: ShimLaunch = read_json(dir, LAUNCH_FILE)
+        .ok_or_else(|| format!("cannot read {}", dir.join(LAUNCH_FILE).display()))?;
+    // Its own session: a terminal's or herdd's signals are not the shim's.
+    let _ = nix::unistd::setsid();
+    for sig in [
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGPIPE,
+    ] {
+        // SAFETY: setting a signal to be ignored installs no handler.
+        #[allow(unsafe_code)]
+        unsafe {
+            let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn);
+        }
+    }
+    let procs = launch
+        .cgroup_procs
+        .iter()
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(|e| format!("cannot open the cgroup ({}): {e}", p.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for name in [STDOUT_LOG, STDERR_LOG] {
+        std::fs::File::create(dir.join(name))
+            .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))?;
+    }
+    let mut cmd = std::process::Command::new(&launch.program);
+    cmd.arg0(&launch.argv0)
+        .args(&launch.args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let user = launch.user.clone().map(|(uid, gid, groups)| {
+        (
+            nix::unistd::Uid::from_raw(uid),
+            nix::unistd::Gid::from_raw(gid),
+            groups
+                .into_iter()
+                .map(nix::unistd::Gid::from_raw)
+                .collect::<Vec<_>>(),
+        )
+    });
+    enter_in_child(&mut cmd, procs, user);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", launch.program.display()))?;
+    let pipes = match (child.stdout.take(), child.stderr.take()) {
+        (Some(o), Some(e)) => vec![(o, e)],
+        _ => vec![],
+    };
+    let me = std::process::id();
+    let state = ShimState {
+        shim_pid: me,
+        shim_start_ticks: proc::stat(me as i32).map(|s| s.start_ticks).unwrap_or(0),
+        child_pid: child.id(),
+    };
+    if let Err(e) = write_json(dir, STATE_FILE, &state) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "cannot write {}: {e}",
+            dir.join(STATE_FILE).display()
+        ));
+    }
+    Ok((child, pipes))
+}
+
+/// Copies the output, waits for the workload, records its exit.
+fn supervise(dir: &Path, mut child: std::process::Child, pipes: Pipes) -> i32 {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let mut copiers = 0;
+    for (out, err) in pipes {
+        for (reader, name) in [
+            (Box::new(out) as Box<dyn Read + Send>, STDOUT_LOG),
+            (Box::new(err) as Box<dyn Read + Send>, STDERR_LOG),
+        ] {
+            let path = dir.join(name);
+            let done = done_tx.clone();
+            copiers += 1;
+            let spawned = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    copy_rotating(reader, &path, LOG_CAP_BYTES);
+                    let _ = done.send(());
+                });
+            if spawned.is_err() {
+                copiers -= 1;
+            }
+        }
+    }
+    drop(done_tx);
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("herd shim: cannot wait for {}: {e}", child.id());
+                return 1;
+            }
+        }
+    };
+    let deadline = std::time::Instant::now() + DRAIN;
+    for _ in 0..copiers {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let exit = ShimExit {
+        code: status.code(),
+        signal: status.signal(),
+    };
+    if let Err(e) = write_json(dir, EXIT_FILE, &exit) {
+        eprintln!(
+            "herd shim: cannot record the exit in {}: {e}",
+            dir.display()
+        );
+        return 1;
+    }
+    0
+}
+
+/// Appends `reader` to `path`, moving the file to `<path>.1` whenever it reaches `cap`.
+pub fn copy_rotating(mut reader: impl Read, path: &Path, cap: u64) {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    };
+    let Ok(mut file) = open() else { return };
+    let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        if size > 0 && size + n as u64 > cap {
+            let mut old = path.as_os_str().to_owned();
+            old.push(".1");
+            if std::fs::rename(path, &old).is_ok() {
+                if let Ok(f) = open() {
+                    file = f;
+                    size = 0;
+                }
+            }
+        }
+        // A full disk loses output, never the workload.
+        if file.write_all(&buf[..n]).is_ok() {
+            size += n as u64;
+        }
+    }
+}
+
+/// In the forked child, before exec: join the cgroup (write `0` to each pre-opened
+/// `cgroup.procs`), start a new session, restore the signals the shim ignores, then drop to
+/// the workload's user.
+#[allow(unsafe_code)]
+fn enter_in_child(
+    cmd: &mut std::process::Command,
+    fds: Vec<std::os::fd::OwnedFd>,
+    user: Option<(nix::unistd::Uid, nix::unistd::Gid, Vec<nix::unistd::Gid>)>,
+) {
+    // SAFETY: the closure runs between fork and exec. It only makes system calls (write,
+    // setsid, sigaction, setgroups, setgid, setuid) on data prepared before the fork; it
+    // allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in &fds {
+                nix::unistd::write(fd, b"0")?;
+            }
+            nix::unistd::setsid()?;
+            for sig in [
+                nix::sys::signal::Signal::SIGHUP,
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::Signal::SIGPIPE,
+            ] {
+                nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)?;
+            }
+            if let Some((uid, gid, groups)) = &user {
+                nix::unistd::setgroups(groups)?;
+                nix::unistd::setgid(*gid)?;
+                nix::unistd::setuid(*uid)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Reads the shim's one-line answer: the workload's pid, or why it did not start.
+pub fn parse_answer(line: &str) -> Result<u32, String> {
+    let line = line.trim_end();
+    if let Some(pid) = line.strip_prefix("ok ") {
+        return pid
+            .parse()
+            .map_err(|_| format!("the shim answered {line:?}"));
+    }
+    if let Some(reason) = line.strip_prefix("err ") {
+        return Err(reason.to_string());
+    }
+    if line.is_empty() {
+        return Err("the shim ended without starting the workload".into());
+    }
+    Err(format!("the shim answered {line:?}"))
+}
+
+/// Reads the answer from a blocking reader (tests and tools).
+pub fn read_answer(reader: impl Read) -> Result<u32, String> {
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(reader).read_line(&mut line);
+    parse_answer(&line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_parse() {
+        assert_eq!(parse_answer("ok 42\n"), Ok(42));
+        assert_eq!(
+            parse_answer("err cannot start /x: No such file\n"),
+            Err("cannot start /x: No such file".into())
+        );
+        assert!(parse_answer("").unwrap_err().contains("without starting"));
+        assert!(parse_answer("ok x").is_err());
+    }
+
+    #[test]
+    fn output_rotates_at_the_cap_keeping_one_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let data: Vec<u8> = (0..250u32)
+            .flat_map(|i| format!("{i:09}\n").into_bytes())
+            .collect();
+        // 2500 bytes through a 1000-byte cap, read 100 at a time as from a pipe: the last
+        // file plus one old one remain.
+        struct Chunked(std::io::Cursor<Vec<u8>>);
+        impl Read for Chunked {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(100);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        copy_rotating(Chunked(std::io::Cursor::new(data.clone())), &path, 1000);
+        let now = std::fs::read(&path).unwrap();
+        let old = std::fs::read(dir.path().join("stdout.log.1")).unwrap();
+        assert!(now.len() as u64 <= 1000 && old.len() as u64 <= 1000);
+        let mut tail = old.clone();
+        tail.extend_from_slice(&now);
+        assert!(
+            data.ends_with(&tail),
+            "the kept files are the end of the output"
+        );
+    }
+
+    #[test]
+    fn exit_and_state_round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let exit = ShimExit {
+            code: None,
+            signal: Some(9),
+        };
+        write_json(dir.path(), EXIT_FILE, &exit).unwrap();
+        let back: ShimExit = read_json(dir.path(), EXIT_FILE).unwrap();
+        assert_eq!(back.exit(), Exit::Signal(9));
+        let me = std::process::id();
+        let state = ShimState {
+            shim_pid: me,
+            shim_start_ticks: proc::stat(me as i32).unwrap().start_ticks,
+            child_pid: 1,
+        };
+        assert!(shim_alive(&state));
+        assert!(!shim_alive(&ShimState {
+            shim_start_ticks: state.shim_start_ticks + 1,
+            ..state
+        }));
+    }
+}

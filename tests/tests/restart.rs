@@ -1,0 +1,264 @@
+//! A restart of herdd does not touch its workloads (`shutdown.on_shutdown = "keep"`): each exec
+//! workload runs under its own supervisor (`herdd shim`), and the next herdd re-adopts it from
+//! the state directory: listed with the same pid, sampled, its logs followed, stoppable. One
+//! that ended while herdd was down is reported with its real exit code.
+
+use futures::StreamExt;
+use herd_bus::codec::{self, DecodeLimits, Encoding};
+use herd_bus::{LogChunk, TelemetryBatch, WorkloadEvent, WorkloadState};
+use herd_tests::{announce, connect, node_call, wait_for_node, Herdd, HerddOptions, NatsServer};
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+const NODE: &str = "restarter";
+const KEPT: [&str; 3] = ["sleeper", "ticker", "spinner"];
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().and_then(|r| r.trim().chars().next()) != Some('Z'))
+        .unwrap_or(false)
+}
+
+/// Kills what a failed test would otherwise leave running (a kept herdd leaves workloads).
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn start_herdd(nats: &NatsServer, state: &Path, root: &str, on_shutdown: &str) -> Herdd {
+    let config = format!("[cgroup]\nroot = \"{root}\"\n[telemetry]\ninterval_s = 0.5\n");
+    Herdd::start_with(HerddOptions {
+        state_dir: Some(state),
+        config_toml: Some(&config),
+        env: vec![("HERD_ON_SHUTDOWN", on_shutdown.to_string())],
+        ..HerddOptions::new(NODE, nats.url())
+    })
+}
+
+async fn workload(client: &async_nats::Client, id: &str) -> serde_json::Value {
+    let reply = node_call(client, NODE, "workload.get", json!({"workload_id": id})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    reply["data"].clone()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(msg: &async_nats::Message) -> T {
+    codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap()
+}
+
+#[tokio::test]
+async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_missed() {
+    let nats = NatsServer::start();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        state.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let root = format!("herdtest-restart-{}", std::process::id());
+    let go = state.path().join("go");
+    let client = connect(&nats.url()).await;
+    let mut events = client
+        .subscribe(format!("herd.v1.evt.{NODE}.workload.*"))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    let mut herdd = start_herdd(&nats, state.path(), &root, "keep");
+    wait_for_node(&client, NODE).await;
+    let specs = [
+        json!({"workload_id": "sleeper", "command": ["sleep", "300"]}),
+        json!({"workload_id": "ticker", "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]}),
+        json!({"workload_id": "spinner", "command": ["sh", "-c", "while true; do :; done"], "limits": {"cpu": 0.2}}),
+        // Ends with 7 once the test creates `go`, which it does while herdd is down.
+        json!({"workload_id": "quitter", "command": ["sh", "-c", format!("while [ ! -e {} ]; do sleep 0.05; done; exit 7", go.display())]}),
+    ];
+    for spec in specs {
+        let reply = node_call(&client, NODE, "workload.start", spec).await;
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    let mut running = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while running.len() < 4 {
+        let msg = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("running within 10 s: {running:?}"))
+            .unwrap();
+        let ev: WorkloadEvent = decode(&msg);
+        if ev.state == WorkloadState::Running {
+            running.insert(ev.workload_id.to_string());
+        }
+    }
+    let mut pids = HashMap::new();
+    for id in KEPT.iter().chain(&["quitter"]) {
+        let w = workload(&client, id).await;
+        pids.insert(id.to_string(), w["pid"].as_i64().unwrap() as i32);
+    }
+    let _guard = KillOnDrop(pids.values().copied().collect());
+
+    // SIGTERM: herdd exits, the workloads do not.
+    let status = herdd.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "herdd did not stop cleanly: {status:?}\n{}",
+        herdd.log()
+    );
+    assert!(
+        herdd
+            .log()
+            .contains("leaving workloads running (shutdown.on_shutdown = keep)"),
+        "{}",
+        herdd.log()
+    );
+    for (id, pid) in &pids {
+        assert!(alive(*pid), "{id} ({pid}) died with herdd");
+    }
+    // While herdd is down, one workload ends.
+    std::fs::write(&go, b"").unwrap();
+    let quitter = pids["quitter"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(quitter) {
+        assert!(std::time::Instant::now() < deadline, "quitter did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(herdd);
+    announce("restart: herdd stopped with SIGTERM (on_shutdown = keep); 3 workloads kept running, 1 ended while it was down");
+
+    let mut telemetry = client
+        .subscribe(format!("herd.v1.telemetry.{NODE}"))
+        .await
+        .unwrap();
+    let mut ticks = client
+        .subscribe(format!("herd.v1.logs.{NODE}.ticker.stdout"))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let herdd = start_herdd(&nats, state.path(), &root, "stop");
+    wait_for_node(&client, NODE).await;
+
+    // The one that ended while herdd was down: its real exit code.
+    let ev = herd_tests::wait_workload_event(
+        &mut events,
+        "quitter",
+        &[WorkloadState::Exited],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(ev.exit_code, Some(7), "{ev:?}");
+
+    // Listed as running, with the same pids.
+    let list = node_call(&client, NODE, "workload.list", json!({})).await;
+    assert_eq!(list["ok"], true, "{list}");
+    for id in KEPT {
+        let w = workload(&client, id).await;
+        assert_eq!(w["state"], "running", "{id}: {w}");
+        assert_eq!(w["pid"].as_i64().unwrap() as i32, pids[id], "{id}: {w}");
+        let listed = list["data"]["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["workload_id"] == id && w["state"] == "running");
+        assert!(listed, "{id} not listed as running: {list}");
+    }
+    let q = workload(&client, "quitter").await;
+    assert_eq!(
+        (q["state"].as_str(), q["exit_code"].as_i64()),
+        (Some("exited"), Some(7)),
+        "{q}"
+    );
+
+    // Sampled: the kept workloads appear in telemetry, the spinner burning its 20 % of a CPU.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut sampled = HashSet::new();
+    let mut spinner_cpu = None;
+    while sampled.len() < KEPT.len() || spinner_cpu.is_none() {
+        let msg = tokio::time::timeout_at(deadline, telemetry.next())
+            .await
+            .unwrap_or_else(|_| panic!("sampled within 10 s: {sampled:?}, spinner {spinner_cpu:?}"))
+            .unwrap();
+        let batch: TelemetryBatch = decode(&msg);
+        for s in &batch.samples {
+            if s.error.is_none() {
+                sampled.insert(s.workload_id.to_string());
+            }
+            if s.workload_id.as_str() == "spinner" && s.cpu_percent.is_some() {
+                spinner_cpu = s.cpu_percent;
+            }
+        }
+    }
+    let cpu = spinner_cpu.unwrap();
+    assert!((5.0..=30.0).contains(&cpu), "spinner at {cpu}% of a CPU");
+
+    // Its logs are followed again: new lines arrive, in order.
+    let mut lines = Vec::new();
+    while lines.len() < 5 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ticks.next())
+            .await
+            .expect("ticker's log lines after the restart")
+            .unwrap();
+        let chunk: LogChunk = decode(&msg);
+        lines.extend(chunk.lines);
+    }
+    let numbers: Vec<u64> = lines
+        .iter()
+        .map(|l| l.strip_prefix("tick ").unwrap().parse().unwrap())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
+
+    // Stoppable: each ends stopped, its processes gone.
+    for id in KEPT {
+        let reply = node_call(&client, NODE, "workload.stop", json!({"workload_id": id})).await;
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    let mut stopped = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while stopped.len() < KEPT.len() {
+        let msg = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("stopped within 15 s: {stopped:?}"))
+            .unwrap();
+        let ev: WorkloadEvent = decode(&msg);
+        if ev.state == WorkloadState::Stopped {
+            stopped.insert(ev.workload_id.to_string());
+        }
+    }
+    for id in KEPT {
+        let pid = pids[id];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} ({pid}) outlived its stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Released just after the events: their shim directories go.
+    let shims = || -> Vec<_> {
+        std::fs::read_dir(state.path().join("workloads"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".shim"))
+            .map(|e| e.file_name())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !shims().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(shims().is_empty(), "shim directories left: {:?}", shims());
+    announce(&format!(
+        "restart: re-adopted {} workloads (listed, sampled, logs, stopped); quitter reported exited 7",
+        KEPT.len()
+    ));
+    drop(herdd);
+}
