@@ -163,6 +163,8 @@ pub async fn connect(
                     Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS slow consumer"),
                     // Repeats on every failed reconnect; `Disconnected` has said it already.
                     Event::ClientError(e) => tracing::debug!(error = %e, "NATS client error"),
+                    // Permission violations, for one: a subject this user may not use.
+                    Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
                     other => tracing::info!(event = %other, "NATS event"),
                 }
                 on_event(&event);

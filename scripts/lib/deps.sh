@@ -57,3 +57,9 @@ ensure_busybox_static() {
 file_is_static() {
   ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'
 }
+
+ensure_systemd_analyze() {
+  if command -v systemd-analyze >/dev/null 2>&1; then return 0; fi
+  echo "installing systemd (Debian package, for systemd-analyze verify of the unit)..." >&2
+  apt_install systemd
+}

@@ -1,0 +1,291 @@
+//! deploy/nats/herd.conf on a real nats-server, with two nodes added by deploy/nats/add-node:
+//! node A's credentials cannot publish in node B's name or read B's commands (the server's
+//! permission errors are checked), while herdd nodes, the coordinator and an operator work
+//! under their own users without a single permission violation.
+
+use futures::StreamExt;
+use herd_tests::{announce, node_call, wait_for_node, Herdd, HerddOptions, NatsServer};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const COORDINATOR_PASSWORD: &str = "coordinator-secret";
+const OPERATOR_PASSWORD: &str = "operator-secret";
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/nats")
+        .join(file)
+}
+
+/// The shipped configuration with nodes `a` and `b` added, on this test's port and store.
+fn server() -> NatsServer {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("herd.conf");
+    std::fs::copy(deploy("herd.conf"), &conf).unwrap();
+    for (node, password) in [("a", "a-secret"), ("b", "b-secret")] {
+        let out = Command::new("bash")
+            .arg(deploy("add-node"))
+            .args([node, "--into"])
+            .arg(&conf)
+            .args(["--password", password])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "add-node {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(&format!("user = \"node-{node}\"")), "{said}");
+    }
+    // add-node refuses a node that is already there, and a bad id.
+    let again = Command::new("bash")
+        .arg(deploy("add-node"))
+        .args(["a", "--into"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let bad = Command::new("bash")
+        .arg(deploy("add-node"))
+        .arg("a.b")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("listen: 0.0.0.0:4222") && text.contains("/var/lib/nats/jetstream"));
+    NatsServer::start_with_config(
+        |port, store| {
+            text.replace("listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{port}"))
+                .replace("/var/lib/nats/jetstream", &store.display().to_string())
+        },
+        &[
+            ("HERD_COORDINATOR_PASSWORD", COORDINATOR_PASSWORD),
+            ("HERD_OPERATOR_PASSWORD", OPERATOR_PASSWORD),
+        ],
+    )
+}
+
+/// A client as `user`, with the server's errors (permission violations) on a channel.
+async fn client_as(
+    nats: &NatsServer,
+    user: &str,
+    password: &str,
+) -> (async_nats::Client, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = tx.send(e.to_string());
+                }
+            }
+        })
+        .connect(nats.url())
+        .await
+        .unwrap_or_else(|e| panic!("connect as {user}: {e}"));
+    (client, rx)
+}
+
+/// The next server error within 5 s; it must name `subject`.
+async fn expect_violation(errors: &mut mpsc::UnboundedReceiver<String>, what: &str, subject: &str) {
+    let err = tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no permission error for {what} {subject}"))
+        .unwrap();
+    let lower = err.to_lowercase();
+    assert!(
+        lower.contains("permissions violation") && lower.contains(what) && err.contains(subject),
+        "{what} {subject}: {err}"
+    );
+}
+
+async fn no_violation(errors: &mut mpsc::UnboundedReceiver<String>) {
+    if let Ok(Some(err)) = tokio::time::timeout(Duration::from_millis(500), errors.recv()).await {
+        panic!("unexpected server error: {err}");
+    }
+}
+
+#[tokio::test]
+async fn node_users_are_confined_to_their_own_subjects() {
+    let nats = server();
+    let (coordinator, mut coordinator_errors) =
+        client_as(&nats, "coordinator", COORDINATOR_PASSWORD).await;
+    let mut heartbeats = coordinator.subscribe("herd.v1.hb.*").await.unwrap();
+    coordinator.flush().await.unwrap();
+    let (a, mut a_errors) = client_as(&nats, "node-a", "a-secret").await;
+
+    // A may publish its own heartbeat and read its own commands.
+    a.publish("herd.v1.hb.a", "from a".into()).await.unwrap();
+    let mut own = a.subscribe("herd.v1.node.a.>").await.unwrap();
+    a.flush().await.unwrap();
+    no_violation(&mut a_errors).await;
+
+    // …but not publish in B's name: heartbeat, events, telemetry, logs, nor command B.
+    for subject in [
+        "herd.v1.hb.b",
+        "herd.v1.evt.b.workload.running",
+        "herd.v1.telemetry.b",
+        "herd.v1.logs.b.w1.stdout",
+        "herd.v1.node.b.workload.start",
+        "herd.v1.cluster.evt.run.finished",
+    ] {
+        a.publish(subject, "forged".into()).await.unwrap();
+        a.flush().await.unwrap();
+        expect_violation(&mut a_errors, "publish", subject).await;
+    }
+    // …nor read B's commands, directly or through a wildcard.
+    for subject in [
+        "herd.v1.node.b.>",
+        "herd.v1.node.*.workload.start",
+        "herd.v1.>",
+    ] {
+        let _sub = a.subscribe(subject).await.unwrap();
+        a.flush().await.unwrap();
+        expect_violation(&mut a_errors, "subscription", subject).await;
+    }
+    // A command to B does not reach A.
+    let (operator, mut operator_errors) = client_as(&nats, "operator", OPERATOR_PASSWORD).await;
+    operator
+        .publish("herd.v1.node.b.ping", "to b".into())
+        .await
+        .unwrap();
+    operator
+        .publish("herd.v1.node.a.ping", "to a".into())
+        .await
+        .unwrap();
+    operator.flush().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), own.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.subject.as_str(), "herd.v1.node.a.ping");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), own.next())
+            .await
+            .is_err(),
+        "A received something else"
+    );
+    // Only A's own heartbeat reached the coordinator; the forged one was dropped by the server.
+    let hb = tokio::time::timeout(Duration::from_secs(5), heartbeats.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hb.subject.as_str(), "herd.v1.hb.a");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), heartbeats.next())
+            .await
+            .is_err(),
+        "a forged heartbeat got through"
+    );
+    // The operator cannot speak for a node either.
+    operator
+        .publish("herd.v1.evt.a.workload.exited", "forged".into())
+        .await
+        .unwrap();
+    operator.flush().await.unwrap();
+    expect_violation(
+        &mut operator_errors,
+        "publish",
+        "herd.v1.evt.a.workload.exited",
+    )
+    .await;
+    no_violation(&mut coordinator_errors).await;
+    announce("nats permissions: node a refused on 6 subjects of b's (publish) and 3 subscriptions; operator refused a node's event subject");
+}
+
+#[tokio::test]
+async fn herdd_nodes_the_coordinator_and_an_operator_work_under_their_users() {
+    let nats = server();
+    let node = |id: &'static str, password: &'static str| {
+        Herdd::start_with(HerddOptions {
+            env: vec![
+                ("HERD_NATS_USER", format!("node-{id}")),
+                ("HERD_NATS_PASSWORD", password.to_string()),
+            ],
+            ..HerddOptions::new(id, nats.url())
+        })
+    };
+    let a = node("a", "a-secret");
+    let b = node("b", "b-secret");
+    let coordinator = Herdd::start_with(HerddOptions {
+        env: vec![
+            ("HERD_NATS_USER", "coordinator".to_string()),
+            ("HERD_NATS_PASSWORD", COORDINATOR_PASSWORD.to_string()),
+        ],
+        args: vec!["--roles", "coordinator"],
+        ..HerddOptions::new("coord", nats.url())
+    });
+    let (operator, mut operator_errors) = client_as(&nats, "operator", OPERATOR_PASSWORD).await;
+    let mut events = operator
+        .subscribe("herd.v1.evt.a.workload.*")
+        .await
+        .unwrap();
+    operator.flush().await.unwrap();
+    wait_for_node(&operator, "a").await;
+    wait_for_node(&operator, "b").await;
+
+    // The coordinator sees both nodes through their heartbeats.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = herd_tests::request(&operator, "herd.v1.cluster.nodes", None, b"{}".to_vec())
+            .await
+            .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap());
+        let ids: Vec<String> = reply
+            .as_ref()
+            .ok()
+            .and_then(|r| r["data"]["nodes"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| n["node_id"].as_str().map(str::to_string))
+            .collect();
+        if ids.contains(&"a".to_string()) && ids.contains(&"b".to_string()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the coordinator does not list both nodes: {reply:?}\n{}",
+            coordinator.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The operator runs a workload on A; its events (JetStream-published) arrive.
+    let reply = node_call(
+        &operator,
+        "a",
+        "workload.start",
+        json!({"workload_id": "perm1", "command": ["sh", "-c", "echo hi; exit 4"]}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let ev = herd_tests::wait_workload_event(
+        &mut events,
+        "perm1",
+        &[herd_bus::WorkloadState::Exited],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(ev.exit_code, Some(4));
+    no_violation(&mut operator_errors).await;
+
+    // Nobody hit a permission the configuration lacks: herdd's own uses (streams, KV,
+    // replies, heartbeats) are all allowed.
+    for herdd in [&a, &b, &coordinator] {
+        assert!(!herdd.log().contains("Violation"), "{}", herdd.log());
+    }
+    drop((a, b, coordinator));
+    // nats-server logs each refusal ("Publish Violation - User …").
+    let log = nats.log();
+    let violations: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+    assert!(
+        violations.is_empty(),
+        "permission violations:\n{}",
+        violations.join("\n")
+    );
+    announce("nats permissions: herdd nodes a and b, the coordinator and an operator ran a workload with no violation");
+}
