@@ -101,8 +101,8 @@ pub enum Command {
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         duration: Option<f64>,
-        /// Node ids are PREFIX-00001 … .
-        #[arg(long, default_value = "sim")]
+        /// Node ids are NODE_PREFIX-00001 … . (Not `--prefix`: that is the subject prefix.)
+        #[arg(long = "node-prefix", default_value = "sim")]
         prefix: String,
     },
     /// Send a raw request (JSON text, default `{}`) and print the raw reply: any herd subject,

@@ -487,7 +487,7 @@ async fn coordinator(r: &mut Report) -> Result<()> {
             .arg(nodes.to_string())
             .args(["--workloads", "10", "--rate", "1", "--duration"])
             .arg(duration.to_string())
-            .args(["--prefix", prefix])
+            .args(["--node-prefix", prefix])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
