@@ -440,11 +440,21 @@ impl StreamHandler<NatsMessage> for Bus {
         let routed = self.route(&msg, enc, ctx);
         let client = self.client.clone();
         let subject = msg.subject.clone();
+        let verb = match self.subjects.parse(subject.as_str()) {
+            Ok(Subject::NodeCommand { verb, .. }) => verb.as_str(),
+            Ok(Subject::NodesPing) => "nodes.ping",
+            _ => "unknown",
+        };
         actix::spawn(async move {
             let handled = match routed {
                 Routed::Now(h) => h,
                 Routed::Later(f) => f.await,
             };
+            let outcome = match &handled {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.code.to_string(),
+            };
+            crate::metrics::metrics().command(verb, &outcome);
             if let Err(e) = &handled {
                 tracing::debug!(%subject, code = %e.code, error = %e.message, "request refused");
             }

@@ -138,6 +138,9 @@ impl EventPublisher {
                         );
                     }
                     act.outbox.ack(&msg_id);
+                    crate::metrics::metrics()
+                        .outbox_events
+                        .set(act.outbox.len() as i64);
                     act.dirty = true;
                     act.pump(ctx);
                 }
@@ -213,6 +216,9 @@ impl Handler<Publish> for EventPublisher {
                 "outbox full: dropped the oldest event"
             );
         }
+        crate::metrics::metrics()
+            .outbox_events
+            .set(self.outbox.len() as i64);
         self.dirty = true;
         self.pump(ctx);
     }

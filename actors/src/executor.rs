@@ -868,6 +868,22 @@ impl Handler<KillRemaining> for WorkloadExecutor {
     }
 }
 
+/// How many workloads this executor knows in each state (for the metrics endpoint).
+#[derive(Message)]
+#[rtype(result = "HashMap<WorkloadState, usize>")]
+pub struct StateCounts;
+
+impl Handler<StateCounts> for WorkloadExecutor {
+    type Result = MessageResult<StateCounts>;
+    fn handle(&mut self, _: StateCounts, _: &mut Self::Context) -> Self::Result {
+        let mut counts = HashMap::new();
+        for e in self.workloads.values() {
+            *counts.entry(e.lc.state()).or_insert(0) += 1;
+        }
+        MessageResult(counts)
+    }
+}
+
 /// How many workloads still have processes or a cgroup.
 #[derive(Message)]
 #[rtype(result = "usize")]

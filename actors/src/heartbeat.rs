@@ -1,12 +1,13 @@
 //! Heartbeat: every `interval` (±10 % jitter) publishes this node's capacity, usage, state and
 //! workload inventory on `hb.<node>`. A state change (lameduck) is published at once.
 
-use crate::bus::{publish_msgpack, Bus, GetNodeState, NodeIdentity};
+use crate::bus::{Bus, GetNodeState, NodeIdentity};
 use crate::clock::now_ms;
 use crate::executor::{self, WorkloadExecutor};
 use crate::host::{self, HostCpu};
 use crate::monitor::{LastSamples, ProcessMonitor};
 use actix::prelude::*;
+use herd_bus::codec::{self, Encoding};
 use herd_bus::{GpuInfo, Heartbeat, Subjects, WorkloadFilter, WorkloadSummary};
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ impl HeartbeatActor {
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
+        let due = std::time::Instant::now();
         self.schedule(ctx);
         let (bus, executor, monitor) = (
             self.bus.clone(),
@@ -89,45 +91,64 @@ impl HeartbeatActor {
             let last = monitor.send(LastSamples).await.unwrap_or_default();
             (state, list, last)
         };
-        ctx.spawn(gather.into_actor(self).map(|(state, list, last), act, _| {
-            act.seq += 1;
-            let (mut capacity, usage) = host::read(&mut act.cpu);
-            capacity.gpus = act.gpus.clone();
-            let workloads = list
-                .workloads
-                .into_iter()
-                .filter(|w| !w.state.is_terminal())
-                .map(|w| {
-                    let (cpu_percent, memory) =
-                        last.get(&w.workload_id).copied().unwrap_or((None, 0));
-                    WorkloadSummary {
-                        workload_id: w.workload_id,
-                        state: w.state,
-                        run_id: w.spec.run_id,
-                        rep: w.spec.rep,
-                        cpu_percent,
-                        memory: (memory > 0).then_some(memory),
+        ctx.spawn(
+            gather
+                .into_actor(self)
+                .map(move |(state, list, last), act, _| {
+                    act.seq += 1;
+                    let (mut capacity, usage) = host::read(&mut act.cpu);
+                    capacity.gpus = act.gpus.clone();
+                    let workloads = list
+                        .workloads
+                        .into_iter()
+                        .filter(|w| !w.state.is_terminal())
+                        .map(|w| {
+                            let (cpu_percent, memory) =
+                                last.get(&w.workload_id).copied().unwrap_or((None, 0));
+                            WorkloadSummary {
+                                workload_id: w.workload_id,
+                                state: w.state,
+                                run_id: w.spec.run_id,
+                                rep: w.spec.rep,
+                                cpu_percent,
+                                memory: (memory > 0).then_some(memory),
+                            }
+                        })
+                        .collect();
+                    let hb = Heartbeat {
+                        node_id: act.identity.node_id.clone(),
+                        seq: act.seq,
+                        interval_ms: act.interval.as_millis() as u64,
+                        ts_ms: now_ms(),
+                        started_at_ms: act.identity.started_at_ms,
+                        version: herd_bus::HERD_VERSION.to_string(),
+                        uptime_s: act.identity.started.elapsed().as_secs_f64(),
+                        labels: act.identity.labels.clone(),
+                        roles: act.identity.roles.clone(),
+                        state,
+                        capacity,
+                        usage,
+                        workloads,
+                    };
+                    let subject = act.subjects.heartbeat(&hb.node_id);
+                    match codec::encode(&hb, Encoding::MsgPack) {
+                        Ok(bytes) => {
+                            let client = act.client.clone();
+                            actix::spawn(async move {
+                                match client.publish(subject, bytes.into()).await {
+                                    Ok(()) => crate::metrics::metrics()
+                                        .heartbeat_lag_seconds
+                                        .observe(due.elapsed().as_secs_f64()),
+                                    Err(e) => {
+                                        tracing::debug!(error = %e, "cannot publish a heartbeat")
+                                    }
+                                }
+                            });
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot encode a heartbeat"),
                     }
-                })
-                .collect();
-            let hb = Heartbeat {
-                node_id: act.identity.node_id.clone(),
-                seq: act.seq,
-                interval_ms: act.interval.as_millis() as u64,
-                ts_ms: now_ms(),
-                started_at_ms: act.identity.started_at_ms,
-                version: herd_bus::HERD_VERSION.to_string(),
-                uptime_s: act.identity.started.elapsed().as_secs_f64(),
-                labels: act.identity.labels.clone(),
-                roles: act.identity.roles.clone(),
-                state,
-                capacity,
-                usage,
-                workloads,
-            };
-            let subject = act.subjects.heartbeat(&hb.node_id);
-            publish_msgpack(&act.client, subject, &hb, "a heartbeat");
-        }));
+                }),
+        );
     }
 }
 

@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod heartbeat;
 pub mod host;
 pub mod logs;
+pub mod metrics;
 pub mod monitor;
 pub mod outbox;
 pub mod records;

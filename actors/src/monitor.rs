@@ -141,11 +141,15 @@ impl Collector {
             samples.push(sample);
         }
         self.seq += 1;
+        let took = start.elapsed();
+        crate::metrics::metrics()
+            .collection_seconds
+            .observe(took.as_secs_f64());
         TelemetryBatch {
             node_id: self.node_id.clone(),
             seq: self.seq,
             ts_ms: now_ms(),
-            collection_us: start.elapsed().as_micros() as u64,
+            collection_us: took.as_micros() as u64,
             samples,
         }
     }

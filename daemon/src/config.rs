@@ -31,6 +31,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub telemetry: TelemetryConfig,
     pub logs: LogsConfig,
+    pub metrics: MetricsConfig,
     pub heartbeat: HeartbeatConfig,
     pub coordinator: CoordinatorConfig,
 }
@@ -83,6 +84,7 @@ impl Default for Config {
             docker: DockerConfig::default(),
             telemetry: TelemetryConfig::default(),
             logs: LogsConfig::default(),
+            metrics: MetricsConfig::default(),
             heartbeat: HeartbeatConfig::default(),
             coordinator: CoordinatorConfig::default(),
         }
@@ -123,6 +125,15 @@ impl Default for TelemetryConfig {
             max_age_s: 3600,
         }
     }
+}
+
+/// The opt-in Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `GET /metrics` on (e.g. `127.0.0.1:9464`); unset: no listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,6 +396,11 @@ impl Config {
         let lost = self.coordinator.lost_after_s;
         if !(lost.is_finite() && lost >= hb * self.coordinator.stale_after_missed as f64) {
             bail!("coordinator.lost_after_s ({lost}) must be ≥ stale_after_missed × heartbeat.interval_s");
+        }
+        if let Some(listen) = &self.metrics.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                bail!("metrics.listen must be host:port with an IP address (127.0.0.1:9464, [::]:9464), got {listen:?}");
+            }
         }
         if self.logs.max_lines_per_s == 0 {
             bail!("logs.max_lines_per_s must be > 0");

@@ -40,6 +40,9 @@ pub struct Cli {
     /// What to do with running workloads when herdd stops [default: keep].
     #[arg(long, env = "HERD_ON_SHUTDOWN", global = true)]
     pub on_shutdown: Option<crate::config::OnShutdown>,
+    /// Serve Prometheus metrics on host:port (`GET /metrics`) [default: off].
+    #[arg(long, env = "HERD_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(subcommand)]
@@ -111,6 +114,9 @@ impl Cli {
         }
         if let Some(o) = self.on_shutdown {
             config.shutdown.on_shutdown = o;
+        }
+        if let Some(listen) = &self.metrics_listen {
+            config.metrics.listen = Some(listen.clone());
         }
         self.nats.apply(&mut config.nats);
         config.validate()?;

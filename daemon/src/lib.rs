@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod herdctl;
 pub mod herdd;
 pub mod logging;
+pub mod metrics;
 pub mod nats;
 pub mod node;
 pub mod systemd;

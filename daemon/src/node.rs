@@ -50,13 +50,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let serving = format!("serving node {node_id} on {urls}");
     let status_on_event = serving.clone();
+    let connected_before = std::sync::atomic::AtomicBool::new(false);
     systemd::status(&format!("connecting to NATS at {urls}"));
     let client = nats::connect(
         &config.nats,
         &format!("herdd-{node_id}"),
         Persistence::Daemon,
         move |event| match event {
-            async_nats::Event::Connected => systemd::status(&status_on_event),
+            async_nats::Event::Connected => {
+                if connected_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    herd_actors::metrics::metrics().nats_reconnects.inc();
+                }
+                systemd::status(&status_on_event)
+            }
             async_nats::Event::Disconnected => systemd::status("NATS disconnected; reconnecting"),
             _ => {}
         },
@@ -163,6 +169,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     bus.do_send(EmitNodeEvent(NodeEventKind::Started, None));
+    if let Some(listen) = &config.metrics.listen {
+        let executor = executor.as_ref().map(|(e, _)| e.clone());
+        let addr = crate::metrics::start(listen, executor).await?;
+        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+    }
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;

@@ -379,6 +379,12 @@ impl Herdd {
         signal(self.pid(), sig);
     }
 
+    /// Waits for herdd to exit by itself; None when it still runs after `within` (then killed).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        wait_child(&mut child, within)
+    }
+
     /// SIGTERM, then wait for the exit; None when it did not exit in time (then killed).
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
         self.signal(nix::sys::signal::Signal::SIGTERM);
