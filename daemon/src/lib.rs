@@ -4,6 +4,7 @@
 pub mod config;
 pub mod dev;
 pub mod doctor;
+pub mod gen;
 pub mod herdctl;
 pub mod herdd;
 pub mod logging;
