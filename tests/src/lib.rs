@@ -463,6 +463,41 @@ pub async fn wait_workload_event(
     }
 }
 
+/// Waits until each of `workloads` has had an event in one of `states`, keeping every event
+/// meanwhile (workloads reach their states in any order); answers the first such event of each.
+pub async fn wait_workloads_events(
+    sub: &mut async_nats::Subscriber,
+    workloads: &[&str],
+    states: &[herd_bus::WorkloadState],
+    within: Duration,
+) -> std::collections::HashMap<String, herd_bus::WorkloadEvent> {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < workloads.len() {
+        let msg = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{states:?} events within {within:?}: only {:?} of {workloads:?}",
+                    seen.keys().collect::<Vec<_>>()
+                )
+            })
+            .unwrap();
+        let ev: herd_bus::WorkloadEvent = herd_bus::codec::decode(
+            &msg.payload,
+            herd_bus::Encoding::MsgPack,
+            &herd_bus::DecodeLimits::default(),
+        )
+        .unwrap();
+        let id = ev.workload_id.to_string();
+        if workloads.contains(&id.as_str()) && states.contains(&ev.state) {
+            seen.entry(id).or_insert(ev);
+        }
+    }
+    seen
+}
+
 /// Retries `f` until it returns Some or `within` passes.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
 where

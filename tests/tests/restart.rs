@@ -5,8 +5,11 @@
 
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{LogChunk, TelemetryBatch, WorkloadEvent, WorkloadState};
-use herd_tests::{announce, connect, node_call, wait_for_node, Herdd, HerddOptions, NatsServer};
+use herd_bus::{LogChunk, TelemetryBatch, WorkloadState};
+use herd_tests::{
+    announce, connect, node_call, wait_for_node, wait_workloads_events, Herdd, HerddOptions,
+    NatsServer,
+};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -86,20 +89,16 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
         let reply = node_call(&client, NODE, "workload.start", spec).await;
         assert_eq!(reply["ok"], true, "{reply}");
     }
-    let mut running = HashSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while running.len() < 4 {
-        let msg = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("running within 10 s: {running:?}"))
-            .unwrap();
-        let ev: WorkloadEvent = decode(&msg);
-        if ev.state == WorkloadState::Running {
-            running.insert(ev.workload_id.to_string());
-        }
-    }
+    let all = ["sleeper", "ticker", "spinner", "quitter"];
+    wait_workloads_events(
+        &mut events,
+        &all,
+        &[WorkloadState::Running],
+        Duration::from_secs(10),
+    )
+    .await;
     let mut pids = HashMap::new();
-    for id in KEPT.iter().chain(&["quitter"]) {
+    for id in all {
         let w = workload(&client, id).await;
         pids.insert(id.to_string(), w["pid"].as_i64().unwrap() as i32);
     }
@@ -219,18 +218,13 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
         let reply = node_call(&client, NODE, "workload.stop", json!({"workload_id": id})).await;
         assert_eq!(reply["ok"], true, "{reply}");
     }
-    let mut stopped = HashSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while stopped.len() < KEPT.len() {
-        let msg = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("stopped within 15 s: {stopped:?}"))
-            .unwrap();
-        let ev: WorkloadEvent = decode(&msg);
-        if ev.state == WorkloadState::Stopped {
-            stopped.insert(ev.workload_id.to_string());
-        }
-    }
+    wait_workloads_events(
+        &mut events,
+        &KEPT,
+        &[WorkloadState::Stopped],
+        Duration::from_secs(15),
+    )
+    .await;
     for id in KEPT {
         let pid = pids[id];
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

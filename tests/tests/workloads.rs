@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{TelemetryBatch, WorkloadEvent, WorkloadList, WorkloadState};
+use herd_bus::{TelemetryBatch, WorkloadList, WorkloadState};
 use herd_tests::{
     announce, connect, node_call as call, wait_for_node, wait_workload_event as wait_event, Herdd,
     HerddOptions, NatsServer,
@@ -344,21 +344,15 @@ async fn exit_codes_and_logs_in_order() {
         true
     );
     // The two end in either order: every event is kept until both exits are seen.
-    let mut exits = std::collections::HashMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while exits.len() < 2 {
-        let msg = tokio::time::timeout_at(deadline, events.next())
-            .await
-            .unwrap_or_else(|_| panic!("exits seen within 10 s: {exits:?}"))
-            .unwrap();
-        let ev: WorkloadEvent =
-            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
-        if ev.state == WorkloadState::Exited && ev.workload_id.as_str() != "talker" {
-            exits.insert(ev.workload_id.to_string(), ev.exit_code);
-        }
-    }
-    assert_eq!(exits["ok0"], Some(0));
-    assert_eq!(exits["three"], Some(3));
+    let exits = herd_tests::wait_workloads_events(
+        &mut events,
+        &["ok0", "three"],
+        &[WorkloadState::Exited],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(exits["ok0"].exit_code, Some(0));
+    assert_eq!(exits["three"].exit_code, Some(3));
     let mut lines = Vec::new();
     while lines.len() < 500 {
         let msg = tokio::time::timeout(Duration::from_secs(10), logs.next())

@@ -107,6 +107,46 @@ async fn usage_over(pid: u32, window: Duration) -> Result<(f64, u64)> {
     Ok(((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0, rss))
 }
 
+/// The supervisors (`herdd shim <state>/workloads/<id>.shim`) of a herdd with this state dir:
+/// how many, their CPU seconds together, and their memory together as PSS (shared pages
+/// counted once across them) and RSS.
+fn shims_usage(state_dir: &std::path::Path) -> Result<(usize, f64, u64, u64)> {
+    let needle = state_dir.join("workloads").display().to_string();
+    let (mut n, mut cpu, mut pss, mut rss) = (0, 0.0, 0, 0);
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.get(1).map(String::as_str) != Some("shim")
+            || !args.get(2).is_some_and(|d| d.starts_with(&needle))
+        {
+            continue;
+        }
+        let Ok((c, r)) = cpu_and_rss(pid) else {
+            continue;
+        };
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let pss_kb: u64 = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        n += 1;
+        cpu += c;
+        rss += r;
+        pss += pss_kb * 1024;
+    }
+    Ok((n, cpu, pss, rss))
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
@@ -392,6 +432,7 @@ async fn footprint(r: &mut Report) -> Result<()> {
     let mut collection_us = vec![];
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (c0, _) = cpu_and_rss(herdd.pid())?;
+    let (_, shim_c0, _, _) = shims_usage(&herdd.state_dir)?;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(20) {
         if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(3), telemetry.next()).await
@@ -405,6 +446,8 @@ async fn footprint(r: &mut Report) -> Result<()> {
     }
     let (c1, busy_rss) = cpu_and_rss(herdd.pid())?;
     let busy_cpu = (c1 - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let (shims, shim_c1, shim_pss, shim_rss) = shims_usage(&herdd.state_dir)?;
+    let shim_cpu = (shim_c1 - shim_c0) / t0.elapsed().as_secs_f64() * 100.0;
     collection_us.sort_by(f64::total_cmp);
     let tick = if collection_us.is_empty() {
         "no batch of 100 samples".to_string()
@@ -426,6 +469,11 @@ async fn footprint(r: &mut Report) -> Result<()> {
     r.line(format!(
         "| 100 workloads (`sleep`), 20 s | {busy_cpu:.2} % | {} |",
         mib(busy_rss)
+    ));
+    r.line(format!(
+        "| their {shims} supervisors (`herdd shim`), together, same 20 s | {shim_cpu:.2} % | {} PSS ({} RSS summed) |",
+        mib(shim_pss),
+        mib(shim_rss)
     ));
     r.line(format!("\nCollection with 100 workloads: {tick}.\n"));
     r.target(
