@@ -5,7 +5,7 @@
 #
 #   deploy/install.sh [--bin-dir DIR] [--dist DIR] [--prefix /usr] [--root DIR] [--no-enable]
 #
-#   --bin-dir  where herdd and herdctl are [target/release]
+#   --bin-dir  where herdd, herdctl and herd-shim are [target/release]
 #   --dist     completions/ and man/ as made by herd-gen [target/dist]; skipped when absent
 #   --prefix   installation prefix of the binaries, completions and man pages [/usr]
 #   --root     install into this directory instead of / (an image, a chroot); no systemctl
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     *) echo "install.sh: unknown argument $1" >&2; usage ;;
   esac
 done
-for b in herdd herdctl; do
+for b in herdd herdctl herd-shim; do
   [ -x "$bin_dir/$b" ] || { echo "install.sh: $bin_dir/$b is missing (cargo build --release -p herd-daemon)" >&2; exit 1; }
 done
 
@@ -41,6 +41,7 @@ put() { # mode source destination
 
 put 755 "$bin_dir/herdd" "$prefix/bin/herdd"
 put 755 "$bin_dir/herdctl" "$prefix/bin/herdctl"
+put 755 "$bin_dir/herd-shim" "$prefix/bin/herd-shim"
 
 # The unit runs the binary where it was installed.
 unit=$(mktemp)

@@ -40,8 +40,9 @@ pub struct ExecutorConfig {
     pub host_cpus: f64,
     pub log_lines_per_s: u32,
     pub docker: DockerConfig,
-    /// The program run as `<shim_program> shim <dir>` to supervise each exec workload: herdd.
-    pub shim_program: PathBuf,
+    /// How a supervisor for one exec workload is started (the shim directory is appended):
+    /// `herd-shim` beside herdd, or herdd itself with `shim`.
+    pub shim_command: Vec<std::ffi::OsString>,
 }
 
 struct Entry {
@@ -123,7 +124,7 @@ impl WorkloadExecutor {
         WorkloadExecutor {
             exec: ExecDriver::new(
                 backend,
-                cfg.shim_program.clone(),
+                cfg.shim_command.clone(),
                 cfg.state_dir.join("workloads"),
             ),
             docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),

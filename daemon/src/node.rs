@@ -120,8 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 host_cpus: host_cpus(),
                 log_lines_per_s: config.logs.max_lines_per_s,
                 docker: config.docker.clone(),
-                // The running binary, even once a package upgrade has replaced its file.
-                shim_program: "/proc/self/exe".into(),
+                shim_command: shim_command(),
             },
             backend.clone(),
             client.clone(),
@@ -266,6 +265,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     System::current().stop();
     tracing::info!("herdd stopped");
     Ok(())
+}
+
+/// `herd-shim` beside this herdd (small: starts fast, costs little memory per workload);
+/// without it, this herdd binary itself (`/proc/self/exe` runs it even once a package upgrade
+/// has replaced its file) with `shim`.
+fn shim_command() -> Vec<std::ffi::OsString> {
+    if let Ok(me) = std::env::current_exe() {
+        let shim = me.with_file_name("herd-shim");
+        if shim.is_file() {
+            return vec![shim.into_os_string()];
+        }
+    }
+    tracing::warn!("herd-shim is not installed beside herdd; workloads are supervised by `herdd shim`, which costs more memory each");
+    vec!["/proc/self/exe".into(), "shim".into()]
 }
 
 /// Online CPUs of this host.

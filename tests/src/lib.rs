@@ -289,6 +289,8 @@ pub struct HerddOptions<'a> {
     pub config_toml: Option<&'a str>,
     /// Arguments after the global flags (`dev --nodes 2`); none runs a node.
     pub args: Vec<&'a str>,
+    /// Another herdd binary than the workspace's.
+    pub program: Option<PathBuf>,
 }
 
 impl<'a> HerddOptions<'a> {
@@ -300,6 +302,7 @@ impl<'a> HerddOptions<'a> {
             env: Vec::new(),
             config_toml: None,
             args: Vec::new(),
+            program: None,
         }
     }
 }
@@ -328,7 +331,7 @@ impl Herdd {
         std::fs::write(&config, opts.config_toml.unwrap_or("")).unwrap();
         let log_path = dir.path().join("herdd.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(workspace_bin("herdd"));
+        let mut cmd = Command::new(opts.program.unwrap_or_else(|| workspace_bin("herdd")));
         cmd.arg("--config")
             .arg(&config)
             .arg("--node-id")

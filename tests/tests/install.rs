@@ -46,6 +46,7 @@ fn install_sh_puts_every_file_in_place_and_keeps_an_existing_config() {
     for file in [
         "usr/local/bin/herdd",
         "usr/local/bin/herdctl",
+        "usr/local/bin/herd-shim",
         "etc/systemd/system/herdd.service",
         "etc/herd/herd.toml",
         "usr/local/share/bash-completion/completions/herdctl",

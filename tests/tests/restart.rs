@@ -1,5 +1,5 @@
 //! A restart of herdd does not touch its workloads (`shutdown.on_shutdown = "keep"`): each exec
-//! workload runs under its own supervisor (`herdd shim`), and the next herdd re-adopts it from
+//! workload runs under its own supervisor (`herd-shim`), and the next herdd re-adopts it from
 //! the state directory: listed with the same pid, sampled, its logs followed, stoppable. One
 //! that ended while herdd was down is reported with its real exit code.
 
@@ -49,9 +49,7 @@ fn start_herdd(nats: &NatsServer, state: &Path, root: &str, on_shutdown: &str) -
 }
 
 async fn workload(client: &async_nats::Client, id: &str) -> serde_json::Value {
-    let reply = node_call(client, NODE, "workload.get", json!({"workload_id": id})).await;
-    assert_eq!(reply["ok"], true, "{reply}");
-    reply["data"].clone()
+    workload_of(client, NODE, id).await
 }
 
 fn decode<T: serde::de::DeserializeOwned>(msg: &async_nats::Message) -> T {
@@ -103,6 +101,11 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
         pids.insert(id.to_string(), w["pid"].as_i64().unwrap() as i32);
     }
     let _guard = KillOnDrop(pids.values().copied().collect());
+    assert!(
+        !herdd.log().contains("herd-shim is not installed"),
+        "herd-shim beside herdd supervises: {}",
+        herdd.log()
+    );
 
     // SIGTERM: herdd exits, the workloads do not.
     let status = herdd.terminate(Duration::from_secs(15));
@@ -255,4 +258,100 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
         KEPT.len()
     ));
     drop(herdd);
+}
+
+/// Without herd-shim beside it (herdd copied alone), herdd supervises a workload with itself
+/// (`herdd shim`), says so, and the workload still outlives a restart.
+#[tokio::test]
+async fn without_herd_shim_herdd_supervises_with_itself() {
+    let nats = NatsServer::start();
+    let alone = tempfile::tempdir().unwrap();
+    let herdd_copy = alone.path().join("herdd");
+    std::fs::copy(herd_tests::workspace_bin("herdd"), &herdd_copy).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let root = format!("herdtest-shimless-{}", std::process::id());
+    let client = connect(&nats.url()).await;
+    let start = |on_shutdown: &str| {
+        Herdd::start_with(HerddOptions {
+            state_dir: Some(state.path()),
+            config_toml: Some(&format!("[cgroup]\nroot = \"{root}\"\n")),
+            env: vec![("HERD_ON_SHUTDOWN", on_shutdown.to_string())],
+            program: Some(herdd_copy.clone()),
+            ..HerddOptions::new("shimless", nats.url())
+        })
+    };
+    let mut herdd = start("keep");
+    wait_for_node(&client, "shimless").await;
+    let reply = node_call(
+        &client,
+        "shimless",
+        "workload.start",
+        json!({"workload_id": "s1", "command": ["sleep", "300"]}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let pid = herd_tests::eventually(Duration::from_secs(10), "s1 running", || async {
+        let r = node_call(
+            &client,
+            "shimless",
+            "workload.get",
+            json!({"workload_id": "s1"}),
+        )
+        .await;
+        (r["data"]["state"] == "running").then(|| r["data"]["pid"].as_i64().unwrap() as i32)
+    })
+    .await;
+    let _guard = KillOnDrop(vec![pid]);
+    assert!(
+        herdd
+            .log()
+            .contains("herd-shim is not installed beside herdd"),
+        "{}",
+        herdd.log()
+    );
+    // Its parent is herdd's binary run as `shim`.
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = ppid
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(args.get(1).map(String::as_str), Some("shim"), "{args:?}");
+
+    assert!(herdd
+        .terminate(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+    assert!(alive(pid), "the workload died with herdd");
+    let herdd = start("stop");
+    wait_for_node(&client, "shimless").await;
+    let w = workload_of(&client, "shimless", "s1").await;
+    assert_eq!(
+        (w["state"].as_str(), w["pid"].as_i64()),
+        (Some("running"), Some(pid as i64)),
+        "{w}"
+    );
+    drop(herdd); // stop mode: the workload is stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s1 outlived herdd in stop mode"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn workload_of(client: &async_nats::Client, node: &str, id: &str) -> serde_json::Value {
+    let reply = node_call(client, node, "workload.get", json!({"workload_id": id})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    reply["data"].clone()
 }

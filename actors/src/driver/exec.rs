@@ -1,4 +1,4 @@
-//! The exec driver: each workload runs under its own supervisor process (`herdd shim`, see
+//! The exec driver: each workload runs under its own supervisor process (`herd-shim`, see
 //! [`super::shim`]) that forks it into a cgroup made with the workload's limits, as its user,
 //! keeps its output in files and records its exit, so that the workload outlives a restart
 //! of herdd and is re-adopted by the next one.
@@ -33,8 +33,8 @@ pub fn cgroup_name(id: &WorkloadId) -> String {
 
 pub struct ExecDriver {
     backend: Arc<dyn CgroupBackend>,
-    /// The program started as `<shim_program> shim <dir>` (herdd itself).
-    shim_program: PathBuf,
+    /// The supervisor's program and leading arguments; the shim directory is appended.
+    shim_command: Vec<std::ffi::OsString>,
     /// Where each workload's shim directory is made: `<dir>/<id>.shim`.
     dirs: PathBuf,
 }
@@ -48,10 +48,17 @@ pub enum Adoption {
 }
 
 impl ExecDriver {
-    pub fn new(backend: Arc<dyn CgroupBackend>, shim_program: PathBuf, dirs: PathBuf) -> Self {
+    /// `shim_command`: how to start a supervisor (`["/usr/bin/herd-shim"]`, or herdd itself
+    /// with `shim`), the shim directory is its last argument.
+    pub fn new(
+        backend: Arc<dyn CgroupBackend>,
+        shim_command: Vec<std::ffi::OsString>,
+        dirs: PathBuf,
+    ) -> Self {
+        assert!(!shim_command.is_empty(), "a shim command");
         ExecDriver {
             backend,
-            shim_program,
+            shim_command,
             dirs,
         }
     }
@@ -110,8 +117,8 @@ impl ExecDriver {
         std::fs::create_dir_all(&dir)
             .and_then(|()| shim::write_json(&dir, shim::LAUNCH_FILE, &launch))
             .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?;
-        let child = tokio::process::Command::new(&self.shim_program)
-            .arg("shim")
+        let child = tokio::process::Command::new(&self.shim_command[0])
+            .args(&self.shim_command[1..])
             .arg(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -120,7 +127,7 @@ impl ExecDriver {
             .map_err(|e| {
                 format!(
                     "cannot start the workload's supervisor {}: {e}",
-                    self.shim_program.display()
+                    Path::new(&self.shim_command[0]).display()
                 )
             })?;
         Ok((
@@ -271,7 +278,7 @@ impl Prepared {
                 Ok((x.exit(), oom_after > self.oom_before))
             }
             None => Err(
-                "its supervisor (herdd shim) ended without recording how the workload ended".into(),
+                "its supervisor (herd-shim) ended without recording how the workload ended".into(),
             ),
         }
     }
@@ -442,7 +449,13 @@ struct Tail {
     sleep: Pin<Box<tokio::time::Sleep>>,
     waiting: bool,
     idle: Duration,
+    /// Offset in the current file: a rotation happens only once a file nears the cap, so the
+    /// path is looked at only then.
+    pos: u64,
 }
+
+/// The shim rotates a file at [`shim::LOG_CAP_BYTES`], before a write of at most 64 KiB.
+const ROTATION_SLACK: u64 = 128 * 1024;
 
 const TAIL_MIN_WAIT: Duration = Duration::from_millis(10);
 const TAIL_MAX_WAIT: Duration = Duration::from_secs(1);
@@ -451,9 +464,11 @@ impl Tail {
     fn open(path: PathBuf, done: Arc<Done>, slot: usize, from_end: bool) -> std::io::Result<Tail> {
         use std::os::unix::fs::MetadataExt;
         let mut file = std::fs::File::open(&path)?;
-        if from_end {
-            file.seek(std::io::SeekFrom::End(0))?;
-        }
+        let pos = if from_end {
+            file.seek(std::io::SeekFrom::End(0))?
+        } else {
+            0
+        };
         let ino = file.metadata()?.ino();
         Ok(Tail {
             path,
@@ -464,12 +479,16 @@ impl Tail {
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             waiting: false,
             idle: TAIL_MIN_WAIT,
+            pos,
         })
     }
 
     /// The path's file, when it is no longer the one being read (rotated).
     fn rotated(&self) -> Option<(std::fs::File, u64)> {
         use std::os::unix::fs::MetadataExt;
+        if self.pos + ROTATION_SLACK < shim::LOG_CAP_BYTES {
+            return None;
+        }
         let ino = std::fs::metadata(&self.path).ok()?.ino();
         if ino == self.ino {
             return None;
@@ -498,6 +517,7 @@ impl AsyncRead for Tail {
             let n = this.file.read(buf.initialize_unfilled())?;
             if n > 0 {
                 buf.advance(n);
+                this.pos += n as u64;
                 this.idle = TAIL_MIN_WAIT;
                 return Poll::Ready(Ok(()));
             }
@@ -511,6 +531,7 @@ impl AsyncRead for Tail {
                 }
                 this.file = file;
                 this.ino = ino;
+                this.pos = 0;
                 continue;
             }
             if done {

@@ -1,7 +1,8 @@
 //! The per-workload supervisor ("shim") that lets exec workloads outlive herdd.
 //!
 //! herdd does not fork a workload itself: it writes the launch to `<state>/workloads/<id>.shim/`
-//! and starts `herdd shim <dir>`. The shim starts its own session, forks the workload into its
+//! and starts `herd-shim <dir>` (a small binary installed beside herdd; `herdd shim <dir>` when
+//! it is missing). The shim starts its own session, forks the workload into its
 //! cgroup as its user, copies the workload's stdout and stderr into `stdout.log` and
 //! `stderr.log` there (rotated at [`LOG_CAP_BYTES`], one old file kept), waits for it and writes
 //! how it ended to `exit.json`. It answers herdd on its stdout with one line, `ok <pid>` or
@@ -75,12 +76,13 @@ impl ShimExit {
     }
 }
 
-/// Writes `value` as JSON to `dir/name` through a temporary file and a rename, synced.
+/// Writes `value` as JSON to `dir/name` through a temporary file and a rename: a reader sees
+/// the old file or the new one, whatever process dies meanwhile. Not synced to disk: these
+/// files describe processes, which a machine crash takes down with them.
 pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&serde_json::to_vec(value)?)?;
-    f.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))
 }
 
@@ -94,7 +96,7 @@ pub fn shim_alive(state: &ShimState) -> bool {
         .is_some_and(|s| s.start_ticks == state.shim_start_ticks && s.state != 'Z')
 }
 
-/// `herdd shim <dir>`: runs one workload as described above. Answers the process exit code.
+/// `herd-shim <dir>` (or `herdd shim <dir>`): runs one workload as described above. Answers the process exit code.
 pub fn main(dir: &Path) -> i32 {
     let mut answer = std::io::stdout();
     match start(dir) {
