@@ -94,7 +94,15 @@ fn cgroups(config: &Config) -> Vec<Check> {
     }
     let delegation = match backend.version() {
         CgroupVersion::V2 if std::env::var_os("INVOCATION_ID").is_some() => {
-            ok("delegation", backend.describe())
+            match backend.keeping_blocks_restart() {
+                None => ok("delegation", backend.describe()),
+                Some(why) => bad(
+                    "delegation",
+                    Status::Warn,
+                    why,
+                    "use systemd >= 254 (the unit sets DelegateSubgroup=supervisor); until then herdd stops its workloads when it stops, whatever shutdown.on_shutdown says",
+                ),
+            }
         }
         CgroupVersion::V2 => ok(
             "delegation",

@@ -97,6 +97,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::warn!("{w}");
         }
         tracing::info!(backend = %backend.describe(), "workload cgroups");
+        if let (OnShutdown::Keep, Some(why)) = (
+            config.shutdown.on_shutdown,
+            backend.keeping_blocks_restart(),
+        ) {
+            tracing::warn!("shutdown.on_shutdown = keep cannot be honoured here, workloads will be stopped when herdd stops: {why}");
+        }
         let nvml = herd_actors::gpu::Nvml::load();
         gpus = nvml.devices();
         let monitor = ProcessMonitor::new(
@@ -206,7 +212,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let grace_cap = Duration::from_secs_f64(config.shutdown.workload_grace_cap_s);
     let shutdown = async {
         let _ = bus.send(SetNodeState(NodeState::Stopping)).await;
-        let keep = config.shutdown.on_shutdown == OnShutdown::Keep;
+        let mut keep = config.shutdown.on_shutdown == OnShutdown::Keep;
+        if let (true, Some((_, backend))) = (keep, &executor) {
+            if let Some(why) = backend.keeping_blocks_restart() {
+                tracing::warn!("stopping workloads instead of keeping them: {why}");
+                keep = false;
+            }
+        }
         if let (Some((executor, _)), true) = (&executor, keep) {
             let _ = executor.send(StopAccepting).await;
             let left = executor.send(LiveCount).await.unwrap_or(0);

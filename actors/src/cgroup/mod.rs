@@ -80,6 +80,11 @@ pub trait CgroupBackend: Send + Sync {
     fn open(&self, name: &str) -> Result<Arc<dyn WorkloadCgroup>, CgroupError>;
     /// Removes herd's own cgroup directories when nothing is left in them (at shutdown).
     fn remove_root_if_empty(&self) {}
+    /// Why workloads kept running at shutdown would keep the next herdd from starting, if
+    /// they would (cgroup v2 under an older systemd); None when keeping them is safe.
+    fn keeping_blocks_restart(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One workload's cgroup (or, without cgroups, its process group).

@@ -12,6 +12,9 @@ const CONTROLLERS: &str = "+cpu +memory +pids +io";
 #[derive(Debug)]
 pub struct V2Backend {
     parent: PathBuf,
+    /// Set when herdd was started in the delegated service cgroup itself rather than in its
+    /// `supervisor` leaf: the next start would be refused (EBUSY) while workloads live below.
+    blocks_restart: Option<String>,
 }
 
 fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
@@ -23,14 +26,24 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     write_file(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
 }
 
+/// The delegated service cgroup, from herdd's own cgroup path: the service's (`Delegate=yes`),
+/// or its parent when systemd already put herdd in the `supervisor` leaf
+/// (`DelegateSubgroup=supervisor`, systemd ≥ 254).
+fn service_cgroup(own: &Path) -> Option<&Path> {
+    let is_service = |p: &Path| p.to_string_lossy().ends_with(".service");
+    if is_service(own) {
+        return Some(own);
+    }
+    let parent = own.parent()?;
+    (own.file_name()? == "supervisor" && is_service(parent)).then_some(parent)
+}
+
 /// Delegated when systemd started us (INVOCATION_ID) in a service cgroup we may write to.
 fn delegated_base(mount: &Path) -> Option<PathBuf> {
     std::env::var_os("INVOCATION_ID")?;
     let own = super::detect::own_unified_path()?;
-    if !own.to_string_lossy().ends_with(".service") {
-        return None;
-    }
-    let dir = mount.join(own.strip_prefix("/").ok()?);
+    let service = service_cgroup(&own)?;
+    let dir = mount.join(service.strip_prefix("/").ok()?);
     nix::unistd::access(
         &dir.join("cgroup.subtree_control"),
         nix::unistd::AccessFlags::W_OK,
@@ -41,7 +54,16 @@ fn delegated_base(mount: &Path) -> Option<PathBuf> {
 
 impl V2Backend {
     pub fn new(mount: &Path, root: &str) -> Result<V2Backend, CgroupError> {
+        let mut blocks_restart = None;
         let parent = if let Some(base) = delegated_base(mount) {
+            let started_in = super::detect::own_unified_path()
+                .map(|own| mount.join(own.strip_prefix("/").unwrap_or(&own)));
+            if started_in.as_deref() == Some(base.as_path()) {
+                blocks_restart = Some(format!(
+                    "systemd started herdd in {} itself, not in its supervisor leaf (DelegateSubgroup=supervisor needs systemd 254): with workloads kept below it, the kernel would refuse the next herdd there (EBUSY)",
+                    base.display()
+                ));
+            }
             // No process may stay in a cgroup that has controllers enabled for children.
             let supervisor = base.join("supervisor");
             std::fs::create_dir_all(&supervisor).map_err(io_err(&supervisor))?;
@@ -56,7 +78,10 @@ impl V2Backend {
         };
         std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         enable_controllers(&parent)?;
-        Ok(V2Backend { parent })
+        Ok(V2Backend {
+            parent,
+            blocks_restart,
+        })
     }
 }
 
@@ -67,6 +92,10 @@ impl CgroupBackend for V2Backend {
 
     fn describe(&self) -> String {
         format!("cgroup v2 under {}", self.parent.display())
+    }
+
+    fn keeping_blocks_restart(&self) -> Option<String> {
+        self.blocks_restart.clone()
     }
 
     fn remove_root_if_empty(&self) {
@@ -249,6 +278,24 @@ impl WorkloadCgroup for V2Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delegated_service_cgroup_is_found_from_the_service_or_its_supervisor_leaf() {
+        let service = Path::new("/system.slice/herdd.service");
+        assert_eq!(service_cgroup(service), Some(service));
+        assert_eq!(
+            service_cgroup(Path::new("/system.slice/herdd.service/supervisor")),
+            Some(service)
+        );
+        assert_eq!(
+            service_cgroup(Path::new("/user.slice/session-1.scope")),
+            None
+        );
+        assert_eq!(
+            service_cgroup(Path::new("/system.slice/herdd.service/workloads")),
+            None
+        );
+    }
 
     #[test]
     fn a_process_cgroup_is_found_under_the_unified_mount() {
