@@ -3,13 +3,13 @@
 //! keeps its output in files and records its exit, so that the workload outlives a restart
 //! of herdd and is re-adopted by the next one.
 
+use super::inotify::{Signals, Watcher};
 use super::shim::{self, ShimExit, ShimLaunch, ShimState};
 use super::{Driver, Launch, Output, Running, Started};
 use crate::cgroup::{CgroupBackend, WorkloadCgroup};
 use crate::workload::lifecycle::{parse_signal, Exit};
 use crate::workload::validate::{Resolved, ResolvedSpec};
 use futures::future::{FutureExt, LocalBoxFuture};
-use futures::task::AtomicWaker;
 use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
 use nix::sys::signal::Signal;
 use std::future::Future;
@@ -17,7 +17,6 @@ use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -37,6 +36,8 @@ pub struct ExecDriver {
     shim_command: Vec<std::ffi::OsString>,
     /// Where each workload's shim directory is made: `<dir>/<id>.shim`.
     dirs: PathBuf,
+    /// Wakes log tails when shims write.
+    watcher: Watcher,
 }
 
 /// What a restarted herdd found of an exec workload.
@@ -60,6 +61,7 @@ impl ExecDriver {
             backend,
             shim_command,
             dirs,
+            watcher: Watcher::start(),
         }
     }
 
@@ -164,14 +166,16 @@ impl ExecDriver {
         };
         let alive = shim::shim_alive(&state);
         let ended = shim::read_json::<ShimExit>(&prepared.dir, shim::EXIT_FILE).is_some();
-        let done = Arc::new(Done::default());
+        let done = Arc::new(Signals::default());
         if !alive || ended {
-            done.set();
+            done.set_done();
         }
-        let output = prepared.tails(&done, true).unwrap_or_else(|e| {
-            tracing::warn!(workload = %id, error = %e, "cannot follow its output again");
-            vec![]
-        });
+        let output = prepared
+            .tails(&self.watcher, &done, true)
+            .unwrap_or_else(|e| {
+                tracing::warn!(workload = %id, error = %e, "cannot follow its output again");
+                vec![]
+            });
         let exit = if alive {
             let p = prepared.clone();
             async move {
@@ -181,7 +185,7 @@ impl ExecDriver {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
-                done.set();
+                done.set_done();
                 p.outcome()
             }
             .boxed_local()
@@ -255,7 +259,17 @@ struct Prepared {
 
 impl Prepared {
     /// Followers of the output files, from their start or (`from_end`) from now on.
-    fn tails(&self, done: &Arc<Done>, from_end: bool) -> std::io::Result<Vec<(LogStream, Output)>> {
+    fn tails(
+        &self,
+        watcher: &Watcher,
+        done: &Arc<Signals>,
+        from_end: bool,
+    ) -> std::io::Result<Vec<(LogStream, Output)>> {
+        let max_wait = if watcher.watch(&self.dir, done) {
+            TAIL_MAX_WAIT_WATCHED
+        } else {
+            TAIL_MAX_WAIT
+        };
         let mut out: Vec<(LogStream, Output)> = vec![];
         for (i, (stream, name)) in [
             (LogStream::Stdout, shim::STDOUT_LOG),
@@ -264,7 +278,7 @@ impl Prepared {
         .into_iter()
         .enumerate()
         {
-            let tail = Tail::open(self.dir.join(name), done.clone(), i, from_end)?;
+            let tail = Tail::open(self.dir.join(name), done.clone(), i, from_end, max_wait)?;
             out.push((stream, Box::new(tail)));
         }
         Ok(out)
@@ -290,6 +304,7 @@ impl Driver for ExecDriver {
             Ok(p) => p,
             Err(e) => return futures::future::ready(Err(e)).boxed_local(),
         };
+        let watcher = self.watcher.clone();
         async move {
             let answer = match child.stdout.take() {
                 Some(out) => {
@@ -317,9 +332,9 @@ impl Driver for ExecDriver {
                 }
             };
             prepared.cgroup.set_leader(pid);
-            let done = Arc::new(Done::default());
+            let done = Arc::new(Signals::default());
             let output = prepared
-                .tails(&done, false)
+                .tails(&watcher, &done, false)
                 .map_err(|e| format!("cannot follow the workload's output: {e}"));
             let output = match output {
                 Ok(o) => o,
@@ -333,7 +348,7 @@ impl Driver for ExecDriver {
                 if let Err(e) = child.wait().await {
                     tracing::error!(pid, error = %e, "cannot wait for the workload's supervisor");
                 }
-                done.set();
+                done.set_done();
                 p.outcome()
             };
             Ok(Started {
@@ -415,40 +430,21 @@ async fn release(cgroup: Arc<dyn WorkloadCgroup>, dir: PathBuf) {
     }
 }
 
-/// Set once the shim has ended: its output files are complete. Wakes the two tails at once,
-/// so that the last lines follow the exit without waiting for a tail's next look.
-#[derive(Default)]
-struct Done {
-    flag: AtomicBool,
-    wakers: [AtomicWaker; 2],
-}
-
-impl Done {
-    fn set(&self) {
-        self.flag.store(true, Ordering::Release);
-        for w in &self.wakers {
-            w.wake();
-        }
-    }
-
-    fn is_set(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-}
-
-/// Follows a file the shim appends to, like `tail -F`: at its end it waits (10 ms, doubling
-/// up to 1 s while nothing comes) and reads again, follows a rotation to the new file, and
-/// ends once `done` is set and everything is read.
+/// Follows a file the shim appends to, like `tail -F`: at its end it waits until inotify says
+/// the directory changed (or, as a safety net, 10 ms doubling up to 5 s; up to 1 s without
+/// inotify) and reads again, follows a rotation to the new file, and ends once `done` is set
+/// and everything is read.
 struct Tail {
     path: PathBuf,
     file: std::fs::File,
     ino: u64,
-    done: Arc<Done>,
+    done: Arc<Signals>,
     /// Which of `done`'s wakers is this tail's.
     slot: usize,
     sleep: Pin<Box<tokio::time::Sleep>>,
     waiting: bool,
     idle: Duration,
+    max_wait: Duration,
     /// Offset in the current file: a rotation happens only once a file nears the cap, so the
     /// path is looked at only then.
     pos: u64,
@@ -459,9 +455,16 @@ const ROTATION_SLACK: u64 = 128 * 1024;
 
 const TAIL_MIN_WAIT: Duration = Duration::from_millis(10);
 const TAIL_MAX_WAIT: Duration = Duration::from_secs(1);
+const TAIL_MAX_WAIT_WATCHED: Duration = Duration::from_secs(5);
 
 impl Tail {
-    fn open(path: PathBuf, done: Arc<Done>, slot: usize, from_end: bool) -> std::io::Result<Tail> {
+    fn open(
+        path: PathBuf,
+        done: Arc<Signals>,
+        slot: usize,
+        from_end: bool,
+        max_wait: Duration,
+    ) -> std::io::Result<Tail> {
         use std::os::unix::fs::MetadataExt;
         let mut file = std::fs::File::open(&path)?;
         let pos = if from_end {
@@ -479,6 +482,7 @@ impl Tail {
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             waiting: false,
             idle: TAIL_MIN_WAIT,
+            max_wait,
             pos,
         })
     }
@@ -506,14 +510,14 @@ impl AsyncRead for Tail {
         let this = self.get_mut();
         loop {
             if this.waiting {
-                this.done.wakers[this.slot].register(cx.waker());
-                if !this.done.is_set() {
+                this.done.register(this.slot, cx.waker());
+                if !this.done.is_done() && !this.done.take_changed(this.slot) {
                     ready!(this.sleep.as_mut().poll(cx));
                 }
                 this.waiting = false;
             }
             // Read before looking: once done is seen, a read of nothing is the end.
-            let done = this.done.is_set();
+            let done = this.done.is_done();
             let n = this.file.read(buf.initialize_unfilled())?;
             if n > 0 {
                 buf.advance(n);
@@ -540,7 +544,7 @@ impl AsyncRead for Tail {
             this.sleep
                 .as_mut()
                 .reset(tokio::time::Instant::now() + this.idle);
-            this.idle = (this.idle * 2).min(TAIL_MAX_WAIT);
+            this.idle = (this.idle * 2).min(this.max_wait);
             this.waiting = true;
         }
     }

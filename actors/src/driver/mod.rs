@@ -4,6 +4,7 @@
 
 pub mod docker;
 pub mod exec;
+pub mod inotify;
 pub mod shim;
 
 use crate::cgroup::WorkloadCgroup;
