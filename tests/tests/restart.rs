@@ -82,12 +82,14 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
         json!({"workload_id": "spinner", "command": ["sh", "-c", "while true; do :; done"], "limits": {"cpu": 0.2}}),
         // Ends with 7 once the test creates `go`, which it does while herdd is down.
         json!({"workload_id": "quitter", "command": ["sh", "-c", format!("while [ ! -e {} ]; do sleep 0.05; done; exit 7", go.display())]}),
+        // Its supervisor is killed while herdd is down: nothing can tell how it ends.
+        json!({"workload_id": "orphan", "command": ["sleep", "300"]}),
     ];
     for spec in specs {
         let reply = node_call(&client, NODE, "workload.start", spec).await;
         assert_eq!(reply["ok"], true, "{reply}");
     }
-    let all = ["sleeper", "ticker", "spinner", "quitter"];
+    let all = ["sleeper", "ticker", "spinner", "quitter", "orphan"];
     wait_workloads_events(
         &mut events,
         &all,
@@ -132,8 +134,24 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
         assert!(std::time::Instant::now() < deadline, "quitter did not end");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // …and another loses its supervisor (its own process goes on, reparented).
+    let shim_state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state.path().join("workloads/orphan.shim/state.json")).unwrap(),
+    )
+    .unwrap();
+    let shim_pid = shim_state["shim_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    while alive(shim_pid) {
+        assert!(std::time::Instant::now() < deadline, "the shim did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(alive(pids["orphan"]), "the orphan died with its shim");
     drop(herdd);
-    announce("restart: herdd stopped with SIGTERM (on_shutdown = keep); 3 workloads kept running, 1 ended while it was down");
+    announce("restart: herdd stopped with SIGTERM (on_shutdown = keep); 3 workloads kept running, 1 ended while it was down, 1 lost its supervisor");
 
     let mut telemetry = client
         .subscribe(format!("herd.v1.telemetry.{NODE}"))
@@ -147,15 +165,39 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
     let herdd = start_herdd(&nats, state.path(), &root, "stop");
     wait_for_node(&client, NODE).await;
 
-    // The one that ended while herdd was down: its real exit code.
-    let ev = herd_tests::wait_workload_event(
+    // The one that ended while herdd was down: its real exit code; the one whose supervisor
+    // died: lost, and its process killed.
+    let ended = wait_workloads_events(
         &mut events,
-        "quitter",
-        &[WorkloadState::Exited],
+        &["quitter", "orphan"],
+        &[WorkloadState::Exited, WorkloadState::Lost],
         Duration::from_secs(10),
     )
     .await;
-    assert_eq!(ev.exit_code, Some(7), "{ev:?}");
+    let q = &ended["quitter"];
+    assert_eq!(
+        (q.state, q.exit_code),
+        (WorkloadState::Exited, Some(7)),
+        "{q:?}"
+    );
+    let o = &ended["orphan"];
+    assert_eq!(o.state, WorkloadState::Lost, "{o:?}");
+    let orphan = pids["orphan"];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(orphan) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost workload's process was left running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let w = workload(&client, "orphan").await;
+    assert!(
+        w["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("supervisor")),
+        "{w}"
+    );
 
     // Listed as running, with the same pids.
     let list = node_call(&client, NODE, "workload.list", json!({})).await;
@@ -254,7 +296,7 @@ async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_miss
     }
     assert!(shims().is_empty(), "shim directories left: {:?}", shims());
     announce(&format!(
-        "restart: re-adopted {} workloads (listed, sampled, logs, stopped); quitter reported exited 7",
+        "restart: re-adopted {} workloads (listed, sampled, logs, stopped); quitter reported exited 7, orphan lost and killed",
         KEPT.len()
     ));
     drop(herdd);

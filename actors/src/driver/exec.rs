@@ -156,7 +156,17 @@ impl ExecDriver {
         };
         let cgroup = match self.backend.open(&cgroup_name(id)) {
             Ok(c) => c,
-            Err(e) => return Adoption::Lost(format!("cannot open its cgroup again: {e}")),
+            Err(e) => {
+                // Nothing may run unseen: the workload leads its own session (setsid).
+                if shim::shim_alive(&state) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(state.child_pid as i32),
+                        Signal::SIGKILL,
+                    );
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                return Adoption::Lost(format!("cannot open its cgroup again: {e}"));
+            }
         };
         cgroup.set_leader(state.child_pid);
         let prepared = Prepared {
