@@ -447,23 +447,10 @@ pub async fn wait_workload_event(
     states: &[herd_bus::WorkloadState],
     within: Duration,
 ) -> herd_bus::WorkloadEvent {
-    use futures::StreamExt;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, sub.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {states:?} event for {workload} within {within:?}"))
-            .unwrap();
-        let ev: herd_bus::WorkloadEvent = herd_bus::codec::decode(
-            &msg.payload,
-            herd_bus::Encoding::MsgPack,
-            &herd_bus::DecodeLimits::default(),
-        )
-        .unwrap();
-        if ev.workload_id.as_str() == workload && states.contains(&ev.state) {
-            return ev;
-        }
-    }
+    wait_workloads_events(sub, &[workload], states, within)
+        .await
+        .remove(workload)
+        .expect("the event waited for")
 }
 
 /// Waits until each of `workloads` has had an event in one of `states`, keeping every event
