@@ -573,8 +573,12 @@ impl Actor for WorkloadExecutor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.adopt_exec(ctx);
-        self.adopt_containers(ctx);
+        let (exec, docker) = self
+            .unsettled_records()
+            .into_iter()
+            .partition(|s| s.spec.driver == Driver::Exec);
+        self.adopt_exec(exec, ctx);
+        self.adopt_containers(docker, ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -598,11 +602,8 @@ impl WorkloadExecutor {
 
     /// After a restart: follows again every exec workload whose shim still runs, and reports
     /// those that ended meanwhile (with their exit, from the shim) or left nothing (lost).
-    fn adopt_exec(&mut self, ctx: &mut Context<Self>) {
-        for status in self.unsettled_records() {
-            if status.spec.driver != Driver::Exec {
-                continue;
-            }
+    fn adopt_exec(&mut self, records: Vec<WorkloadStatus>, ctx: &mut Context<Self>) {
+        for status in records {
             let id = status.workload_id.clone();
             let fallback = Resolved::Docker {
                 kill_signal: nix::sys::signal::Signal::SIGTERM,
@@ -631,8 +632,7 @@ impl WorkloadExecutor {
 
     /// After a restart: takes back this node's containers (found by label) whose workloads were
     /// not settled, reports those whose container is gone as lost, and removes orphans.
-    fn adopt_containers(&mut self, ctx: &mut Context<Self>) {
-        let records = self.unsettled_records();
+    fn adopt_containers(&mut self, records: Vec<WorkloadStatus>, ctx: &mut Context<Self>) {
         let any_docker = records.iter().any(|s| s.spec.driver == Driver::Docker);
         let list = self.docker.list_mine();
         ctx.spawn(list.into_actor(self).map(move |found, act, ctx| {
