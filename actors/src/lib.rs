@@ -1,26 +1,15 @@
 //! herd's actors and the domain logic they wrap.
 //!
-//! Domain logic lives in plain structs tested without actix, NATS or a clock (`outbox`);
-//! actors (`bus`, `events`) own them and do the I/O.
+//! - [`node`] and [`coordinator`]: the two roles, actix actors that are thin shells;
+//! - [`cores`]: their domain logic, sans-IO (no actix, tokio or NATS), unit-tested;
+//! - [`edges`]: cgroups, drivers, NATS helpers and the rest of the outside world.
+//!
+//! Arrows point one way: roles → cores → herd-bus; roles → edges.
 
-pub mod bus;
-pub mod cgroup;
-pub mod clock;
-pub mod connection;
 pub mod coordinator;
-pub mod driver;
-pub mod events;
-pub mod executor;
-pub mod gpu;
-pub mod heartbeat;
-pub mod host;
-pub mod logs;
-pub mod metrics;
-pub mod monitor;
-pub mod outbox;
-pub mod records;
-pub mod workload;
+pub mod cores;
+pub mod edges;
+pub mod node;
 
-pub use bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
-pub use events::{EventPublisher, Flush, Publish};
-pub use outbox::{Outbox, OutboxEntry};
+pub use cores::outbox::{Outbox, OutboxEntry};
+pub use node::{Bus, EmitNodeEvent, EventPublisher, Flush, NodeIdentity, Publish, SetNodeState};

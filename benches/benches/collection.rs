@@ -3,7 +3,7 @@
 //! `sysinfo` crate refreshing the same processes (cpu and memory) in the same bench.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use herd_actors::monitor::Collector;
+use herd_actors::node::monitor::Collector;
 use herd_benches::IdleWorkloads;
 use herd_bus::NodeId;
 use std::hint::black_box;

@@ -4,8 +4,8 @@
 //! the per-heartbeat time each second (scripts/bench turns it into a share of a core).
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use herd_actors::coordinator::placement::place;
-use herd_actors::coordinator::registry::{NodeRegistry, RegistryConfig};
+use herd_actors::cores::placement::place;
+use herd_actors::cores::registry::{NodeRegistry, RegistryConfig};
 use herd_bus::codec::{decode, encode, DecodeLimits, Encoding};
 use herd_bus::{fixtures, FitQuery, Heartbeat, NodeId};
 use std::hint::black_box;

@@ -1,7 +1,7 @@
 //! Shared helpers for herd's benches (the criterion benches are in `benches/`, the end-to-end
 //! measurements of `scripts/bench` in `src/bin/e2e.rs`).
 
-use herd_actors::cgroup::{CgroupBackend, CgroupVersion, WorkloadCgroup};
+use herd_actors::edges::cgroup::{CgroupBackend, CgroupVersion, WorkloadCgroup};
 use herd_bus::{Limits, WorkloadId};
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ pub struct IdleWorkloads {
 impl IdleWorkloads {
     pub fn start(n: usize) -> IdleWorkloads {
         let root = format!("herd-bench-{}", std::process::id());
-        let (backend, warning) = herd_actors::cgroup::detect("auto", &root);
+        let (backend, warning) = herd_actors::edges::cgroup::detect("auto", &root);
         if let Some(w) = warning {
             eprintln!("bench: {w}");
         }

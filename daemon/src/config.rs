@@ -2,8 +2,8 @@
 //! flags. Unknown keys in the file are errors, so a typo never goes unnoticed.
 
 use anyhow::{bail, Context};
-use herd_actors::driver::docker::DockerConfig;
-use herd_actors::workload::ExecPolicy;
+use herd_actors::cores::workload::ExecPolicy;
+use herd_actors::edges::driver::docker::DockerConfig;
 use herd_bus::{DecodeLimits, NodeId, Role, Subjects};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -4,8 +4,8 @@
 
 use crate::config::Config;
 use crate::nats::{connect, Persistence};
-use herd_actors::cgroup::CgroupVersion;
-use herd_actors::driver::docker::DockerDriver;
+use herd_actors::edges::cgroup::CgroupVersion;
+use herd_actors::edges::driver::docker::DockerDriver;
 use herd_bus::Role;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -64,7 +64,7 @@ fn state_dir(config: &Config) -> Check {
 /// The backend herdd would pick, and a probe cgroup made and removed with it.
 fn cgroups(config: &Config) -> Vec<Check> {
     let (backend, warning) =
-        herd_actors::cgroup::detect(&config.cgroup.backend, &config.cgroup.root);
+        herd_actors::edges::cgroup::detect(&config.cgroup.backend, &config.cgroup.root);
     let mut checks = vec![];
     match backend.version() {
         CgroupVersion::None => checks.push(bad(
@@ -265,7 +265,7 @@ async fn docker(config: &Config) -> Check {
 }
 
 fn nvml() -> Check {
-    let nvml = herd_actors::gpu::Nvml::load();
+    let nvml = herd_actors::edges::gpu::Nvml::load();
     let devices = nvml.devices();
     if devices.is_empty() {
         ok("nvml", "no NVIDIA driver or GPU: no GPU telemetry")

@@ -458,7 +458,7 @@ fn msgpack_headers() -> HeaderMap {
 }
 
 fn decode_reply<T: DeserializeOwned>(msg: &async_nats::Message) -> anyhow::Result<T> {
-    let enc = herd_actors::bus::message_encoding(msg);
+    let enc = herd_actors::edges::nats::message_encoding(msg);
     let reply: Reply<T> = codec::decode(&msg.payload, enc, &DecodeLimits::default())
         .context("cannot decode the reply")?;
     reply.into_result().map_err(|e| anyhow::anyhow!("{e}"))

@@ -2,8 +2,8 @@
 //! the Prometheus text format. A plain HTTP/1.1 responder on tokio; one request per connection.
 
 use actix::Addr;
-use herd_actors::executor::{StateCounts, WorkloadExecutor};
-use herd_actors::metrics::{metrics, StateLabel};
+use herd_actors::edges::metrics::{metrics, StateLabel};
+use herd_actors::node::executor::{StateCounts, WorkloadExecutor};
 use herd_bus::WorkloadState;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,18 +5,18 @@ use crate::nats::{self, Persistence};
 use crate::systemd;
 use actix::prelude::*;
 use anyhow::Context;
-use herd_actors::bus::OnStateChange;
-use herd_actors::bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
-use herd_actors::connection::connected_and_flushed;
-use herd_actors::coordinator::registry::RegistryConfig;
 use herd_actors::coordinator::Coordinator;
-use herd_actors::events::{EventIds, EventPublisher, Flush};
-use herd_actors::executor::{
+use herd_actors::cores::registry::RegistryConfig;
+use herd_actors::cores::workload::ExecPolicy;
+use herd_actors::edges::nats::connected_and_flushed;
+use herd_actors::node::bus::OnStateChange;
+use herd_actors::node::bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
+use herd_actors::node::events::{EventIds, EventPublisher, Flush};
+use herd_actors::node::executor::{
     ExecutorConfig, KillRemaining, LiveCount, StopAccepting, StopAll, WorkloadExecutor,
 };
-use herd_actors::heartbeat::HeartbeatActor;
-use herd_actors::monitor::ProcessMonitor;
-use herd_actors::workload::ExecPolicy;
+use herd_actors::node::heartbeat::HeartbeatActor;
+use herd_actors::node::monitor::ProcessMonitor;
 use herd_bus::{NodeEventKind, NodeState, Role, Subjects};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         move |event| match event {
             async_nats::Event::Connected => {
                 if connected_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    herd_actors::metrics::metrics().nats_reconnects.inc();
+                    herd_actors::edges::metrics::metrics().nats_reconnects.inc();
                 }
                 systemd::status(&status_on_event)
             }
@@ -92,7 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if runs_workloads {
         // Only a node that runs workloads touches cgroups (detection creates herd's root).
         let (backend, warning) =
-            herd_actors::cgroup::detect(&config.cgroup.backend, &config.cgroup.root);
+            herd_actors::edges::cgroup::detect(&config.cgroup.backend, &config.cgroup.root);
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
@@ -103,7 +103,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ) {
             tracing::warn!("shutdown.on_shutdown = keep cannot be honoured here, workloads will be stopped when herdd stops: {why}");
         }
-        let nvml = herd_actors::gpu::Nvml::load();
+        let nvml = herd_actors::edges::gpu::Nvml::load();
         gpus = nvml.devices();
         let monitor = ProcessMonitor::new(
             client.clone(),

@@ -2,15 +2,16 @@
 //! heartbeats, node and workload events and clock ticks, performs what they ask (announce,
 //! persist, start and stop tasks on nodes), and answers `cluster.*` requests.
 
-use super::placement;
-use super::registry::{Change, NodeRegistry, RegistryConfig};
-use super::runs::{self, RunEffect, RunJournal};
-use crate::bus::{message_encoding, publish_msgpack, reply_message};
-use crate::clock::now_ms;
+use crate::cores::placement;
+use crate::cores::registry::{Change, NodeRegistry, RegistryConfig};
+use crate::cores::run::{self, RunEffect, RunJournal};
+use crate::edges::clock::now_ms;
+use crate::edges::nats::{
+    message_encoding, open_bucket, publish_msgpack, reply_message, request_msgpack, Handled,
+};
 use actix::prelude::*;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use async_nats::Message as NatsMessage;
-use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
     Accepted, Ack, ClusterEvent, ClusterVerb, ClusterWorkloadList, ErrorBody, ErrorCode, FitQuery,
@@ -42,8 +43,6 @@ pub struct Coordinator {
     round_robin: usize,
     malformed_heartbeats: u64,
 }
-
-type Handled = Result<Vec<u8>, ErrorBody>;
 
 fn ok<T: Serialize>(data: &T, enc: Encoding) -> Handled {
     codec::encode(&Reply::ok(data), enc).map_err(|e| ErrorBody {
@@ -322,7 +321,7 @@ impl Coordinator {
             }
         }
         self.round_robin = self.round_robin.wrapping_add(1);
-        let nodes = runs::plan(&spec, &self.registry, self.round_robin).map_err(bad)?;
+        let nodes = run::plan(&spec, &self.registry, self.round_robin).map_err(bad)?;
         let run_id = spec.run_id.clone().unwrap_or_else(new_run_id);
         spec.run_id = Some(run_id.clone());
         let (journal, fx) = RunJournal::new(run_id.clone(), spec, &nodes, now_ms());
@@ -456,69 +455,6 @@ impl Coordinator {
             }
         }
     }
-}
-
-/// A MessagePack request to a node; an error reply becomes its text.
-async fn request_msgpack<Q: Serialize, R: serde::de::DeserializeOwned>(
-    client: &async_nats::Client,
-    subject: String,
-    req: &Q,
-) -> Result<R, String> {
-    let payload = codec::encode(req, Encoding::MsgPack).map_err(|e| e.to_string())?;
-    let msg = tokio::time::timeout(
-        Duration::from_secs(5),
-        client.request(subject.clone(), payload.into()),
-    )
-    .await
-    .map_err(|_| format!("no answer on {subject}"))?
-    .map_err(|e| format!("{subject}: {e}"))?;
-    let reply: Reply<R> = codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default())
-        .map_err(|e| e.to_string())?;
-    reply.into_result().map_err(|e| e.to_string())
-}
-
-/// Opens (or creates) a KV bucket and reads every value in it. The bucket's stream is created
-/// through the stream API with the KV conventions: async-nats' KV create cannot read nats-server
-/// 2.9's reply, the stream call can.
-async fn open_bucket<T: serde::de::DeserializeOwned>(
-    client: async_nats::Client,
-    bucket: &str,
-    description: &str,
-    limits: DecodeLimits,
-) -> Result<(kv::Store, Vec<T>), String> {
-    let js = jetstream::new(client);
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some(description.into()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        discard: jetstream::stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("cannot create the {bucket} bucket: {e}"))?;
-    let store = js
-        .get_key_value(bucket)
-        .await
-        .map_err(|e| format!("cannot open the {bucket} bucket: {e}"))?;
-    let mut values = Vec::new();
-    let mut keys = store.keys().await.map_err(|e| e.to_string())?;
-    while let Some(key) = keys.next().await {
-        let Ok(key) = key else { continue };
-        if let Ok(Some(bytes)) = store.get(&key).await {
-            match codec::decode::<T>(&bytes, Encoding::MsgPack, &limits) {
-                Ok(v) => values.push(v),
-                Err(e) => {
-                    tracing::warn!(%bucket, %key, error = %e, "ignoring an unreadable record")
-                }
-            }
-        }
-    }
-    Ok((store, values))
 }
 
 type Restored = ((kv::Store, Vec<NodeRecord>), (kv::Store, Vec<RunRecord>));

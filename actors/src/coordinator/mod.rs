@@ -1,8 +1,6 @@
-//! The coordinator: fleet state from heartbeats and events, cluster queries, placement.
+//! The coordinator role: fleet state from heartbeats and events, cluster queries, placement,
+//! runs and their stops. The actor is a shell around the cores in [`crate::cores`].
 
 pub mod actor;
-pub mod placement;
-pub mod registry;
-pub mod runs;
 
 pub use actor::Coordinator;

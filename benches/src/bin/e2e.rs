@@ -206,9 +206,11 @@ async fn start_latency(r: &mut Report) -> Result<()> {
     // shim`) started, the child placed in the cgroup and exec'd, its pid answered.
     let mut driver_launch = Vec::with_capacity(STARTS);
     {
-        use herd_actors::driver::{exec::ExecDriver, Driver, Launch};
-        let (backend, _) =
-            herd_actors::cgroup::detect("auto", &format!("herd-bench-drv-{}", std::process::id()));
+        use herd_actors::edges::driver::{exec::ExecDriver, Driver, Launch};
+        let (backend, _) = herd_actors::edges::cgroup::detect(
+            "auto",
+            &format!("herd-bench-drv-{}", std::process::id()),
+        );
         let shim_dirs = tempfile::tempdir()?;
         let driver = ExecDriver::new(
             backend.clone(),
@@ -220,14 +222,14 @@ async fn start_latency(r: &mut Report) -> Result<()> {
             ..Default::default()
         };
         let resolved =
-            herd_actors::workload::validate::validate(&spec, &Default::default(), 1024.0)
+            herd_actors::cores::workload::validate::validate(&spec, &Default::default(), 1024.0)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         for i in 0..STARTS {
             let launch = Launch {
                 workload_id: herd_bus::WorkloadId::new(format!("d{i:04}"))?,
                 node_id: herd_bus::NodeId::new("bench")?,
                 spec: spec.clone(),
-                resolved: herd_actors::workload::validate::Resolved::Exec(resolved.clone()),
+                resolved: herd_actors::cores::workload::validate::Resolved::Exec(resolved.clone()),
                 output_dir: None,
             };
             let t = Instant::now();
@@ -886,7 +888,7 @@ async fn main() -> Result<()> {
         .context("exe dir")?
         .to_path_buf();
     std::env::set_var("HERD_BIN_DIR", &here);
-    let (probe, _) = herd_actors::cgroup::detect("auto", "herd-bench-probe");
+    let (probe, _) = herd_actors::edges::cgroup::detect("auto", "herd-bench-probe");
     let backend = probe.version().as_str().to_string();
     probe.remove_root_if_empty();
 

@@ -14,8 +14,8 @@
 //! the shim ends (a pidfd says when). A workload that ended while herdd was away left its
 //! `exit.json`; one whose shim is gone without it is reported lost.
 
-use crate::cgroup::proc;
-use crate::workload::lifecycle::Exit;
+use crate::cores::workload::lifecycle::Exit;
+use crate::edges::cgroup::proc;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};

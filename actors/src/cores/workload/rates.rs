@@ -1,6 +1,6 @@
 //! Rates from successive counter readings: cpu % (100 = one core) and I/O bytes/s.
 
-use crate::cgroup::CgroupSample;
+use crate::edges::cgroup::CgroupSample;
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Rates {

@@ -6,9 +6,9 @@
 use super::inotify::{Signals, Watcher};
 use super::shim::{self, ShimExit, ShimLaunch, ShimState};
 use super::{Driver, Launch, Output, Running, Started};
-use crate::cgroup::{CgroupBackend, WorkloadCgroup};
-use crate::workload::lifecycle::{parse_signal, Exit};
-use crate::workload::validate::{Resolved, ResolvedSpec};
+use crate::cores::workload::lifecycle::{parse_signal, Exit};
+use crate::cores::workload::validate::{Resolved, ResolvedSpec};
+use crate::edges::cgroup::{CgroupBackend, WorkloadCgroup};
 use futures::future::{FutureExt, LocalBoxFuture};
 use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
 use nix::sys::signal::Signal;

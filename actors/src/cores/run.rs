@@ -6,8 +6,8 @@
 //! nodes run in parallel. Run states: pending → running → completed | failed | stopping →
 //! stopped | stop_failed.
 
-use super::placement;
-use super::registry::NodeRegistry;
+use crate::cores::placement;
+use crate::cores::registry::NodeRegistry;
 use herd_bus::{FitQuery, NodeLiveness};
 use herd_bus::{
     NodeId, RunId, RunRecord, RunSpec, RunState, TaskRecord, TaskStatus, WorkloadEvent, WorkloadId,
@@ -652,7 +652,7 @@ mod tests {
     }
 
     fn registry(up: &[&str], stale: &[&str]) -> NodeRegistry {
-        use super::super::registry::RegistryConfig;
+        use crate::cores::registry::RegistryConfig;
         let mut r = NodeRegistry::new(RegistryConfig {
             stale_after_missed: 3,
             lost_after_ms: 60_000,

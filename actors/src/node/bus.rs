@@ -2,14 +2,14 @@
 //! ping, decodes each request under the configured limits, routes it, and replies in the
 //! request's encoding. Every request with a reply subject gets a reply, bad input included.
 
-use crate::clock::now_ms;
-use crate::events::{EventIds, Publish};
-use crate::executor::{self, WorkloadExecutor};
-use crate::outbox::OutboxEntry;
+use crate::cores::outbox::OutboxEntry;
+use crate::edges::clock::now_ms;
+use crate::edges::nats::{message_encoding, reply_message, Handled};
+use crate::node::events::{EventIds, Publish};
+use crate::node::executor::{self, WorkloadExecutor};
 use actix::prelude::*;
-use async_nats::{HeaderMap, Message as NatsMessage};
-use herd_bus::codec::{self, CodecError, DecodeLimits, Encoding, CONTENT_TYPE_HEADER};
-use herd_bus::reply::{SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER};
+use async_nats::Message as NatsMessage;
+use herd_bus::codec::{self, CodecError, DecodeLimits, Encoding};
 use herd_bus::{
     Ack, Empty, ErrorBody, ErrorCode, LameduckRequest, NodeEvent, NodeEventKind, NodeId, NodeInfo,
     NodeState, NodeVerb, Reply, Role, StopRequest, Subject, SubjectError, Subjects, WorkloadFilter,
@@ -50,8 +50,6 @@ impl NodeIdentity {
     }
 }
 
-type Handled = Result<Vec<u8>, ErrorBody>;
-
 /// A request handled at once, or by another actor (the reply follows when it answers).
 enum Routed {
     Now(Handled),
@@ -74,7 +72,7 @@ pub struct Bus {
     ids: EventIds,
     executor: Option<Addr<WorkloadExecutor>>,
     cgroup: Option<String>,
-    on_state_change: Option<Recipient<crate::heartbeat::BeatNow>>,
+    on_state_change: Option<Recipient<StateChanged>>,
 }
 
 impl Bus {
@@ -253,7 +251,7 @@ impl Bus {
                     self.emit(kind, None);
                     tracing::info!(state = state.as_str(), "node state changed");
                     if let Some(r) = &self.on_state_change {
-                        r.do_send(crate::heartbeat::BeatNow);
+                        r.do_send(StateChanged);
                     }
                 }
                 let mut message = format!("node is {}", state.as_str());
@@ -339,67 +337,6 @@ fn encode_ok<T: Serialize>(data: &T, enc: Encoding) -> Handled {
     })
 }
 
-/// Encodes `value` as MessagePack and publishes it without waiting (heartbeats, telemetry,
-/// cluster events: the next one supersedes a lost one). Failures are logged with `what`.
-pub fn publish_msgpack<T: Serialize>(
-    client: &async_nats::Client,
-    subject: String,
-    value: &T,
-    what: &'static str,
-) {
-    match codec::encode(value, Encoding::MsgPack) {
-        Ok(bytes) => {
-            let client = client.clone();
-            actix::spawn(async move {
-                if let Err(e) = client.publish(subject, bytes.into()).await {
-                    tracing::debug!(error = %e, "cannot publish {what}");
-                }
-            });
-        }
-        Err(e) => tracing::error!(error = %e, "cannot encode {what}"),
-    }
-}
-
-/// The encoding of a NATS message: its `Content-Type` header, else what its payload looks like.
-pub fn message_encoding(msg: &NatsMessage) -> Encoding {
-    let content_type = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(CONTENT_TYPE_HEADER))
-        .map(|v| v.as_str());
-    Encoding::detect(content_type, &msg.payload)
-}
-
-/// Builds the reply payload and headers for a handled request.
-pub fn reply_message(handled: Handled, enc: Encoding) -> (HeaderMap, Vec<u8>) {
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE_HEADER, enc.content_type());
-    let payload = match handled {
-        Ok(payload) => payload,
-        Err(error) => {
-            // Header values cannot hold line breaks.
-            let one_line: String = error
-                .message
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .take(512)
-                .collect();
-            headers.insert(SERVICE_ERROR_HEADER, one_line.as_str());
-            headers.insert(
-                SERVICE_ERROR_CODE_HEADER,
-                error.code.status().to_string().as_str(),
-            );
-            let reply = Reply::<Empty> {
-                ok: false,
-                data: None,
-                error: Some(error),
-            };
-            codec::encode(&reply, enc).unwrap_or_else(|_| b"{\"ok\":false}".to_vec())
-        }
-    };
-    (headers, payload)
-}
-
 impl Actor for Bus {
     type Context = Context<Self>;
 
@@ -454,7 +391,7 @@ impl StreamHandler<NatsMessage> for Bus {
                 Ok(_) => "ok".to_string(),
                 Err(e) => e.code.to_string(),
             };
-            crate::metrics::metrics().command(verb, &outcome);
+            crate::edges::metrics::metrics().command(verb, &outcome);
             if let Err(e) = &handled {
                 tracing::debug!(%subject, code = %e.code, error = %e.message, "request refused");
             }
@@ -510,10 +447,15 @@ impl Handler<GetNodeState> for Bus {
     }
 }
 
+/// The node's state changed (the heartbeat publishes at once).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StateChanged;
+
 /// Who to tell when the node's state changes (the heartbeat, to beat at once).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct OnStateChange(pub Recipient<crate::heartbeat::BeatNow>);
+pub struct OnStateChange(pub Recipient<StateChanged>);
 
 impl Handler<OnStateChange> for Bus {
     type Result = ();

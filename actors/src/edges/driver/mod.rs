@@ -7,9 +7,9 @@ pub mod exec;
 pub mod inotify;
 pub mod shim;
 
-use crate::cgroup::WorkloadCgroup;
-use crate::workload::lifecycle::Exit;
-use crate::workload::validate::Resolved;
+use crate::cores::workload::lifecycle::Exit;
+use crate::cores::workload::validate::Resolved;
+use crate::edges::cgroup::WorkloadCgroup;
 use futures::future::LocalBoxFuture;
 use herd_bus::{LogStream, NodeId, WorkloadId, WorkloadSpec};
 use nix::sys::signal::Signal;

@@ -157,7 +157,7 @@ pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
                     workload_id: target.workload_id.clone(),
                     stream: target.stream,
                     seq,
-                    ts_ms: crate::clock::now_ms(),
+                    ts_ms: crate::edges::clock::now_ms(),
                     lines,
                     dropped,
                 };

@@ -8,12 +8,14 @@
 //! kills, and sampling reads a handful of files per tick without the crate's allocations.
 
 mod detect;
+mod mounts;
 pub mod none;
 pub mod proc;
 pub mod v1;
 pub mod v2;
 
-pub use detect::{detect, Mount, MountInfo};
+pub use detect::detect;
+pub use mounts::{own_unified_path, Mount, MountInfo};
 
 use herd_bus::Limits;
 use std::path::PathBuf;

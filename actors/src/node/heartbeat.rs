@@ -1,11 +1,11 @@
 //! Heartbeat: every `interval` (±10 % jitter) publishes this node's capacity, usage, state and
 //! workload inventory on `hb.<node>`. A state change (lameduck) is published at once.
 
-use crate::bus::{Bus, GetNodeState, NodeIdentity};
-use crate::clock::now_ms;
-use crate::executor::{self, WorkloadExecutor};
-use crate::host::{self, HostCpu};
-use crate::monitor::{LastSamples, ProcessMonitor};
+use crate::edges::clock::now_ms;
+use crate::edges::host::{self, HostCpu};
+use crate::node::bus::{Bus, GetNodeState, NodeIdentity, StateChanged};
+use crate::node::executor::{self, WorkloadExecutor};
+use crate::node::monitor::{LastSamples, ProcessMonitor};
 use actix::prelude::*;
 use herd_bus::codec::{self, Encoding};
 use herd_bus::{GpuInfo, Heartbeat, Subjects, WorkloadFilter, WorkloadSummary};
@@ -136,7 +136,7 @@ impl HeartbeatActor {
                             let client = act.client.clone();
                             actix::spawn(async move {
                                 match client.publish(subject, bytes.into()).await {
-                                    Ok(()) => crate::metrics::metrics()
+                                    Ok(()) => crate::edges::metrics::metrics()
                                         .heartbeat_lag_seconds
                                         .observe(due.elapsed().as_secs_f64()),
                                     Err(e) => {
@@ -160,14 +160,10 @@ impl Actor for HeartbeatActor {
     }
 }
 
-/// Publish a heartbeat now (after a state change), then keep the rhythm.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct BeatNow;
-
-impl Handler<BeatNow> for HeartbeatActor {
+/// After a state change: publish a heartbeat now, then keep the rhythm.
+impl Handler<StateChanged> for HeartbeatActor {
     type Result = ();
-    fn handle(&mut self, _: BeatNow, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: StateChanged, ctx: &mut Self::Context) {
         self.beat(ctx);
     }
 }

@@ -2,9 +2,9 @@
 //! publishes one TelemetryBatch. One failing sample is reported in its place; the batch still
 //! goes out.
 
-use crate::cgroup::{CgroupSample, WorkloadCgroup};
-use crate::clock::now_ms;
-use crate::workload::rates::rates;
+use crate::cores::workload::rates::rates;
+use crate::edges::cgroup::{CgroupSample, WorkloadCgroup};
+use crate::edges::clock::now_ms;
 use actix::prelude::*;
 use async_nats::jetstream::{self, stream};
 use herd_bus::{NodeId, RunId, Subjects, TelemetryBatch, WorkloadId, WorkloadSample};
@@ -30,7 +30,7 @@ pub struct Collector {
     tracked: BTreeMap<WorkloadId, Tracked>,
     seq: u64,
     epoch: Instant,
-    gpus: Option<crate::gpu::Nvml>,
+    gpus: Option<crate::edges::gpu::Nvml>,
 }
 
 impl Collector {
@@ -46,7 +46,7 @@ impl Collector {
     }
 
     /// Adds per-workload GPU use from NVML, when it loaded.
-    pub fn with_gpus(mut self, nvml: crate::gpu::Nvml) -> Collector {
+    pub fn with_gpus(mut self, nvml: crate::edges::gpu::Nvml) -> Collector {
         self.gpus = nvml.is_present().then_some(nvml);
         self
     }
@@ -125,7 +125,8 @@ impl Collector {
                     sample.pids = raw.pids;
                     sample.oom_kills = raw.oom_kills;
                     if !gpu_processes.is_empty() {
-                        sample.gpus = crate::gpu::for_workload(&t.cgroup.pids(), &gpu_processes);
+                        sample.gpus =
+                            crate::edges::gpu::for_workload(&t.cgroup.pids(), &gpu_processes);
                     }
                     t.prev = Some((now, raw));
                 }
@@ -142,7 +143,7 @@ impl Collector {
         }
         self.seq += 1;
         let took = start.elapsed();
-        crate::metrics::metrics()
+        crate::edges::metrics::metrics()
             .collection_seconds
             .observe(took.as_secs_f64());
         TelemetryBatch {
@@ -170,7 +171,7 @@ impl ProcessMonitor {
         node_id: NodeId,
         interval: Duration,
         max_age: Duration,
-        gpus: crate::gpu::Nvml,
+        gpus: crate::edges::gpu::Nvml,
     ) -> ProcessMonitor {
         ProcessMonitor {
             client,
@@ -187,7 +188,7 @@ impl ProcessMonitor {
         }
         let batch = self.collector.collect();
         let subject = self.subjects.telemetry(&batch.node_id);
-        crate::bus::publish_msgpack(&self.client, subject, &batch, "telemetry");
+        crate::edges::nats::publish_msgpack(&self.client, subject, &batch, "telemetry");
     }
 }
 
@@ -253,7 +254,7 @@ impl Handler<Untrack> for ProcessMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroup::{CgroupError, CgroupSample};
+    use crate::edges::cgroup::{CgroupError, CgroupSample};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A stand-in cgroup whose CPU counter advances 0.5 s per reading, or that always fails.

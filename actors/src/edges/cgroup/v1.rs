@@ -1,7 +1,7 @@
 //! cgroup v1 (legacy, or hybrid with an empty unified mount): one directory per hierarchy.
 
+use super::mounts::MountInfo;
 use super::*;
-use crate::cgroup::detect::MountInfo;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
@@ -324,7 +324,7 @@ impl WorkloadCgroup for V1Cgroup {
 mod tests {
     #[test]
     fn a_process_cgroup_maps_to_each_mount() {
-        let info = crate::cgroup::MountInfo::parse(
+        let info = crate::edges::cgroup::MountInfo::parse(
             "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
              31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
              32 25 0:28 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n",

@@ -41,7 +41,7 @@ fn service_cgroup(own: &Path) -> Option<&Path> {
 /// Delegated when systemd started us (INVOCATION_ID) in a service cgroup we may write to.
 fn delegated_base(mount: &Path) -> Option<PathBuf> {
     std::env::var_os("INVOCATION_ID")?;
-    let own = super::detect::own_unified_path()?;
+    let own = super::mounts::own_unified_path()?;
     let service = service_cgroup(&own)?;
     let dir = mount.join(service.strip_prefix("/").ok()?);
     nix::unistd::access(
@@ -56,7 +56,7 @@ impl V2Backend {
     pub fn new(mount: &Path, root: &str) -> Result<V2Backend, CgroupError> {
         let mut blocks_restart = None;
         let parent = if let Some(base) = delegated_base(mount) {
-            let started_in = super::detect::own_unified_path()
+            let started_in = super::mounts::own_unified_path()
                 .map(|own| mount.join(own.strip_prefix("/").unwrap_or(&own)));
             if started_in.as_deref() == Some(base.as_path()) {
                 blocks_restart = Some(format!(

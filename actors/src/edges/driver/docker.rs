@@ -8,8 +8,8 @@
 //! 128 + the signal's number, as Docker reports it. Logs come from the engine's log stream.
 
 use super::{Driver, Launch, Output, Running, Started};
-use crate::cgroup::WorkloadCgroup;
-use crate::workload::lifecycle::Exit;
+use crate::cores::workload::lifecycle::Exit;
+use crate::edges::cgroup::WorkloadCgroup;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
@@ -364,7 +364,7 @@ impl DockerDriver {
         let engine = self.client();
         async move {
             let docker = engine.await.map_err(|e| e.message)?;
-            let since = crate::clock::now_ms() / 1000;
+            let since = crate::edges::clock::now_ms() / 1000;
             attach(docker, container_id, since as i32).await
         }
         .boxed_local()
@@ -454,7 +454,7 @@ async fn attach(docker: Docker, id: String, since: i32) -> Result<Started, Strin
         .unwrap_or(0);
     // pid 0: the container has already ended; its exit is read below.
     let sampler = if pid > 0 {
-        match crate::cgroup::of_process(pid) {
+        match crate::edges::cgroup::of_process(pid) {
             Ok(cg) => Some(cg),
             // A container that has already ended has no cgroup left to read.
             Err(e) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {

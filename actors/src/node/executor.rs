@@ -2,18 +2,18 @@
 //! their driver (exec or docker), waits for them, and feeds a [`Lifecycle`] per workload with
 //! exits, stops, timeouts and restarts, performing the effects it asks for.
 
-use crate::cgroup::CgroupBackend;
-use crate::clock::now_ms;
-use crate::driver::docker::{plan_adoption, DockerConfig, DockerDriver};
-use crate::driver::exec::{resolved_from_launch, Adoption, ExecDriver};
-use crate::driver::{Driver as _, Launch, Running, Started};
-use crate::events::EventIds;
-use crate::events::Publish;
-use crate::logs::{self, LogTarget};
-use crate::monitor::{ProcessMonitor, Track, Untrack};
-use crate::outbox::OutboxEntry;
-use crate::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
-use crate::workload::validate::{validate_any, ExecPolicy, Resolved};
+use crate::cores::outbox::OutboxEntry;
+use crate::cores::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
+use crate::cores::workload::validate::{validate_any, ExecPolicy, Resolved};
+use crate::edges::cgroup::CgroupBackend;
+use crate::edges::clock::now_ms;
+use crate::edges::driver::docker::{plan_adoption, DockerConfig, DockerDriver};
+use crate::edges::driver::exec::{resolved_from_launch, Adoption, ExecDriver};
+use crate::edges::driver::{Driver as _, Launch, Running, Started};
+use crate::edges::logs::{self, LogTarget};
+use crate::node::events::EventIds;
+use crate::node::events::Publish;
+use crate::node::monitor::{ProcessMonitor, Track, Untrack};
 use actix::prelude::*;
 use futures::FutureExt;
 use herd_bus::codec::{self, Encoding};
@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::driver::exec::cgroup_name;
+pub use crate::edges::driver::exec::cgroup_name;
 
 /// Settled workloads remembered for `get` and `list`; the oldest are forgotten first.
 const KEEP_SETTLED: usize = 1000;
@@ -86,7 +86,7 @@ pub struct WorkloadExecutor {
     /// Workloads whose record changed; written once the current message is handled, so the
     /// several transitions of one start (pending, starting, running) cost one write.
     unsaved: std::collections::BTreeSet<WorkloadId>,
-    records: crate::records::RecordWriter,
+    records: crate::edges::records::RecordWriter,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
@@ -136,7 +136,7 @@ impl WorkloadExecutor {
             workloads: HashMap::new(),
             accepting: true,
             unsaved: Default::default(),
-            records: crate::records::RecordWriter::start(),
+            records: crate::edges::records::RecordWriter::start(),
         }
     }
 
@@ -826,7 +826,7 @@ impl Handler<StopAll> for WorkloadExecutor {
                 .spec
                 .grace_s
                 .map(Duration::from_secs_f64)
-                .unwrap_or(crate::workload::lifecycle::DEFAULT_GRACE)
+                .unwrap_or(crate::cores::workload::lifecycle::DEFAULT_GRACE)
                 .min(msg.grace_cap);
             let fx = entry.lc.on_stop(None, Some(grace), now_ms());
             self.apply(id, fx, ctx);

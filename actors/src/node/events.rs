@@ -2,7 +2,7 @@
 //! for each acknowledgement. Events wait in a bounded [`Outbox`] while NATS is unreachable, and
 //! in a file of the state directory across restarts, so none is lost to an outage.
 
-use crate::outbox::{Outbox, OutboxEntry};
+use crate::cores::outbox::{Outbox, OutboxEntry};
 use actix::prelude::*;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use herd_bus::Subjects;
@@ -138,7 +138,7 @@ impl EventPublisher {
                         );
                     }
                     act.outbox.ack(&msg_id);
-                    crate::metrics::metrics()
+                    crate::edges::metrics::metrics()
                         .outbox_events
                         .set(act.outbox.len() as i64);
                     act.dirty = true;
@@ -216,7 +216,7 @@ impl Handler<Publish> for EventPublisher {
                 "outbox full: dropped the oldest event"
             );
         }
-        crate::metrics::metrics()
+        crate::edges::metrics::metrics()
             .outbox_events
             .set(self.outbox.len() as i64);
         self.dirty = true;

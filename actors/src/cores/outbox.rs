@@ -1,6 +1,6 @@
 //! A bounded queue of events waiting for a JetStream acknowledgement.
 //!
-//! Sans-IO: the [`EventPublisher`](crate::events::EventPublisher) actor feeds it and does the
+//! Sans-IO: the [`EventPublisher`](crate::node::events::EventPublisher) actor feeds it and does the
 //! publishing. When full, the oldest event is dropped and counted: a node that has been cut off
 //! for long keeps its most recent history. The queue survives a daemon restart through a file in
 //! the state directory ([`Outbox::save`], [`Outbox::load`]).

@@ -1,0 +1,9 @@
+//! Sans-IO cores: the domain logic of both roles as plain structs, with no actix, tokio or
+//! NATS. Inputs (requests, events, the clock as `now_ms`) in, effects out; tested with plain
+//! `#[test]`s. Arrows point one way: roles → cores → herd-bus.
+
+pub mod outbox;
+pub mod placement;
+pub mod registry;
+pub mod run;
+pub mod workload;

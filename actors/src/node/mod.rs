@@ -1,0 +1,12 @@
+//! The node role (every herdd): the Bus that answers node commands, the WorkloadExecutor, the
+//! ProcessMonitor, the Heartbeat and the EventPublisher. Each actor is a shell around a core
+//! in [`crate::cores`].
+
+pub mod bus;
+pub mod events;
+pub mod executor;
+pub mod heartbeat;
+pub mod monitor;
+
+pub use bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
+pub use events::{EventPublisher, Flush, Publish};
