@@ -57,6 +57,35 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl fmt::Display) -> ErrorBody {
+        ErrorBody::new(ErrorCode::BadRequest, message.to_string())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ErrorBody {
+        ErrorBody::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ErrorBody {
+        ErrorBody::new(ErrorCode::Conflict, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ErrorBody {
+        ErrorBody::new(ErrorCode::Unavailable, message)
+    }
+
+    pub fn internal(message: impl fmt::Display) -> ErrorBody {
+        ErrorBody::new(ErrorCode::Internal, message.to_string())
+    }
+}
+
 impl fmt::Display for ErrorBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code, self.message)

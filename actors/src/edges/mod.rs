@@ -10,3 +10,4 @@ pub mod logs;
 pub mod metrics;
 pub mod nats;
 pub mod records;
+pub mod service;
