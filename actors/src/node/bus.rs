@@ -2,23 +2,23 @@
 //! ping, decodes each request under the configured limits, routes it, and replies in the
 //! request's encoding. Every request with a reply subject gets a reply, bad input included.
 
+use crate::cores::node_state::NodeStatus;
 use crate::cores::outbox::OutboxEntry;
 use crate::edges::clock::now_ms;
-use crate::edges::nats::{message_encoding, reply_message, Handled};
+use crate::edges::nats::message_encoding;
+use crate::edges::service::{respond, Answer, Routed};
+use crate::node::api::{dispatch, NodeApi};
 use crate::node::events::{EventIds, Publish};
 use crate::node::executor::{self, WorkloadExecutor};
 use actix::prelude::*;
 use async_nats::Message as NatsMessage;
-use herd_bus::codec::{self, CodecError, DecodeLimits, Encoding};
+use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    Ack, Empty, ErrorBody, ErrorCode, LameduckRequest, NodeEvent, NodeEventKind, NodeId, NodeInfo,
-    NodeState, NodeVerb, Reply, Role, StopRequest, Subject, SubjectError, Subjects, WorkloadFilter,
-    WorkloadGet, WorkloadSpec,
+    Accepted, Ack, Empty, ErrorBody, LameduckRequest, NodeEvent, NodeEventKind, NodeId, NodeInfo,
+    NodeState, NodeVerb, Role, StopRequest, Subject, SubjectError, Subjects, WorkloadFilter,
+    WorkloadGet, WorkloadList, WorkloadSpec, WorkloadStatus,
 };
-use serde::Serialize;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Instant;
 
 /// Who this node is, as ping and events report it.
@@ -50,24 +50,12 @@ impl NodeIdentity {
     }
 }
 
-/// A request handled at once, or by another actor (the reply follows when it answers).
-enum Routed {
-    Now(Handled),
-    Later(Pin<Box<dyn Future<Output = Handled>>>),
-}
-
-impl From<Handled> for Routed {
-    fn from(h: Handled) -> Routed {
-        Routed::Now(h)
-    }
-}
-
 pub struct Bus {
     client: async_nats::Client,
     subjects: Subjects,
     identity: NodeIdentity,
     limits: DecodeLimits,
-    state: NodeState,
+    status: NodeStatus,
     events: Recipient<Publish>,
     ids: EventIds,
     executor: Option<Addr<WorkloadExecutor>>,
@@ -89,7 +77,7 @@ impl Bus {
             subjects,
             identity,
             limits,
-            state: NodeState::Active,
+            status: NodeStatus::default(),
             events,
             ids,
             executor: None,
@@ -115,7 +103,7 @@ impl Bus {
             uptime_s: self.identity.started.elapsed().as_secs_f64(),
             labels: self.identity.labels.clone(),
             roles: self.identity.roles.clone(),
-            state: self.state,
+            state: self.status.state(),
             cgroup: self.cgroup.clone(),
         }
     }
@@ -141,200 +129,120 @@ impl Bus {
         }
     }
 
-    fn decode<T: serde::de::DeserializeOwned + Default>(
-        &self,
-        payload: &[u8],
-        enc: Encoding,
-    ) -> Result<T, ErrorBody> {
-        codec::decode_request(payload, enc, &self.limits).map_err(bad_request)
-    }
-
     fn route(&mut self, msg: &NatsMessage, enc: Encoding, ctx: &mut Context<Self>) -> Routed {
-        match self.route_inner(msg, enc, ctx) {
-            Ok(routed) => routed,
-            Err(e) => Routed::Now(Err(e)),
-        }
+        let verb = match self.subjects.parse(msg.subject.as_str()) {
+            Ok(Subject::NodesPing) => NodeVerb::Ping,
+            Ok(Subject::NodeCommand { node, verb }) if node == self.identity.node_id => verb,
+            Ok(other) => {
+                return Routed::Now(Err(ErrorBody::bad_request(format!(
+                    "subject '{}' ({other:?}) is not served by node {}",
+                    msg.subject, self.identity.node_id
+                ))))
+            }
+            Err(e @ SubjectError::UnknownVerb { .. }) => {
+                return Routed::Now(Err(ErrorBody::bad_request(format!(
+                    "{e}; a node answers: {}",
+                    NodeVerb::ALL.map(NodeVerb::as_str).join(", ")
+                ))))
+            }
+            Err(e) => return Routed::Now(Err(ErrorBody::bad_request(e))),
+        };
+        let limits = self.limits;
+        dispatch(
+            &mut Serving { bus: self, ctx },
+            verb,
+            &msg.payload,
+            enc,
+            &limits,
+        )
     }
 
-    fn route_inner(
-        &mut self,
-        msg: &NatsMessage,
-        enc: Encoding,
-        ctx: &mut Context<Self>,
-    ) -> Result<Routed, ErrorBody> {
-        let subject = self
-            .subjects
-            .parse(msg.subject.as_str())
-            .map_err(|e| match e {
-                SubjectError::UnknownVerb { .. } => ErrorBody {
-                    code: ErrorCode::BadRequest,
-                    message: format!(
-                        "{e}; a node answers: {}",
-                        NodeVerb::ALL.map(NodeVerb::as_str).join(", ")
-                    ),
-                },
-                other => bad_request(other),
-            })?;
-        match subject {
-            Subject::NodesPing => {
-                self.decode::<Empty>(&msg.payload, enc)?;
-                Ok(encode_ok(&self.node_info(), enc).into())
-            }
-            Subject::NodeCommand { node, verb } if node == self.identity.node_id => {
-                self.node_command(verb, &msg.payload, enc, ctx)
-            }
-            other => Err(bad_request(format!(
-                "subject '{}' ({other:?}) is not served by node {}",
-                msg.subject, self.identity.node_id
-            ))),
-        }
-    }
-
-    /// Hands a request to the executor; the reply is encoded when it answers.
-    fn to_executor<M, T>(&self, verb: NodeVerb, msg: M, enc: Encoding) -> Result<Routed, ErrorBody>
+    /// Hands a request to the executor; the answer follows when it answers.
+    fn to_executor<M, T>(&self, verb: NodeVerb, msg: M) -> Answer<T>
     where
         M: Message<Result = Result<T, ErrorBody>> + Send + 'static,
-        T: Serialize + Send + 'static,
+        T: Send + 'static,
         WorkloadExecutor: Handler<M>,
     {
-        let executor = self.executor.clone().ok_or_else(|| no_executor(verb))?;
-        Ok(Routed::Later(Box::pin(async move {
-            match executor.send(msg).await {
-                Ok(Ok(data)) => encode_ok(&data, enc),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(ErrorBody {
-                    code: ErrorCode::Internal,
-                    message: format!("workload executor unavailable: {e}"),
-                }),
-            }
-        })))
+        let Some(executor) = self.executor.clone() else {
+            return Answer::Now(Err(ErrorBody::unavailable(format!(
+                "{} needs the workload executor, which this herdd does not run",
+                verb.as_str()
+            ))));
+        };
+        Answer::Later(Box::pin(async move {
+            executor.send(msg).await.unwrap_or_else(|e| {
+                Err(ErrorBody::internal(format!(
+                    "workload executor unavailable: {e}"
+                )))
+            })
+        }))
+    }
+}
+
+/// The Bus answering one request: its verbs, each a few lines around a core.
+struct Serving<'a> {
+    bus: &'a mut Bus,
+    ctx: &'a mut Context<Bus>,
+}
+
+impl NodeApi for Serving<'_> {
+    fn ping(&mut self, _: Empty) -> Answer<NodeInfo> {
+        Answer::Now(Ok(self.bus.node_info()))
     }
 
-    fn node_command(
-        &mut self,
-        verb: NodeVerb,
-        payload: &[u8],
-        enc: Encoding,
-        ctx: &mut Context<Self>,
-    ) -> Result<Routed, ErrorBody> {
-        match verb {
-            NodeVerb::Ping => {
-                self.decode::<Empty>(payload, enc)?;
-                Ok(encode_ok(&self.node_info(), enc).into())
-            }
-            NodeVerb::Lameduck => {
-                let req: LameduckRequest = self.decode(payload, enc)?;
-                if let Some(d) = req
-                    .delay_s
-                    .filter(|d| !d.is_finite() || *d < 0.0 || *d > 86_400.0)
-                {
-                    return Err(bad_request(format!(
-                        "delay_s must be between 0 and 86400, got {d}"
-                    )));
-                }
-                if req.stop_workloads && !req.enabled {
-                    return Err(bad_request("stop_workloads needs enabled: true"));
-                }
-                if req.stop_workloads && self.executor.is_none() {
-                    return Err(no_executor(verb));
-                }
-                if self.state == NodeState::Stopping {
-                    return Err(unavailable("the node is shutting down"));
-                }
-                let (state, kind) = if req.enabled {
-                    (NodeState::Lameduck, NodeEventKind::Lameduck)
-                } else {
-                    (NodeState::Active, NodeEventKind::Active)
-                };
-                if self.state != state {
-                    self.state = state;
-                    self.emit(kind, None);
-                    tracing::info!(state = state.as_str(), "node state changed");
-                    if let Some(r) = &self.on_state_change {
-                        r.do_send(StateChanged);
-                    }
-                }
-                let mut message = format!("node is {}", state.as_str());
-                if req.stop_workloads {
-                    let delay = std::time::Duration::from_secs_f64(req.delay_s.unwrap_or(0.0));
-                    message += &format!("; its workloads stop in {delay:?}");
-                    ctx.run_later(delay, |act, _| {
-                        // Only if the node is still draining: `enabled: false` cancels.
-                        if let (NodeState::Lameduck, Some(executor)) = (act.state, &act.executor) {
-                            tracing::info!("lameduck: stopping every workload");
-                            executor.do_send(executor::StopAll {
-                                grace_cap: std::time::Duration::from_secs(3600),
-                                refuse_new: false,
-                            });
-                        }
-                    });
-                }
-                Ok(encode_ok(
-                    &Ack {
-                        message: Some(message),
-                    },
-                    enc,
-                )
-                .into())
-            }
-            // Requests are decoded here, so malformed input is a bad_request whatever the node
-            // can serve.
-            NodeVerb::WorkloadStart => {
-                let spec = self.decode::<WorkloadSpec>(payload, enc)?;
-                match self.state {
-                    NodeState::Active => {}
-                    NodeState::Lameduck => {
-                        return Err(unavailable(
-                            "the node is in lameduck mode and accepts no new workloads",
-                        ))
-                    }
-                    NodeState::Stopping => return Err(unavailable("the node is shutting down")),
-                }
-                self.to_executor(verb, executor::Start(spec), enc)
-            }
-            NodeVerb::WorkloadStop => {
-                let req = self.decode::<StopRequest>(payload, enc)?;
-                self.to_executor(verb, executor::Stop(req), enc)
-            }
-            NodeVerb::WorkloadList => {
-                let filter = self.decode::<WorkloadFilter>(payload, enc)?;
-                self.to_executor(verb, executor::List(filter), enc)
-            }
-            NodeVerb::WorkloadGet => {
-                let get = codec::decode::<WorkloadGet>(payload, enc, &self.limits)
-                    .map_err(bad_request)?;
-                self.to_executor(verb, executor::Get(get.workload_id), enc)
+    fn lameduck(&mut self, req: LameduckRequest) -> Answer<Ack> {
+        let bus = &mut *self.bus;
+        let outcome = match bus.status.on_lameduck(&req, bus.executor.is_some()) {
+            Ok(o) => o,
+            Err(e) => return Answer::Now(Err(e)),
+        };
+        if let Some(kind) = outcome.changed {
+            bus.emit(kind, None);
+            tracing::info!(state = bus.status.state().as_str(), "node state changed");
+            if let Some(r) = &bus.on_state_change {
+                r.do_send(StateChanged);
             }
         }
+        if let Some(delay) = outcome.drain_after {
+            self.ctx.run_later(delay, |bus, _| {
+                if let (true, Some(executor)) = (bus.status.drain_due(), &bus.executor) {
+                    tracing::info!("lameduck: stopping every workload");
+                    executor.do_send(executor::StopAll {
+                        grace_cap: std::time::Duration::from_secs(3600),
+                        refuse_new: false,
+                    });
+                }
+            });
+        }
+        Answer::Now(Ok(Ack {
+            message: Some(outcome.message),
+        }))
     }
-}
 
-fn bad_request(e: impl std::fmt::Display) -> ErrorBody {
-    ErrorBody {
-        code: ErrorCode::BadRequest,
-        message: e.to_string(),
+    fn workload_start(&mut self, spec: WorkloadSpec) -> Answer<Accepted> {
+        match self.bus.status.admit_start() {
+            Ok(()) => self
+                .bus
+                .to_executor(NodeVerb::WorkloadStart, executor::Start(spec)),
+            Err(e) => Answer::Now(Err(e)),
+        }
     }
-}
 
-fn unavailable(message: &str) -> ErrorBody {
-    ErrorBody {
-        code: ErrorCode::Unavailable,
-        message: message.to_string(),
+    fn workload_stop(&mut self, req: StopRequest) -> Answer<Ack> {
+        self.bus
+            .to_executor(NodeVerb::WorkloadStop, executor::Stop(req))
     }
-}
 
-fn no_executor(verb: NodeVerb) -> ErrorBody {
-    unavailable(&format!(
-        "{} needs the workload executor, which this build of herdd does not have yet",
-        verb.as_str()
-    ))
-}
+    fn workload_list(&mut self, filter: WorkloadFilter) -> Answer<WorkloadList> {
+        self.bus
+            .to_executor(NodeVerb::WorkloadList, executor::List(filter))
+    }
 
-fn encode_ok<T: Serialize>(data: &T, enc: Encoding) -> Handled {
-    codec::encode(&Reply::ok(data), enc).map_err(|e: CodecError| ErrorBody {
-        code: ErrorCode::Internal,
-        message: e.to_string(),
-    })
+    fn workload_get(&mut self, req: WorkloadGet) -> Answer<WorkloadStatus> {
+        self.bus
+            .to_executor(NodeVerb::WorkloadGet, executor::Get(req.workload_id))
+    }
 }
 
 impl Actor for Bus {
@@ -375,32 +283,20 @@ impl StreamHandler<NatsMessage> for Bus {
         };
         let enc = message_encoding(&msg);
         let routed = self.route(&msg, enc, ctx);
-        let client = self.client.clone();
-        let subject = msg.subject.clone();
-        let verb = match self.subjects.parse(subject.as_str()) {
+        let verb = match self.subjects.parse(msg.subject.as_str()) {
             Ok(Subject::NodeCommand { verb, .. }) => verb.as_str(),
             Ok(Subject::NodesPing) => "nodes.ping",
             _ => "unknown",
         };
-        actix::spawn(async move {
-            let handled = match routed {
-                Routed::Now(h) => h,
-                Routed::Later(f) => f.await,
-            };
-            let outcome = match &handled {
+        let subject = msg.subject;
+        respond(&self.client, reply_to, routed, enc, move |handled| {
+            let outcome = match handled {
                 Ok(_) => "ok".to_string(),
                 Err(e) => e.code.to_string(),
             };
             crate::edges::metrics::metrics().command(verb, &outcome);
-            if let Err(e) = &handled {
+            if let Err(e) = handled {
                 tracing::debug!(%subject, code = %e.code, error = %e.message, "request refused");
-            }
-            let (headers, payload) = reply_message(handled, enc);
-            if let Err(e) = client
-                .publish_with_headers(reply_to, headers, payload.into())
-                .await
-            {
-                tracing::warn!(error = %e, "cannot send a reply");
             }
         });
     }
@@ -419,7 +315,7 @@ pub struct SetNodeState(pub NodeState);
 impl Handler<SetNodeState> for Bus {
     type Result = ();
     fn handle(&mut self, msg: SetNodeState, _: &mut Self::Context) {
-        self.state = msg.0;
+        self.status.set(msg.0);
     }
 }
 
@@ -443,7 +339,7 @@ pub struct GetNodeState;
 impl Handler<GetNodeState> for Bus {
     type Result = MessageResult<GetNodeState>;
     fn handle(&mut self, _: GetNodeState, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.state)
+        MessageResult(self.status.state())
     }
 }
 

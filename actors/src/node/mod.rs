@@ -2,6 +2,7 @@
 //! ProcessMonitor, the Heartbeat and the EventPublisher. Each actor is a shell around a core
 //! in [`crate::cores`].
 
+pub mod api;
 pub mod bus;
 pub mod events;
 pub mod executor;
