@@ -68,11 +68,7 @@ fn no_run(id: &RunId) -> ErrorBody {
 
 /// `run.<state>`, e.g. `run.stop_failed`.
 fn run_event_kind(state: RunState) -> String {
-    let name = serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    format!("run.{name}")
+    format!("run.{}", state.as_str())
 }
 
 /// `run-` and 10 random hex digits.

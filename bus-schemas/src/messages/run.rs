@@ -52,6 +52,35 @@ pub enum RunState {
     StopFailed,
 }
 
+impl RunState {
+    pub const ALL: [RunState; 7] = [
+        RunState::Pending,
+        RunState::Running,
+        RunState::Completed,
+        RunState::Failed,
+        RunState::Stopping,
+        RunState::Stopped,
+        RunState::StopFailed,
+    ];
+
+    /// The name on the wire, e.g. `stop_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Pending => "pending",
+            RunState::Running => "running",
+            RunState::Completed => "completed",
+            RunState::Failed => "failed",
+            RunState::Stopping => "stopping",
+            RunState::Stopped => "stopped",
+            RunState::StopFailed => "stop_failed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
@@ -62,6 +91,35 @@ pub enum TaskStatus {
     Skipped,
     Stopped,
     Lost,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+        TaskStatus::Stopped,
+        TaskStatus::Lost,
+    ];
+
+    /// The name on the wire, e.g. `COMPLETED`; also the key of [`RunSummary::tasks`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Skipped => "SKIPPED",
+            TaskStatus::Stopped => "STOPPED",
+            TaskStatus::Lost => "LOST",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// One node × repetition of a run; `task_id` is `node::workload::rep`.
@@ -132,4 +190,30 @@ pub struct RunSummary {
 pub struct RunList {
     #[serde(default)]
     pub runs: Vec<RunSummary>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_name<T: Serialize>(value: T) -> String {
+        match serde_json::to_value(value).unwrap() {
+            serde_json::Value::String(name) => name,
+            other => panic!("{other} is not a name"),
+        }
+    }
+
+    #[test]
+    fn names_are_the_wire_names() {
+        for state in RunState::ALL {
+            assert_eq!(state.as_str(), serde_name(state));
+            assert_eq!(RunState::parse(state.as_str()), Some(state));
+        }
+        for status in TaskStatus::ALL {
+            assert_eq!(status.as_str(), serde_name(status));
+            assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(RunState::parse("STOPPED"), None);
+        assert_eq!(TaskStatus::parse("stopped"), None);
+    }
 }
