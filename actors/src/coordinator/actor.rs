@@ -13,11 +13,11 @@ use async_nats::Message as NatsMessage;
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    Accepted, Ack, ClusterEvent, ClusterVerb, ClusterWorkloadList, ErrorBody, ErrorCode, FitQuery,
-    Heartbeat, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord,
-    NodeVerb, NodesQuery, Reply, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec,
-    RunState, RunSubmitted, RunSummary, StopRequest, Subject, Subjects, WorkloadEvent, WorkloadGet,
-    WorkloadId, WorkloadStatus, WorkloadsQuery,
+    Accepted, Ack, ClusterEvent, ClusterEventKind, ClusterVerb, ClusterWorkloadList, ErrorBody,
+    ErrorCode, FitQuery, Heartbeat, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList,
+    NodeLiveness, NodeRecord, NodeVerb, NodesQuery, Reply, RunId, RunList, RunListQuery, RunRecord,
+    RunRef, RunSpec, RunState, RunSubmitted, RunSummary, StopRequest, Subject, SubjectError,
+    Subjects, WorkloadEvent, WorkloadGet, WorkloadId, WorkloadStatus, WorkloadsQuery,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -66,11 +66,6 @@ fn no_run(id: &RunId) -> ErrorBody {
     }
 }
 
-/// `run.<state>`, e.g. `run.stop_failed`.
-fn run_event_kind(state: RunState) -> String {
-    format!("run.{}", state.as_str())
-}
-
 /// `run-` and 10 random hex digits.
 fn new_run_id() -> RunId {
     let mut bytes = [0u8; 5];
@@ -105,21 +100,18 @@ impl Coordinator {
     /// Announces and persists liveness changes; a lost node's run tasks are lost.
     fn apply(&mut self, changes: Vec<Change>, ctx: &mut Context<Self>) {
         for c in changes {
-            let kind = format!("node.{}", c.to.as_str());
+            let kind = ClusterEventKind::Node(c.to);
             tracing::info!(node = %c.node_id, to = c.to.as_str(), restarted = c.restarted, "node liveness");
             let event = ClusterEvent {
-                kind: kind.clone(),
-                ts_ms: now_ms(),
                 node_id: Some(c.node_id.clone()),
-                run_id: None,
-                nodes: vec![],
                 message: c
                     .restarted
                     .then(|| "the node's daemon restarted".to_string()),
+                ..ClusterEvent::new(kind, now_ms())
             };
             publish_msgpack(
                 &self.client,
-                self.subjects.cluster_event(&kind),
+                self.subjects.cluster_event(kind),
                 &event,
                 "a cluster event",
             );
@@ -411,7 +403,7 @@ impl Coordinator {
                     });
                 }
                 RunEffect::Announce(state) => {
-                    let kind = run_event_kind(state);
+                    let kind = ClusterEventKind::Run(state);
                     let unconfirmed: Vec<String> = j
                         .record
                         .unconfirmed_nodes
@@ -420,18 +412,16 @@ impl Coordinator {
                         .collect();
                     tracing::info!(run = %run_id, state = %kind, "run state");
                     let event = ClusterEvent {
-                        kind: kind.clone(),
-                        ts_ms: now_ms(),
-                        node_id: None,
                         run_id: Some(run_id.clone()),
                         nodes: j.record.unconfirmed_nodes.clone(),
                         message: (state == RunState::StopFailed).then(|| {
                             format!("no stop confirmation from {}", unconfirmed.join(", "))
                         }),
+                        ..ClusterEvent::new(kind, now_ms())
                     };
                     publish_msgpack(
                         &self.client,
-                        self.subjects.cluster_event(&kind),
+                        self.subjects.cluster_event(kind),
                         &event,
                         "a run event",
                     );
@@ -614,16 +604,21 @@ impl StreamHandler<NatsMessage> for Coordinator {
         match self.subjects.parse(msg.subject.as_str()) {
             Ok(Subject::Heartbeat { node }) => self.on_heartbeat(&msg, &node, ctx),
             Ok(Subject::WorkloadEvent { node, .. }) => self.on_workload_event(&msg, &node, ctx),
-            Ok(Subject::NodeEvent { node, kind }) if kind == NodeEventKind::Stopping.as_str() => {
-                match codec::decode::<NodeEvent>(&msg.payload, Encoding::MsgPack, &self.limits) {
-                    Ok(ev) => {
-                        let changes = self.registry.on_stopping(&node, ev.started_at_ms);
-                        self.apply(changes, ctx);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
+            Ok(Subject::NodeEvent {
+                node,
+                kind: NodeEventKind::Stopping,
+            }) => match codec::decode::<NodeEvent>(&msg.payload, Encoding::MsgPack, &self.limits) {
+                Ok(ev) => {
+                    let changes = self.registry.on_stopping(&node, ev.started_at_ms);
+                    self.apply(changes, ctx);
                 }
-            }
-            Ok(Subject::NodeEvent { .. }) | Ok(Subject::ClusterEvent { .. }) => {}
+                Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
+            },
+            // An event of a kind this version does not know (from a newer node) is ignored like
+            // the others: its reply subject is the publisher's JetStream ack inbox.
+            Ok(Subject::NodeEvent { .. })
+            | Ok(Subject::ClusterEvent { .. })
+            | Err(SubjectError::UnknownEventKind { .. }) => {}
             parsed => {
                 let Some(reply) = msg.reply.clone() else {
                     return;

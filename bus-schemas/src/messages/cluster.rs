@@ -1,10 +1,11 @@
 //! Cluster: the coordinator's view of the fleet (`cluster.nodes`, `cluster.workloads`,
 //! `cluster.query`) and the cluster events it publishes.
 
-use super::{Heartbeat, Labels, WorkloadState, WorkloadSummary};
+use super::{Heartbeat, Labels, RunState, WorkloadState, WorkloadSummary};
 use crate::ids::{NodeId, RunId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,6 +17,13 @@ pub enum NodeLiveness {
 }
 
 impl NodeLiveness {
+    pub const ALL: [NodeLiveness; 4] = [
+        NodeLiveness::Up,
+        NodeLiveness::Stale,
+        NodeLiveness::Lost,
+        NodeLiveness::Left,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NodeLiveness::Up => "up",
@@ -23,6 +31,12 @@ impl NodeLiveness {
             NodeLiveness::Lost => "lost",
             NodeLiveness::Left => "left",
         }
+    }
+
+    pub fn parse(liveness: &str) -> Option<NodeLiveness> {
+        NodeLiveness::ALL
+            .into_iter()
+            .find(|l| l.as_str() == liveness)
     }
 }
 
@@ -133,10 +147,59 @@ pub struct FitResult {
     pub summary: Option<String>,
 }
 
+/// What a [`ClusterEvent`] announces: `node.<liveness>` or `run.<state>`, e.g. `node.lost` or
+/// `run.stop_failed`. It is the tail of the event's subject and its `kind` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterEventKind {
+    /// A node's liveness changed.
+    Node(NodeLiveness),
+    /// A run's state changed.
+    Run(RunState),
+}
+
+impl ClusterEventKind {
+    /// Every kind: each node liveness, then each run state.
+    pub fn all() -> impl Iterator<Item = ClusterEventKind> {
+        let nodes = NodeLiveness::ALL.into_iter().map(ClusterEventKind::Node);
+        nodes.chain(RunState::ALL.into_iter().map(ClusterEventKind::Run))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterEventKind::Node(NodeLiveness::Up) => "node.up",
+            ClusterEventKind::Node(NodeLiveness::Stale) => "node.stale",
+            ClusterEventKind::Node(NodeLiveness::Lost) => "node.lost",
+            ClusterEventKind::Node(NodeLiveness::Left) => "node.left",
+            ClusterEventKind::Run(RunState::Pending) => "run.pending",
+            ClusterEventKind::Run(RunState::Running) => "run.running",
+            ClusterEventKind::Run(RunState::Completed) => "run.completed",
+            ClusterEventKind::Run(RunState::Failed) => "run.failed",
+            ClusterEventKind::Run(RunState::Stopping) => "run.stopping",
+            ClusterEventKind::Run(RunState::Stopped) => "run.stopped",
+            ClusterEventKind::Run(RunState::StopFailed) => "run.stop_failed",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<ClusterEventKind> {
+        match kind.split_once('.')? {
+            ("node", liveness) => NodeLiveness::parse(liveness).map(ClusterEventKind::Node),
+            ("run", state) => RunState::parse(state).map(ClusterEventKind::Run),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClusterEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Published on `cluster.evt.<kind>`: node liveness changes and run state changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterEvent {
-    /// e.g. `node.lost` or `run.stop_failed`; also the subject's tail.
+    /// A [`ClusterEventKind`] by name, e.g. `node.lost` or `run.stop_failed`; also the subject's
+    /// tail. A string on the wire so that a reader skips kinds newer than itself.
     pub kind: String,
     pub ts_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,4 +210,62 @@ pub struct ClusterEvent {
     pub nodes: Vec<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl ClusterEvent {
+    /// An event of `kind` at `ts_ms` that names no node, run or message yet.
+    pub fn new(kind: ClusterEventKind, ts_ms: u64) -> ClusterEvent {
+        ClusterEvent {
+            kind: kind.as_str().to_string(),
+            ts_ms,
+            node_id: None,
+            run_id: None,
+            nodes: vec![],
+            message: None,
+        }
+    }
+
+    /// The event's kind, or `None` for a kind this version does not know.
+    pub fn event_kind(&self) -> Option<ClusterEventKind> {
+        ClusterEventKind::parse(&self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_names_are_the_wire_names() {
+        for liveness in NodeLiveness::ALL {
+            let wire = serde_json::to_value(liveness).unwrap();
+            assert_eq!(wire.as_str(), Some(liveness.as_str()));
+            assert_eq!(NodeLiveness::parse(liveness.as_str()), Some(liveness));
+        }
+    }
+
+    #[test]
+    fn cluster_event_kinds_are_area_dot_name_and_parse_back() {
+        assert_eq!(ClusterEventKind::all().count(), 11);
+        for kind in ClusterEventKind::all() {
+            let expected = match kind {
+                ClusterEventKind::Node(l) => format!("node.{}", l.as_str()),
+                ClusterEventKind::Run(s) => format!("run.{}", s.as_str()),
+            };
+            assert_eq!(kind.as_str(), expected);
+            assert_eq!(ClusterEventKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(ClusterEvent::new(kind, 1).event_kind(), Some(kind));
+        }
+        for unknown in [
+            "",
+            "node",
+            "node.",
+            "node.gone",
+            "run.queued",
+            "run.STOPPED",
+            "up",
+        ] {
+            assert_eq!(ClusterEventKind::parse(unknown), None, "{unknown:?}");
+        }
+    }
 }

@@ -79,6 +79,13 @@ pub enum NodeEventKind {
 }
 
 impl NodeEventKind {
+    pub const ALL: [NodeEventKind; 4] = [
+        NodeEventKind::Started,
+        NodeEventKind::Stopping,
+        NodeEventKind::Lameduck,
+        NodeEventKind::Active,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NodeEventKind::Started => "started",
@@ -86,6 +93,10 @@ impl NodeEventKind {
             NodeEventKind::Lameduck => "lameduck",
             NodeEventKind::Active => "active",
         }
+    }
+
+    pub fn parse(kind: &str) -> Option<NodeEventKind> {
+        NodeEventKind::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 }
 
@@ -125,4 +136,19 @@ pub struct Empty {}
 pub struct Ack {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_event_kinds_are_the_wire_names() {
+        for kind in NodeEventKind::ALL {
+            let wire = serde_json::to_value(kind).unwrap();
+            assert_eq!(wire.as_str(), Some(kind.as_str()));
+            assert_eq!(NodeEventKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(NodeEventKind::parse("rebooted"), None);
+    }
 }

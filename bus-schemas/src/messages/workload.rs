@@ -193,6 +193,10 @@ impl WorkloadState {
         }
     }
 
+    pub fn parse(state: &str) -> Option<WorkloadState> {
+        WorkloadState::ALL.into_iter().find(|s| s.as_str() == state)
+    }
+
     /// A terminal state: the workload has no process any more.
     pub fn is_terminal(self) -> bool {
         !matches!(
@@ -338,5 +342,15 @@ mod tests {
         let from_wire: WorkloadSpec = serde_json::from_str("{}").unwrap();
         assert_eq!(from_wire, WorkloadSpec::default());
         assert!(WorkloadSpec::default().collect);
+    }
+
+    #[test]
+    fn workload_states_are_the_wire_names() {
+        for state in WorkloadState::ALL {
+            let wire = serde_json::to_value(state).unwrap();
+            assert_eq!(wire.as_str(), Some(state.as_str()));
+            assert_eq!(WorkloadState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(WorkloadState::parse("OOM_KILLED"), None);
     }
 }
