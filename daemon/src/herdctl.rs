@@ -458,7 +458,12 @@ fn msgpack_headers() -> HeaderMap {
 }
 
 fn decode_reply<T: DeserializeOwned>(msg: &async_nats::Message) -> anyhow::Result<T> {
-    let enc = herd_actors::bus::message_encoding(msg);
+    let content_type = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(CONTENT_TYPE_HEADER))
+        .map(|v| v.as_str());
+    let enc = Encoding::detect(content_type, &msg.payload);
     let reply: Reply<T> = codec::decode(&msg.payload, enc, &DecodeLimits::default())
         .context("cannot decode the reply")?;
     reply.into_result().map_err(|e| anyhow::anyhow!("{e}"))
