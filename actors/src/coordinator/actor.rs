@@ -66,15 +66,6 @@ fn no_run(id: &RunId) -> ErrorBody {
     }
 }
 
-/// `run-` and 10 random hex digits.
-fn new_run_id() -> RunId {
-    let mut bytes = [0u8; 5];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    RunId::new(format!("run-{hex}")).expect("valid id")
-}
-
 impl Coordinator {
     pub fn new(
         client: async_nats::Client,
@@ -311,7 +302,7 @@ impl Coordinator {
         }
         self.round_robin = self.round_robin.wrapping_add(1);
         let nodes = runs::plan(&spec, &self.registry, self.round_robin).map_err(bad)?;
-        let run_id = spec.run_id.clone().unwrap_or_else(new_run_id);
+        let run_id = spec.run_id.clone().unwrap_or_else(RunId::random);
         spec.run_id = Some(run_id.clone());
         let (journal, fx) = RunJournal::new(run_id.clone(), spec, &nodes, now_ms());
         tracing::info!(run = %run_id, nodes = nodes.len(), tasks = journal.record.tasks.len(), "run submitted");
