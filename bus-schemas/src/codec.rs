@@ -38,8 +38,11 @@ impl Encoding {
         }
     }
 
-    /// The encoding of a request: its header when it names a known type, otherwise JSON when the
-    /// first non-blank byte is `{`, otherwise MessagePack.
+    /// The encoding of a message, request or reply: `content_type` is the value of its
+    /// [`CONTENT_TYPE_HEADER`] header, if it has one. The header wins when it names a known type;
+    /// otherwise JSON when the payload's first non-blank byte is `{`, otherwise MessagePack.
+    ///
+    /// The one place this rule lives; a NATS client only looks the header up and calls it.
     pub fn detect(content_type: Option<&str>, payload: &[u8]) -> Encoding {
         if let Some(enc) = content_type.and_then(Encoding::from_content_type) {
             return enc;

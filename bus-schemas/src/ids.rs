@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest identifier accepted; keeps subjects short and bounded.
 pub const MAX_ID_LEN: usize = 64;
@@ -113,6 +116,46 @@ token_id!(
     "run id"
 );
 
+/// `prefix` and `2 × bytes` random hex digits, from /dev/urandom. Without it, the clock and a
+/// count of ids made stand in: such ids are unique on one host but guessable, which an id that
+/// a client may choose anyway can afford.
+fn random_token(prefix: &str, bytes: usize) -> String {
+    let mut random = vec![0u8; bytes];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
+    if read.is_err() {
+        fill_from_clock(&mut random);
+    }
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+fn fill_from_clock(out: &mut [u8]) {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // The count, spread over every byte, tells apart ids made within one clock tick.
+    let made = MADE.fetch_add(1, Ordering::Relaxed);
+    let seed = nanos.wrapping_add(made.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = (seed >> (8 * (i % 8))) as u8;
+    }
+}
+
+impl WorkloadId {
+    /// A fresh id for a workload whose client chose none: `w-` and 12 random hex digits.
+    pub fn random() -> WorkloadId {
+        WorkloadId(random_token("w-", 6))
+    }
+}
+
+impl RunId {
+    /// A fresh id for a run whose client chose none: `run-` and 10 random hex digits.
+    pub fn random() -> RunId {
+        RunId(random_token("run-", 5))
+    }
+}
+
 impl NodeId {
     /// Turns a host name into a node id: every character outside the token alphabet becomes
     /// '-', and the result is cut to 64 characters. An empty name becomes `node`.
@@ -165,6 +208,38 @@ mod tests {
         );
         assert_eq!(NodeId::from_hostname("  ").as_str(), "node");
         assert_eq!(NodeId::from_hostname(&"x".repeat(100)).as_str().len(), 64);
+    }
+
+    #[test]
+    fn random_ids_are_valid_tokens_and_differ() {
+        let (w1, w2) = (WorkloadId::random(), WorkloadId::random());
+        assert_ne!(w1, w2);
+        for id in [&w1, &w2] {
+            assert!(
+                id.as_str().starts_with("w-") && id.as_str().len() == 14,
+                "{id}"
+            );
+            assert_eq!(WorkloadId::new(id.as_str()).as_ref(), Ok(id));
+        }
+        let r = RunId::random();
+        assert!(
+            r.as_str().starts_with("run-") && r.as_str().len() == 14,
+            "{r}"
+        );
+        assert_eq!(RunId::new(r.as_str()), Ok(r.clone()));
+        assert_ne!(r, RunId::random());
+    }
+
+    #[test]
+    fn without_urandom_ids_made_in_a_row_still_differ() {
+        let made: std::collections::HashSet<[u8; 5]> = (0..1000)
+            .map(|_| {
+                let mut bytes = [0u8; 5];
+                fill_from_clock(&mut bytes);
+                bytes
+            })
+            .collect();
+        assert_eq!(made.len(), 1000);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Layout: `<prefix>.v1.<area>.…`; see docs/bus.md for the table.
 
 use crate::ids::{validate_token, IdError, NodeId, WorkloadId};
-use crate::messages::{LogStream, NodeEventKind, WorkloadState};
+use crate::messages::{ClusterEventKind, LogStream, NodeEventKind, WorkloadState};
 use crate::API_VERSION;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,6 +14,10 @@ pub enum SubjectError {
     Unknown(String),
     #[error("unknown verb '{verb}' on subject '{subject}'")]
     UnknownVerb { subject: String, verb: String },
+    /// An event subject whose kind (workload state, node event or cluster event kind) this
+    /// version does not know, perhaps one published by a newer node.
+    #[error("unknown event kind '{kind}' on subject '{subject}'")]
+    UnknownEventKind { subject: String, kind: String },
     #[error(transparent)]
     Id(#[from] IdError),
 }
@@ -108,11 +112,11 @@ pub enum Subject {
     NodesPing,
     WorkloadEvent {
         node: NodeId,
-        state: String,
+        state: WorkloadState,
     },
     NodeEvent {
         node: NodeId,
-        kind: String,
+        kind: NodeEventKind,
     },
     Heartbeat {
         node: NodeId,
@@ -127,7 +131,7 @@ pub enum Subject {
     },
     Cluster(ClusterVerb),
     ClusterEvent {
-        kind: String,
+        kind: ClusterEventKind,
     },
 }
 
@@ -258,9 +262,9 @@ impl Subjects {
         format!("{}.cluster.{}", self.base, verb.as_str())
     }
 
-    /// `kind` is e.g. `node.up` or `run.completed`.
-    pub fn cluster_event(&self, kind: &str) -> String {
-        format!("{}.cluster.evt.{kind}", self.base)
+    /// `herd.v1.cluster.evt.node.up`, `herd.v1.cluster.evt.run.completed`, …
+    pub fn cluster_event(&self, kind: ClusterEventKind) -> String {
+        format!("{}.cluster.evt.{}", self.base, kind.as_str())
     }
 
     /// Parses any subject under this prefix. Unknown verbs under a node are reported as such, so
@@ -271,6 +275,10 @@ impl Subjects {
             .and_then(|r| r.strip_prefix('.'))
             .ok_or_else(|| SubjectError::ForeignPrefix(subject.into(), self.base.clone()))?;
         let unknown = || SubjectError::Unknown(subject.to_string());
+        let unknown_kind = |kind: &str| SubjectError::UnknownEventKind {
+            subject: subject.to_string(),
+            kind: kind.to_string(),
+        };
         let (area, rest) = rest.split_once('.').ok_or_else(unknown)?;
         match area {
             "node" => {
@@ -294,11 +302,11 @@ impl Subjects {
                 match kind {
                     "workload" => Ok(Subject::WorkloadEvent {
                         node,
-                        state: what.to_string(),
+                        state: WorkloadState::parse(what).ok_or_else(|| unknown_kind(what))?,
                     }),
                     "node" => Ok(Subject::NodeEvent {
                         node,
-                        kind: what.to_string(),
+                        kind: NodeEventKind::parse(what).ok_or_else(|| unknown_kind(what))?,
                     }),
                     _ => Err(unknown()),
                 }
@@ -324,7 +332,7 @@ impl Subjects {
             "cluster" => {
                 if let Some(kind) = rest.strip_prefix("evt.") {
                     return Ok(Subject::ClusterEvent {
-                        kind: kind.to_string(),
+                        kind: ClusterEventKind::parse(kind).ok_or_else(|| unknown_kind(kind))?,
                     });
                 }
                 ClusterVerb::parse(rest)
@@ -342,6 +350,7 @@ impl Subjects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::{NodeLiveness, RunState};
 
     fn node() -> NodeId {
         NodeId::new("n1").unwrap()
@@ -383,7 +392,7 @@ mod tests {
                 .unwrap(),
             Subject::WorkloadEvent {
                 node: node(),
-                state: "oom_killed".into()
+                state: WorkloadState::OomKilled
             }
         );
         assert_eq!(
@@ -391,15 +400,15 @@ mod tests {
                 .unwrap(),
             Subject::NodeEvent {
                 node: node(),
-                kind: "started".into()
+                kind: NodeEventKind::Started
             }
         );
-        assert_eq!(
-            s.parse(&s.cluster_event("node.up")).unwrap(),
-            Subject::ClusterEvent {
-                kind: "node.up".into()
-            }
-        );
+        for kind in ClusterEventKind::all() {
+            assert_eq!(
+                s.parse(&s.cluster_event(kind)).unwrap(),
+                Subject::ClusterEvent { kind }
+            );
+        }
     }
 
     #[test]
@@ -427,6 +436,14 @@ mod tests {
         assert_eq!(
             s.cluster(ClusterVerb::RunSubmit),
             "herd.v1.cluster.run.submit"
+        );
+        assert_eq!(
+            s.cluster_event(ClusterEventKind::Node(NodeLiveness::Lost)),
+            "herd.v1.cluster.evt.node.lost"
+        );
+        assert_eq!(
+            s.cluster_event(ClusterEventKind::Run(RunState::StopFailed)),
+            "herd.v1.cluster.evt.run.stop_failed"
         );
         let custom = Subjects::new("acme.herd").unwrap();
         assert_eq!(custom.nodes_ping(), "acme.herd.v1.nodes.ping");
@@ -458,7 +475,7 @@ mod tests {
                 "{verb:?}"
             );
         }
-        for kind in ["node.up", "run.stop_failed"] {
+        for kind in ClusterEventKind::all() {
             assert!(
                 !subs.iter().any(|p| matches(p, &s.cluster_event(kind))),
                 "{kind}"
@@ -510,6 +527,22 @@ mod tests {
             s.parse("herd.v1.logs.n1.w1.stdin"),
             Err(SubjectError::Unknown(_))
         ));
+        for (subject, bad_kind) in [
+            ("herd.v1.evt.n1.node.rebooted", "rebooted"),
+            ("herd.v1.evt.n1.workload.queued", "queued"),
+            ("herd.v1.evt.n1.workload.exited.x", "exited.x"),
+            ("herd.v1.cluster.evt.node.gone", "node.gone"),
+            ("herd.v1.cluster.evt.run.queued", "run.queued"),
+        ] {
+            assert_eq!(
+                s.parse(subject),
+                Err(SubjectError::UnknownEventKind {
+                    subject: subject.to_string(),
+                    kind: bad_kind.to_string()
+                }),
+                "{subject}"
+            );
+        }
         assert!(Subjects::new("bad prefix").is_err());
         assert!(Subjects::new("a..b").is_err());
     }

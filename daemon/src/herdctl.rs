@@ -458,7 +458,12 @@ fn msgpack_headers() -> HeaderMap {
 }
 
 fn decode_reply<T: DeserializeOwned>(msg: &async_nats::Message) -> anyhow::Result<T> {
-    let enc = herd_actors::edges::nats::message_encoding(msg);
+    let content_type = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(CONTENT_TYPE_HEADER))
+        .map(|v| v.as_str());
+    let enc = Encoding::detect(content_type, &msg.payload);
     let reply: Reply<T> = codec::decode(&msg.payload, enc, &DecodeLimits::default())
         .context("cannot decode the reply")?;
     reply.into_result().map_err(|e| anyhow::anyhow!("{e}"))
@@ -1236,11 +1241,7 @@ impl Ctl {
         if self.json {
             out(&format!("{}\n", serde_json::to_string_pretty(&run)?));
         } else {
-            out(&format!(
-                "run {} is {}\n",
-                run.run_id,
-                state_name(run.state)
-            ));
+            out(&format!("run {} is {}\n", run.run_id, run.state.as_str()));
             out(&task_table(&run));
         }
         Ok(ExitCode::SUCCESS)
@@ -1263,11 +1264,7 @@ impl Ctl {
             tokio::time::sleep(Duration::from_millis(250)).await;
             run = self.get_run(&run_id).await?;
         }
-        out(&format!(
-            "run {} is {}\n",
-            run.run_id,
-            state_name(run.state)
-        ));
+        out(&format!("run {} is {}\n", run.run_id, run.state.as_str()));
         if !run.unconfirmed_nodes.is_empty() {
             let names: Vec<String> = run
                 .unconfirmed_nodes
@@ -1306,7 +1303,7 @@ impl Ctl {
         for r in &list.runs {
             t.row(vec![
                 r.run_id.to_string(),
-                state_name(r.state),
+                r.state.as_str().to_string(),
                 human_duration(now.saturating_sub(r.created_at_ms) as f64 / 1e3),
                 r.tasks
                     .iter()
@@ -1335,13 +1332,6 @@ fn exit_for(s: RunState) -> ExitCode {
     }
 }
 
-fn state_name<T: Serialize>(s: T) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 /// One progress bar per node: settled repetitions of all, and what runs now.
 pub fn progress(run: &RunRecord) -> String {
     let mut by_node: std::collections::BTreeMap<String, Vec<&herd_bus::TaskRecord>> =
@@ -1349,7 +1339,7 @@ pub fn progress(run: &RunRecord) -> String {
     for t in &run.tasks {
         by_node.entry(t.node_id.to_string()).or_default().push(t);
     }
-    let mut s = format!("run {} — {}\n", run.run_id, state_name(run.state));
+    let mut s = format!("run {} — {}\n", run.run_id, run.state.as_str());
     for (node, tasks) in by_node {
         let done = tasks
             .iter()
@@ -1386,7 +1376,7 @@ pub fn task_table(run: &RunRecord) -> String {
     for task in &run.tasks {
         t.row(vec![
             task.task_id.clone(),
-            state_name(task.status),
+            task.status.as_str().to_string(),
             task.duration_s
                 .map(|d| format!("{d:.2}s"))
                 .unwrap_or_default(),

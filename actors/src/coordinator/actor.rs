@@ -14,11 +14,11 @@ use async_nats::jetstream::kv;
 use async_nats::Message as NatsMessage;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    Accepted, Ack, ClusterEvent, ClusterVerb, ClusterWorkloadList, ErrorBody, ErrorCode, FitQuery,
-    Heartbeat, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord,
-    NodeVerb, NodesQuery, Reply, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec,
-    RunState, RunSubmitted, RunSummary, StopRequest, Subject, Subjects, WorkloadEvent, WorkloadGet,
-    WorkloadId, WorkloadStatus, WorkloadsQuery,
+    Accepted, Ack, ClusterEvent, ClusterEventKind, ClusterVerb, ClusterWorkloadList, ErrorBody,
+    ErrorCode, FitQuery, Heartbeat, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList,
+    NodeLiveness, NodeRecord, NodeVerb, NodesQuery, Reply, RunId, RunList, RunListQuery, RunRecord,
+    RunRef, RunSpec, RunState, RunSubmitted, RunSummary, StopRequest, Subject, SubjectError,
+    Subjects, WorkloadEvent, WorkloadGet, WorkloadId, WorkloadStatus, WorkloadsQuery,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -65,24 +65,6 @@ fn no_run(id: &RunId) -> ErrorBody {
     }
 }
 
-/// `run.<state>`, e.g. `run.stop_failed`.
-fn run_event_kind(state: RunState) -> String {
-    let name = serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    format!("run.{name}")
-}
-
-/// `run-` and 10 random hex digits.
-fn new_run_id() -> RunId {
-    let mut bytes = [0u8; 5];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    RunId::new(format!("run-{hex}")).expect("valid id")
-}
-
 impl Coordinator {
     pub fn new(
         client: async_nats::Client,
@@ -108,21 +90,18 @@ impl Coordinator {
     /// Announces and persists liveness changes; a lost node's run tasks are lost.
     fn apply(&mut self, changes: Vec<Change>, ctx: &mut Context<Self>) {
         for c in changes {
-            let kind = format!("node.{}", c.to.as_str());
+            let kind = ClusterEventKind::Node(c.to);
             tracing::info!(node = %c.node_id, to = c.to.as_str(), restarted = c.restarted, "node liveness");
             let event = ClusterEvent {
-                kind: kind.clone(),
-                ts_ms: now_ms(),
                 node_id: Some(c.node_id.clone()),
-                run_id: None,
-                nodes: vec![],
                 message: c
                     .restarted
                     .then(|| "the node's daemon restarted".to_string()),
+                ..ClusterEvent::new(kind, now_ms())
             };
             publish_msgpack(
                 &self.client,
-                self.subjects.cluster_event(&kind),
+                self.subjects.cluster_event(kind),
                 &event,
                 "a cluster event",
             );
@@ -322,7 +301,7 @@ impl Coordinator {
         }
         self.round_robin = self.round_robin.wrapping_add(1);
         let nodes = run::plan(&spec, &self.registry, self.round_robin).map_err(bad)?;
-        let run_id = spec.run_id.clone().unwrap_or_else(new_run_id);
+        let run_id = spec.run_id.clone().unwrap_or_else(RunId::random);
         spec.run_id = Some(run_id.clone());
         let (journal, fx) = RunJournal::new(run_id.clone(), spec, &nodes, now_ms());
         tracing::info!(run = %run_id, nodes = nodes.len(), tasks = journal.record.tasks.len(), "run submitted");
@@ -414,7 +393,7 @@ impl Coordinator {
                     });
                 }
                 RunEffect::Announce(state) => {
-                    let kind = run_event_kind(state);
+                    let kind = ClusterEventKind::Run(state);
                     let unconfirmed: Vec<String> = j
                         .record
                         .unconfirmed_nodes
@@ -423,18 +402,16 @@ impl Coordinator {
                         .collect();
                     tracing::info!(run = %run_id, state = %kind, "run state");
                     let event = ClusterEvent {
-                        kind: kind.clone(),
-                        ts_ms: now_ms(),
-                        node_id: None,
                         run_id: Some(run_id.clone()),
                         nodes: j.record.unconfirmed_nodes.clone(),
                         message: (state == RunState::StopFailed).then(|| {
                             format!("no stop confirmation from {}", unconfirmed.join(", "))
                         }),
+                        ..ClusterEvent::new(kind, now_ms())
                     };
                     publish_msgpack(
                         &self.client,
-                        self.subjects.cluster_event(&kind),
+                        self.subjects.cluster_event(kind),
                         &event,
                         "a run event",
                     );
@@ -554,16 +531,21 @@ impl StreamHandler<NatsMessage> for Coordinator {
         match self.subjects.parse(msg.subject.as_str()) {
             Ok(Subject::Heartbeat { node }) => self.on_heartbeat(&msg, &node, ctx),
             Ok(Subject::WorkloadEvent { node, .. }) => self.on_workload_event(&msg, &node, ctx),
-            Ok(Subject::NodeEvent { node, kind }) if kind == NodeEventKind::Stopping.as_str() => {
-                match codec::decode::<NodeEvent>(&msg.payload, Encoding::MsgPack, &self.limits) {
-                    Ok(ev) => {
-                        let changes = self.registry.on_stopping(&node, ev.started_at_ms);
-                        self.apply(changes, ctx);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
+            Ok(Subject::NodeEvent {
+                node,
+                kind: NodeEventKind::Stopping,
+            }) => match codec::decode::<NodeEvent>(&msg.payload, Encoding::MsgPack, &self.limits) {
+                Ok(ev) => {
+                    let changes = self.registry.on_stopping(&node, ev.started_at_ms);
+                    self.apply(changes, ctx);
                 }
-            }
-            Ok(Subject::NodeEvent { .. }) | Ok(Subject::ClusterEvent { .. }) => {}
+                Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
+            },
+            // An event of a kind this version does not know (from a newer node) is ignored like
+            // the others: its reply subject is the publisher's JetStream ack inbox.
+            Ok(Subject::NodeEvent { .. })
+            | Ok(Subject::ClusterEvent { .. })
+            | Err(SubjectError::UnknownEventKind { .. }) => {}
             parsed => {
                 let Some(reply) = msg.reply.clone() else {
                     return;

@@ -557,13 +557,7 @@ impl RunJournal {
     pub fn counts(&self) -> BTreeMap<String, u32> {
         let mut m = BTreeMap::new();
         for t in &self.record.tasks {
-            *m.entry(
-                serde_json::to_value(t.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
-            )
-            .or_insert(0) += 1;
+            *m.entry(t.status.as_str().to_string()).or_insert(0) += 1;
         }
         m
     }

@@ -96,19 +96,6 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
     }
 }
 
-/// A fresh workload id: `w-` and 12 random hex digits.
-fn new_workload_id() -> WorkloadId {
-    let mut bytes = [0u8; 6];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_err()
-    {
-        bytes.copy_from_slice(&now_ms().to_be_bytes()[2..]);
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    WorkloadId::new(format!("w-{hex}")).expect("valid id")
-}
-
 impl WorkloadExecutor {
     pub fn new(
         cfg: ExecutorConfig,
@@ -441,7 +428,7 @@ impl WorkloadExecutor {
             return Err(err(ErrorCode::Unavailable, "the node is shutting down"));
         }
         let resolved = validate_any(&spec, &self.cfg.policy, self.cfg.host_cpus)?;
-        let id = spec.workload_id.clone().unwrap_or_else(new_workload_id);
+        let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
         spec.workload_id = Some(id.clone());
         self.accept(id, spec, resolved, ctx)
     }
@@ -755,7 +742,7 @@ impl Handler<Start> for WorkloadExecutor {
         Box::pin(preflight.into_actor(self).map(move |checked, act, ctx| {
             checked?;
             let mut spec = spec;
-            let id = spec.workload_id.clone().unwrap_or_else(new_workload_id);
+            let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
             spec.workload_id = Some(id.clone());
             act.accept(id, spec, resolved, ctx)
         }))

@@ -1,0 +1,356 @@
+//! Workloads: what to run (`workload.start`), how to stop and find them, their states and
+//! lifecycle events, and their logs.
+
+use super::{default_true, is_false, is_true, is_zero, Labels};
+use crate::ids::{NodeId, RunId, WorkloadId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    /// fork/exec into a cgroup.
+    #[default]
+    Exec,
+    /// A Docker container.
+    Docker,
+}
+
+/// When a docker workload's image is pulled from a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Never pull: the image must already be on the node.
+    Never,
+    /// Pull when the node does not have the image.
+    IfNotPresent,
+    /// Pull before every start.
+    Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "never",
+            PullPolicy::IfNotPresent => "if_not_present",
+            PullPolicy::Always => "always",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU in cores (0.5 = half a core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Memory in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// Maximum number of processes and threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicyKind {
+    #[default]
+    Never,
+    OnFailure,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    #[serde(default)]
+    pub policy: RestartPolicyKind,
+    /// Most restarts before the workload is left failed.
+    #[serde(default)]
+    pub max: u32,
+}
+
+/// What to run: `workload.start` request, and the template of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_id: Option<WorkloadId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rep: Option<u32>,
+    #[serde(default)]
+    pub driver: Driver,
+    /// argv; for docker, overrides the image's command when not empty.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// docker: when to pull `image`; default the node's `docker.pull_policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
+    /// Signal sent first on stop; default SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_signal: Option<String>,
+    /// Seconds between kill_signal and SIGKILL; default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<f64>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Telemetry for this workload; off for workloads whose measurement it would disturb.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub collect: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+}
+
+/// The same defaults as a payload that leaves every optional field out (`collect` is on).
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            workload_id: None,
+            name: None,
+            run_id: None,
+            rep: None,
+            driver: Driver::Exec,
+            command: vec![],
+            image: None,
+            pull_policy: None,
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            limits: Limits::default(),
+            timeout_s: None,
+            kill_signal: None,
+            grace_s: None,
+            restart: RestartPolicy::default(),
+            collect: true,
+            labels: Labels::new(),
+        }
+    }
+}
+
+/// Reply data of `workload.start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub workload_id: WorkloadId,
+    /// True when an identical spec with this id was already started (idempotent retry).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub existing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadState {
+    Pending,
+    Starting,
+    Running,
+    Exited,
+    Failed,
+    Stopped,
+    Killed,
+    OomKilled,
+    TimedOut,
+    Lost,
+}
+
+impl WorkloadState {
+    pub const ALL: [WorkloadState; 10] = [
+        WorkloadState::Pending,
+        WorkloadState::Starting,
+        WorkloadState::Running,
+        WorkloadState::Exited,
+        WorkloadState::Failed,
+        WorkloadState::Stopped,
+        WorkloadState::Killed,
+        WorkloadState::OomKilled,
+        WorkloadState::TimedOut,
+        WorkloadState::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadState::Pending => "pending",
+            WorkloadState::Starting => "starting",
+            WorkloadState::Running => "running",
+            WorkloadState::Exited => "exited",
+            WorkloadState::Failed => "failed",
+            WorkloadState::Stopped => "stopped",
+            WorkloadState::Killed => "killed",
+            WorkloadState::OomKilled => "oom_killed",
+            WorkloadState::TimedOut => "timed_out",
+            WorkloadState::Lost => "lost",
+        }
+    }
+
+    pub fn parse(state: &str) -> Option<WorkloadState> {
+        WorkloadState::ALL.into_iter().find(|s| s.as_str() == state)
+    }
+
+    /// A terminal state: the workload has no process any more.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            WorkloadState::Pending | WorkloadState::Starting | WorkloadState::Running
+        )
+    }
+}
+
+/// `workload.stop` request: one workload, or every workload of a run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StopRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_id: Option<WorkloadId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_s: Option<f64>,
+}
+
+/// `workload.get` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadGet {
+    pub workload_id: WorkloadId,
+}
+
+/// `workload.list` request; every field narrows the list.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WorkloadFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<WorkloadState>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+}
+
+/// Reply data of `workload.get`, and an element of `workload.list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadStatus {
+    pub workload_id: WorkloadId,
+    pub node_id: NodeId,
+    pub state: WorkloadState,
+    pub spec: WorkloadSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// Reply data of `workload.list`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WorkloadList {
+    #[serde(default)]
+    pub workloads: Vec<WorkloadStatus>,
+}
+
+/// Published on `evt.<node>.workload.<state>` through JetStream (`HERD_EVENTS`), one per
+/// transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadEvent {
+    pub event_id: String,
+    pub node_id: NodeId,
+    pub workload_id: WorkloadId,
+    pub state: WorkloadState,
+    pub ts_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rep: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LogStream> {
+        match s {
+            "stdout" => Some(LogStream::Stdout),
+            "stderr" => Some(LogStream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// A batch of log lines, published on `logs.<node>.<workload>.<stream>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub node_id: NodeId,
+    pub workload_id: WorkloadId,
+    pub stream: LogStream,
+    /// Per workload and stream, increments by one per chunk; a gap means chunks were lost.
+    pub seq: u64,
+    pub ts_ms: u64,
+    /// Lines without their newline; invalid UTF-8 is replaced.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// Lines dropped by the rate cap since the previous chunk.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_equals_an_empty_payload() {
+        let from_wire: WorkloadSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(from_wire, WorkloadSpec::default());
+        assert!(WorkloadSpec::default().collect);
+    }
+
+    #[test]
+    fn workload_states_are_the_wire_names() {
+        for state in WorkloadState::ALL {
+            let wire = serde_json::to_value(state).unwrap();
+            assert_eq!(wire.as_str(), Some(state.as_str()));
+            assert_eq!(WorkloadState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(WorkloadState::parse("OOM_KILLED"), None);
+    }
+}
