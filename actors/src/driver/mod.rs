@@ -5,7 +5,6 @@
 pub mod docker;
 pub mod exec;
 pub mod inotify;
-pub mod shim;
 
 use crate::cgroup::WorkloadCgroup;
 use crate::workload::lifecycle::Exit;
