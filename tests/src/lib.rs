@@ -250,7 +250,7 @@ fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
 }
 
 /// Path of a binary of this workspace (built by `cargo test --workspace` because herd-daemon
-/// has integration tests; `HERD_BIN_DIR` overrides). `cargo test -p herd-tests` alone does not
+/// and herd-shim have integration tests; `HERD_BIN_DIR` overrides). `cargo test -p herd-tests` alone does not
 /// rebuild herdd: run `cargo build --workspace --bins` first, as scripts/test does.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("HERD_BIN_DIR")
