@@ -2,7 +2,7 @@
 //! process, which is how herdd recognises a shim after a restart; herdd's no-cgroup backend
 //! samples workloads from the same fields.
 
-/// Fields of /proc/<pid>/stat that herd uses.
+/// Fields of `/proc/<pid>/stat` that herd uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
     pub pid: i32,
@@ -17,7 +17,7 @@ pub struct ProcStat {
     pub start_ticks: u64,
 }
 
-/// Parses /proc/<pid>/stat; the command name may contain spaces and parentheses.
+/// Parses `/proc/<pid>/stat`; the command name may contain spaces and parentheses.
 pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let pid = text.split(' ').next()?.parse().ok()?;
     let after = &text[text.rfind(')')? + 2..];
