@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
     // configuration and is not part of the command line operators use.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() == 3 && args[1] == "shim" {
-        let code = herd_actors::edges::driver::shim::main(std::path::Path::new(&args[2]));
+        let code = herd_shim::main(std::path::Path::new(&args[2]));
         return ExitCode::from(code as u8);
     }
     let cli = Cli::parse();

@@ -76,8 +76,8 @@ impl Outbox {
         self.dropped
     }
 
-    /// Writes the queue to `path` atomically (temp file + rename), or removes the file when
-    /// the queue is empty.
+    /// Writes the queue to `path` atomically ([`herd_shim::write_atomic`]), or removes the file
+    /// when the queue is empty.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         if self.queue.is_empty() {
             return match std::fs::remove_file(path) {
@@ -87,9 +87,7 @@ impl Outbox {
         }
         let entries: Vec<&OutboxEntry> = self.queue.iter().collect();
         let bytes = rmp_serde::to_vec_named(&entries).map_err(io::Error::other)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
+        herd_shim::write_atomic(path, &bytes)
     }
 
     /// Queues the entries saved at `path` (oldest first), if the file exists.

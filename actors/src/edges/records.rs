@@ -1,7 +1,8 @@
 //! Workload records in the state directory, written by a thread of their own: a write is a
-//! temporary file renamed over the record (never a torn record), and on ext4 allocating the new
-//! inode is costly enough (measured in docs/BENCHMARKS.md) to keep it off the executor's thread,
-//! which starts workloads and answers requests. Writes of one record keep their order.
+//! temporary file renamed over the record ([`herd_shim::write_atomic`]: never a torn record),
+//! and on ext4 allocating the new inode is costly enough (measured in docs/BENCHMARKS.md) to
+//! keep it off the executor's thread, which starts workloads and answers requests. Writes of
+//! one record keep their order.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -26,10 +27,7 @@ impl RecordWriter {
                 for op in rx {
                     match op {
                         Op::Write(path, bytes) => {
-                            let tmp = path.with_extension("tmp");
-                            let result = std::fs::write(&tmp, bytes)
-                                .and_then(|_| std::fs::rename(&tmp, &path));
-                            if let Err(e) = result {
+                            if let Err(e) = herd_shim::write_atomic(&path, &bytes) {
                                 tracing::warn!(file = %path.display(), error = %e, "cannot save the workload record");
                             }
                         }
@@ -79,7 +77,11 @@ mod tests {
         }
         w.sync(std::time::Duration::from_secs(5));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "99");
-        assert!(!path.with_extension("tmp").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["w.json"], "no temporary file is left");
         w.remove(path.clone());
         w.sync(std::time::Duration::from_secs(5));
         assert!(!path.exists());

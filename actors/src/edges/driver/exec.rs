@@ -1,16 +1,16 @@
 //! The exec driver: each workload runs under its own supervisor process (`herd-shim`, see
-//! [`super::shim`]) that forks it into a cgroup made with the workload's limits, as its user,
+//! [`herd_shim`]) that forks it into a cgroup made with the workload's limits, as its user,
 //! keeps its output in files and records its exit, so that the workload outlives a restart
 //! of herdd and is re-adopted by the next one.
 
 use super::inotify::{Signals, Watcher};
-use super::shim::{self, ShimExit, ShimLaunch, ShimState};
 use super::{Driver, Launch, Output, Running, Started};
 use crate::cores::workload::lifecycle::{parse_signal, Exit};
 use crate::cores::workload::validate::{Resolved, ResolvedSpec};
 use crate::edges::cgroup::{CgroupBackend, WorkloadCgroup};
 use futures::future::{FutureExt, LocalBoxFuture};
 use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
+use herd_shim::{self as shim, ShimExit, ShimLaunch, ShimState};
 use nix::sys::signal::Signal;
 use std::future::Future;
 use std::io::{Read, Seek};
@@ -158,7 +158,7 @@ impl ExecDriver {
             Ok(c) => c,
             Err(e) => {
                 // Nothing may run unseen: the workload leads its own session (setsid).
-                if shim::shim_alive(&state) {
+                if state.is_running() {
                     let _ = nix::sys::signal::killpg(
                         nix::unistd::Pid::from_raw(state.child_pid as i32),
                         Signal::SIGKILL,
@@ -174,7 +174,7 @@ impl ExecDriver {
             dir,
             oom_before: launch.oom_before,
         };
-        let alive = shim::shim_alive(&state);
+        let alive = state.is_running();
         let ended = shim::read_json::<ShimExit>(&prepared.dir, shim::EXIT_FILE).is_some();
         let done = Arc::new(Signals::default());
         if !alive || ended {
@@ -191,7 +191,7 @@ impl ExecDriver {
             async move {
                 if let Err(e) = wait_pidfd(state.shim_pid).await {
                     tracing::warn!(pid = state.shim_pid, error = %e, "cannot wait for a shim; polling it");
-                    while shim::shim_alive(&state) {
+                    while state.is_running() {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -259,6 +259,17 @@ pub fn resolved_from_launch(dir: &Path, status: &WorkloadStatus, fallback: &Reso
     })
 }
 
+/// How the shim recorded the end: a code, else a signal (neither cannot happen: -1).
+impl From<ShimExit> for Exit {
+    fn from(x: ShimExit) -> Exit {
+        match (x.code, x.signal) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+}
+
 /// A started shim's cgroup and directory.
 #[derive(Clone)]
 struct Prepared {
@@ -299,7 +310,7 @@ impl Prepared {
         match shim::read_json::<ShimExit>(&self.dir, shim::EXIT_FILE) {
             Some(x) => {
                 let oom_after = self.cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
-                Ok((x.exit(), oom_after > self.oom_before))
+                Ok((Exit::from(x), oom_after > self.oom_before))
             }
             None => Err(
                 "its supervisor (herd-shim) ended without recording how the workload ended".into(),
@@ -557,5 +568,18 @@ impl AsyncRead for Tail {
             this.idle = (this.idle * 2).min(this.max_wait);
             this.waiting = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shims_exit_is_a_code_or_a_signal() {
+        let exit = |code, signal| Exit::from(ShimExit { code, signal });
+        assert_eq!(exit(Some(3), None), Exit::Code(3));
+        assert_eq!(exit(None, Some(9)), Exit::Signal(9));
+        assert_eq!(exit(None, None), Exit::Code(-1));
     }
 }

@@ -5,7 +5,6 @@
 pub mod docker;
 pub mod exec;
 pub mod inotify;
-pub mod shim;
 
 use crate::cores::workload::lifecycle::Exit;
 use crate::cores::workload::validate::Resolved;

@@ -1,5 +1,5 @@
-//! `herd-shim <dir>`: the supervisor of one exec workload, started by herdd (see
-//! `herd_actors::edges::driver::shim`). Small on purpose: one runs per workload, for its whole life.
+//! `herd-shim <dir>`: the supervisor of one exec workload, started by herdd (see the
+//! `herd_shim` library). Small on purpose: one runs per workload, for its whole life.
 
 fn main() -> std::process::ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -7,6 +7,6 @@ fn main() -> std::process::ExitCode {
         eprintln!("usage: herd-shim <workload directory> (started by herdd, not by hand)");
         return std::process::ExitCode::from(2);
     }
-    let code = herd_actors::edges::driver::shim::main(std::path::Path::new(&args[1]));
+    let code = herd_shim::main(std::path::Path::new(&args[1]));
     std::process::ExitCode::from(code as u8)
 }

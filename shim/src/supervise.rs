@@ -1,102 +1,30 @@
-//! The per-workload supervisor ("shim") that lets exec workloads outlive herdd.
-//!
-//! herdd does not fork a workload itself: it writes the launch to `<state>/workloads/<id>.shim/`
-//! and starts `herd-shim <dir>` (a small binary installed beside herdd; `herdd shim <dir>` when
-//! it is missing). The shim starts its own session, forks the workload into its
-//! cgroup as its user, copies the workload's stdout and stderr into `stdout.log` and
-//! `stderr.log` there (rotated at [`LOG_CAP_BYTES`], one old file kept), waits for it and writes
-//! how it ended to `exit.json`. It answers herdd on its stdout with one line, `ok <pid>` or
-//! `err <reason>`, and writes its own pid and start time to `state.json`.
-//!
-//! Because the shim, not herdd, is the workload's parent, herdd may stop or restart (systemd
-//! `KillMode=process`) without the workload noticing: a new herdd finds the shim by its
-//! `state.json`, follows the logs from their end, and learns the exit from `exit.json` once
-//! the shim ends (a pidfd says when). A workload that ended while herdd was away left its
-//! `exit.json`; one whose shim is gone without it is reported lost.
+//! The shim itself: start the workload, answer herdd, copy the output, record the exit.
 
-use crate::cores::workload::lifecycle::Exit;
-use crate::edges::cgroup::proc;
-use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Read, Write};
+use crate::{
+    proc, read_json, write_json, ShimExit, ShimLaunch, ShimState, EXIT_FILE, LAUNCH_FILE,
+    LOG_CAP_BYTES, STATE_FILE, STDERR_LOG, STDOUT_LOG,
+};
+use nix::sys::signal::{SigHandler, Signal};
+use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-/// A log file is rotated (to `<name>.1`, replacing the previous one) once it holds this much.
-pub const LOG_CAP_BYTES: u64 = 64 * 1024 * 1024;
 /// After the workload's main process ended, how long the shim waits for its output to drain
 /// (a background process of it may hold the pipes open).
 const DRAIN: Duration = Duration::from_secs(2);
 
-pub const LAUNCH_FILE: &str = "launch.json";
-pub const STATE_FILE: &str = "state.json";
-pub const EXIT_FILE: &str = "exit.json";
-pub const STDOUT_LOG: &str = "stdout.log";
-pub const STDERR_LOG: &str = "stderr.log";
+/// The signals the shim ignores, so that a terminal's or herdd's do not end it (and a closed
+/// pipe to herdd does not either); its child restores them before exec.
+const SHIM_IGNORES: [Signal; 4] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGPIPE,
+];
 
-/// What the shim starts; written by herdd.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShimLaunch {
-    pub program: PathBuf,
-    pub argv0: String,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub cwd: PathBuf,
-    /// (uid, gid, supplementary groups) to switch to; None keeps the shim's user.
-    pub user: Option<(u32, u32, Vec<u32>)>,
-    /// `cgroup.procs` files the workload joins before exec.
-    pub cgroup_procs: Vec<PathBuf>,
-    /// The cgroup's OOM kill count before the start, to tell an OOM kill from other ends.
-    pub oom_before: u64,
-}
-
-/// Who the shim is; written by the shim once the workload runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShimState {
-    pub shim_pid: u32,
-    /// The shim's start time (clock ticks after boot): a reused pid is not taken for it.
-    pub shim_start_ticks: u64,
-    pub child_pid: u32,
-}
-
-/// How the workload's main process ended; written by the shim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShimExit {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-}
-
-impl ShimExit {
-    pub fn exit(&self) -> Exit {
-        match (self.code, self.signal) {
-            (Some(c), _) => Exit::Code(c),
-            (None, Some(s)) => Exit::Signal(s),
-            (None, None) => Exit::Code(-1),
-        }
-    }
-}
-
-/// Writes `value` as JSON to `dir/name` through a temporary file and a rename: a reader sees
-/// the old file or the new one, whatever process dies meanwhile. Not synced to disk: these
-/// files describe processes, which a machine crash takes down with them.
-pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(value)?)?;
-    std::fs::rename(&tmp, dir.join(name))
-}
-
-pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Option<T> {
-    serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
-}
-
-/// Whether the shim described by `state` still runs (same pid, same start time).
-pub fn shim_alive(state: &ShimState) -> bool {
-    proc::stat(state.shim_pid as i32)
-        .is_some_and(|s| s.start_ticks == state.shim_start_ticks && s.state != 'Z')
-}
-
-/// `herd-shim <dir>` (or `herdd shim <dir>`): runs one workload as described above. Answers the process exit code.
+/// `herd-shim <dir>` (or `herdd shim <dir>`): runs one workload as the crate documentation
+/// describes. Answers the process exit code.
 pub fn main(dir: &Path) -> i32 {
     let mut answer = std::io::stdout();
     match start(dir) {
@@ -123,16 +51,11 @@ fn start(dir: &Path) -> Result<(std::process::Child, Pipes), String> {
         .ok_or_else(|| format!("cannot read {}", dir.join(LAUNCH_FILE).display()))?;
     // Its own session: a terminal's or herdd's signals are not the shim's.
     let _ = nix::unistd::setsid();
-    for sig in [
-        nix::sys::signal::Signal::SIGHUP,
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGPIPE,
-    ] {
+    for sig in SHIM_IGNORES {
         // SAFETY: setting a signal to be ignored installs no handler.
         #[allow(unsafe_code)]
         unsafe {
-            let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn);
+            let _ = nix::sys::signal::signal(sig, SigHandler::SigIgn);
         }
     }
     let procs = launch
@@ -302,13 +225,8 @@ fn enter_in_child(
                 nix::unistd::write(fd, b"0")?;
             }
             nix::unistd::setsid()?;
-            for sig in [
-                nix::sys::signal::Signal::SIGHUP,
-                nix::sys::signal::Signal::SIGINT,
-                nix::sys::signal::Signal::SIGTERM,
-                nix::sys::signal::Signal::SIGPIPE,
-            ] {
-                nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)?;
+            for sig in SHIM_IGNORES {
+                nix::sys::signal::signal(sig, SigHandler::SigDfl)?;
             }
             if let Some((uid, gid, groups)) = &user {
                 nix::unistd::setgroups(groups)?;
@@ -320,44 +238,9 @@ fn enter_in_child(
     }
 }
 
-/// Reads the shim's one-line answer: the workload's pid, or why it did not start.
-pub fn parse_answer(line: &str) -> Result<u32, String> {
-    let line = line.trim_end();
-    if let Some(pid) = line.strip_prefix("ok ") {
-        return pid
-            .parse()
-            .map_err(|_| format!("the shim answered {line:?}"));
-    }
-    if let Some(reason) = line.strip_prefix("err ") {
-        return Err(reason.to_string());
-    }
-    if line.is_empty() {
-        return Err("the shim ended without starting the workload".into());
-    }
-    Err(format!("the shim answered {line:?}"))
-}
-
-/// Reads the answer from a blocking reader (tests and tools).
-pub fn read_answer(reader: impl Read) -> Result<u32, String> {
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(reader).read_line(&mut line);
-    parse_answer(&line)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_parse() {
-        assert_eq!(parse_answer("ok 42\n"), Ok(42));
-        assert_eq!(
-            parse_answer("err cannot start /x: No such file\n"),
-            Err("cannot start /x: No such file".into())
-        );
-        assert!(parse_answer("").unwrap_err().contains("without starting"));
-        assert!(parse_answer("ok x").is_err());
-    }
 
     #[test]
     fn output_rotates_at_the_cap_keeping_one_old_file() {
@@ -385,28 +268,5 @@ mod tests {
             data.ends_with(&tail),
             "the kept files are the end of the output"
         );
-    }
-
-    #[test]
-    fn exit_and_state_round_trip_through_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let exit = ShimExit {
-            code: None,
-            signal: Some(9),
-        };
-        write_json(dir.path(), EXIT_FILE, &exit).unwrap();
-        let back: ShimExit = read_json(dir.path(), EXIT_FILE).unwrap();
-        assert_eq!(back.exit(), Exit::Signal(9));
-        let me = std::process::id();
-        let state = ShimState {
-            shim_pid: me,
-            shim_start_ticks: proc::stat(me as i32).unwrap().start_ticks,
-            child_pid: 1,
-        };
-        assert!(shim_alive(&state));
-        assert!(!shim_alive(&ShimState {
-            shim_start_ticks: state.shim_start_ticks + 1,
-            ..state
-        }));
     }
 }

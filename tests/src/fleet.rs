@@ -1,0 +1,135 @@
+//! A coordinator and agents, each a herdd process, on one real nats-server.
+
+use crate::client::{connect, eventually, request, wait_for_node};
+use crate::herdd::{Herdd, HerddOptions};
+use crate::nats::NatsServer;
+use std::path::Path;
+use std::time::Duration;
+
+/// A coordinator and agents, each a herdd process, on one real nats-server. Fields drop in
+/// order: the daemons stop (and flush their events) before the server goes.
+pub struct Fleet {
+    pub agents: Vec<Herdd>,
+    pub coordinator: Herdd,
+    pub client: async_nats::Client,
+    pub nats: NatsServer,
+    pub heartbeat_s: f64,
+    pub lost_after_s: f64,
+}
+
+impl Fleet {
+    /// `tag-coord` and agents `tag-<name>`, heartbeating every `heartbeat_s`.
+    pub async fn start(tag: &str, agents: &[&str], heartbeat_s: f64, lost_after_s: f64) -> Fleet {
+        let nats = NatsServer::start();
+        let coordinator =
+            Fleet::start_coordinator(&nats, &format!("{tag}-coord"), heartbeat_s, lost_after_s);
+        let agents: Vec<Herdd> = agents
+            .iter()
+            .map(|n| {
+                let config = format!(
+                    "[heartbeat]\ninterval_s = {heartbeat_s}\n[cgroup]\nroot = \"{}\"\n",
+                    Fleet::cgroup_root(tag, n)
+                );
+                let mut agent = Herdd::start_with(HerddOptions {
+                    config_toml: Some(&config),
+                    ..HerddOptions::new(&format!("{tag}-{n}"), nats.url())
+                });
+                agent.cgroup_root = Fleet::cgroup_root(tag, n);
+                agent
+            })
+            .collect();
+        let client = connect(&nats.url()).await;
+        for a in &agents {
+            wait_for_node(&client, &a.node_id).await;
+        }
+        let fleet = Fleet {
+            agents,
+            coordinator,
+            client,
+            nats,
+            heartbeat_s,
+            lost_after_s,
+        };
+        let n = fleet.agents.len();
+        eventually(
+            Duration::from_secs(15),
+            "every agent up at the coordinator",
+            || async {
+                let v = fleet
+                    .try_call("herd.v1.cluster.nodes", serde_json::json!({"state": "up"}))
+                    .await?;
+                (v["data"]["nodes"].as_array().map(|a| a.len()) == Some(n)).then_some(())
+            },
+        )
+        .await;
+        fleet
+    }
+
+    /// The cgroup root of agent `name` of fleet `tag`.
+    fn cgroup_root(tag: &str, name: &str) -> String {
+        format!("herdtest-{}-{tag}-{name}", std::process::id())
+    }
+
+    pub fn start_coordinator(
+        nats: &NatsServer,
+        id: &str,
+        heartbeat_s: f64,
+        lost_after_s: f64,
+    ) -> Herdd {
+        let config = format!(
+            "roles = [\"coordinator\"]\n[heartbeat]\ninterval_s = {heartbeat_s}\n[coordinator]\nlost_after_s = {lost_after_s}\n"
+        );
+        Herdd::start_with(HerddOptions {
+            config_toml: Some(&config),
+            ..HerddOptions::new(id, nats.url())
+        })
+    }
+
+    /// A JSON request on `herd.v1.cluster.<verb>`; the JSON reply.
+    pub async fn cluster(&self, verb: &str, body: serde_json::Value) -> serde_json::Value {
+        self.call(&format!("herd.v1.cluster.{verb}"), body).await
+    }
+
+    /// Like [`Fleet::call`], but None while nobody answers (a coordinator starting up).
+    pub async fn try_call(
+        &self,
+        subject: &str,
+        body: serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        let body = serde_json::to_vec(&body).unwrap();
+        let msg = request(&self.client, subject, None, body).await.ok()?;
+        serde_json::from_slice(&msg.payload).ok()
+    }
+
+    /// A JSON request on any subject; the JSON reply.
+    pub async fn call(&self, subject: &str, body: serde_json::Value) -> serde_json::Value {
+        let msg = request(
+            &self.client,
+            subject,
+            None,
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{subject}: {e}"));
+        serde_json::from_slice(&msg.payload).unwrap()
+    }
+}
+
+impl Drop for Fleet {
+    /// Stops the agents, then removes their cgroup roots: one killed by a test (SIGKILL) could
+    /// not remove its own.
+    fn drop(&mut self) {
+        let roots: Vec<String> = self.agents.iter().map(|a| a.cgroup_root.clone()).collect();
+        self.agents.clear();
+        for root in roots {
+            for dir in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let _ = std::fs::remove_dir(dir.path().join(&root));
+            }
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&root));
+        }
+    }
+}

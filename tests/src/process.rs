@@ -1,0 +1,47 @@
+//! Processes the tests start: the workspace's binaries, signals, waiting with a deadline.
+
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Path of a binary of this workspace (built by `cargo test --workspace` because herd-daemon
+/// and herd-shim have integration tests; `HERD_BIN_DIR` overrides). `cargo test -p herd-tests`
+/// alone does not rebuild herdd: run `cargo build --workspace --bins` first, as scripts/test
+/// does.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HERD_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/<profile>
+            exe.parent().unwrap().parent().unwrap().to_path_buf()
+        });
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --workspace --bins` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Sends `sig` to process `pid`, if it still exists.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// Waits for `child` to exit; None when it still runs after `within` (then killed).
+pub(crate) fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
