@@ -1,7 +1,6 @@
 //! `herdctl`: the operator's command line. Tables for people, `--json` for scripts.
 
 use crate::config::NatsConfig;
-use crate::nats::{self, NatsArgs, Persistence};
 use anyhow::{bail, Context};
 use async_nats::HeaderMap;
 use clap::{Parser, Subcommand};
@@ -20,6 +19,7 @@ use herd_bus::{
     RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState, RunSubmitted, RunTargets,
     TaskStatus,
 };
+use herd_nats::{self as nats, NatsArgs, Persistence};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::process::ExitCode;

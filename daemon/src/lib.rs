@@ -9,7 +9,6 @@ pub mod herdctl;
 pub mod herdd;
 pub mod logging;
 pub mod metrics;
-pub mod nats;
 pub mod node;
 pub mod systemd;
 pub mod top;
