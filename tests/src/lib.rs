@@ -249,9 +249,9 @@ fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// Path of a binary of this workspace (built by `cargo test --workspace` because herd-daemon
-/// has integration tests; `HERD_BIN_DIR` overrides). `cargo test -p herd-tests` alone does not
-/// rebuild herdd: run `cargo build --workspace --bins` first, as scripts/test does.
+/// Path of a binary of this workspace (built by `cargo test --workspace` because herd-daemon and
+/// herdctl have integration tests; `HERD_BIN_DIR` overrides). `cargo test -p herd-tests` alone
+/// does not rebuild herdd: run `cargo build --workspace --bins` first, as scripts/test does.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("HERD_BIN_DIR")
         .map(PathBuf::from)
