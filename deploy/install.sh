@@ -11,7 +11,7 @@
 #   --root     install into this directory instead of / (an image, a chroot); no systemctl
 #   --no-enable  do not enable herdd.service
 #
-# Build first: cargo build --release -p herd-daemon -p herd-shim && target/release/herd-gen target/dist
+# Build first: cargo build --release -p herd-daemon -p herd-shim -p herdctl && target/release/herd-gen target/dist
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 for b in herdd herdctl herd-shim; do
-  [ -x "$bin_dir/$b" ] || { echo "install.sh: $bin_dir/$b is missing (cargo build --release -p herd-daemon -p herd-shim)" >&2; exit 1; }
+  [ -x "$bin_dir/$b" ] || { echo "install.sh: $bin_dir/$b is missing (cargo build --release -p herd-daemon -p herd-shim -p herdctl)" >&2; exit 1; }
 done
 
 say() { echo "install.sh: $*"; }

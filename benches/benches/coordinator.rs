@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 const T0: u64 = 1_767_225_600_000;
 
-/// Heartbeat `seq` of node `i`, with 10 workloads, like `herdctl sim`'s.
+/// Heartbeat `seq` of node `i`, with 10 workloads, like herd-sim's (benches/src/bin/herd-sim.rs).
 fn beat(i: usize, seq: u64) -> Heartbeat {
     let mut hb = fixtures::heartbeat(10);
     hb.node_id = NodeId::new(format!("sim-{i:05}")).unwrap();

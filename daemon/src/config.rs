@@ -4,14 +4,16 @@
 use anyhow::{bail, Context};
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::driver::docker::DockerConfig;
-use herd_bus::{DecodeLimits, NodeId, Role, Subjects};
+use herd_bus::{DecodeLimits, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// `[nats]` is the connection configuration herdctl shares.
+pub use herd_nats::{NatsConfig, DEFAULT_NATS_URL};
+
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/herd/herd.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/herd";
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -148,75 +150,6 @@ impl Default for LogsConfig {
         LogsConfig {
             max_lines_per_s: 1000,
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsConfig {
-    /// Servers to try, in order; reconnection goes on forever with backoff.
-    pub urls: Vec<String>,
-    /// Subject prefix (`herd` → `herd.v1.…`).
-    pub prefix: String,
-    pub creds_file: Option<PathBuf>,
-    pub nkey_seed_file: Option<PathBuf>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-    pub tls_ca: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_required: bool,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            urls: vec![DEFAULT_NATS_URL.to_string()],
-            prefix: herd_bus::DEFAULT_PREFIX.to_string(),
-            creds_file: None,
-            nkey_seed_file: None,
-            user: None,
-            password: None,
-            token: None,
-            tls_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_required: false,
-        }
-    }
-}
-
-impl NatsConfig {
-    pub fn has_credentials(&self) -> bool {
-        self.creds_file.is_some()
-            || self.nkey_seed_file.is_some()
-            || self.user.is_some()
-            || self.token.is_some()
-            || self.tls_cert.is_some()
-    }
-
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.urls.is_empty() {
-            bail!("nats.urls is empty: give at least one server");
-        }
-        let methods = [
-            self.creds_file.is_some(),
-            self.nkey_seed_file.is_some(),
-            self.user.is_some(),
-            self.token.is_some(),
-        ];
-        if methods.iter().filter(|m| **m).count() > 1 {
-            bail!("nats: choose one of creds_file, nkey_seed_file, user/password and token");
-        }
-        if self.user.is_some() != self.password.is_some() {
-            bail!("nats: user and password go together");
-        }
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
-            bail!("nats: tls_cert and tls_key go together");
-        }
-        Subjects::new(&self.prefix).context("nats.prefix")?;
-        Ok(())
     }
 }
 

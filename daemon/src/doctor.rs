@@ -3,10 +3,10 @@
 //! no Docker engine, no NVML) leave it able to run, with less.
 
 use crate::config::Config;
-use crate::nats::{connect, Persistence};
 use herd_actors::edges::cgroup::CgroupVersion;
 use herd_actors::edges::driver::docker::DockerDriver;
 use herd_bus::Role;
+use herd_nats::{connect, Persistence};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -168,7 +168,8 @@ async fn nats_and_jetstream(config: &Config) -> Vec<Check> {
     let client = match connected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            let text = format!("{e:#}");
+            // With its causes: an authorization violation is one of them.
+            let text = format!("{:#}", anyhow::Error::from(e));
             let auth = text.to_lowercase().contains("author");
             return vec![bad(
                 if auth { "nats_auth" } else { "nats" },

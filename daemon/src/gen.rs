@@ -15,7 +15,7 @@ pub fn write_all(out: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut written = vec![];
     for (name, cmd) in [
         ("herdd", crate::herdd::Cli::command()),
-        ("herdctl", crate::herdctl::Cli::command()),
+        ("herdctl", herdctl::Cli::command()),
     ] {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let mut cmd = cmd.clone();

@@ -1,11 +1,11 @@
 //! `herdd`: the node daemon's command line.
 
 use crate::config::{Config, LogFormat};
-use crate::nats::NatsArgs;
 use crate::{dev, logging, node};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herd_bus::Role;
+use herd_nats::NatsArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

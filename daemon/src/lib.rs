@@ -1,15 +1,12 @@
-//! herdd (node daemon) and herdctl (operator CLI). Thin: configuration, signals, systemd and
-//! wiring; the domain logic lives in herd-actors and herd-bus.
+//! herdd, the node daemon. Thin: configuration, signals, systemd and wiring; the domain logic
+//! lives in herd-actors and herd-bus. (herdctl, the operator CLI, is a crate of its own.)
 
 pub mod config;
 pub mod dev;
 pub mod doctor;
 pub mod gen;
-pub mod herdctl;
 pub mod herdd;
 pub mod logging;
 pub mod metrics;
-pub mod nats;
 pub mod node;
 pub mod systemd;
-pub mod top;

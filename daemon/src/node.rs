@@ -1,7 +1,6 @@
 //! Wiring of one node: NATS connection, actors, readiness, signals and a bounded shutdown.
 
 use crate::config::{Config, OnShutdown};
-use crate::nats::{self, Persistence};
 use crate::systemd;
 use actix::prelude::*;
 use anyhow::Context;
@@ -18,6 +17,7 @@ use herd_actors::node::executor::{
 use herd_actors::node::heartbeat::HeartbeatActor;
 use herd_actors::node::monitor::ProcessMonitor;
 use herd_bus::{NodeEventKind, NodeState, Role, Subjects};
+use herd_nats::{self as nats, Persistence};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 

@@ -515,7 +515,7 @@ async fn footprint(r: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// A coordinator under `herdctl sim` with 5,000 nodes at 1 Hz, and a few nodes going silent.
+/// A coordinator under `herd-sim` with 5,000 nodes at 1 Hz, and a few nodes going silent.
 async fn coordinator(r: &mut Report) -> Result<()> {
     let nats = NatsServer::start();
     let client = connect(&nats.url()).await;
@@ -545,10 +545,10 @@ async fn coordinator(r: &mut Report) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let herdctl = herd_tests::workspace_bin("herdctl");
+    let herd_sim = herd_tests::workspace_bin("herd-sim");
     let sim = |nodes: u32, prefix: &str, duration: u32| {
-        Command::new(&herdctl)
-            .args(["--nats-url", &nats.url(), "sim", "--nodes"])
+        Command::new(&herd_sim)
+            .args(["--nats-url", &nats.url(), "--nodes"])
             .arg(nodes.to_string())
             .args(["--workloads", "10", "--rate", "1", "--duration"])
             .arg(duration.to_string())
@@ -594,9 +594,9 @@ async fn coordinator(r: &mut Report) -> Result<()> {
     }
     let _ = big.kill();
     let _ = big.wait();
-    r.line("## Coordinator under `herdctl sim`\n");
+    r.line("## Coordinator under `herd-sim`\n");
     r.line(format!(
-        "A coordinator (release herdd, `roles = [\"coordinator\"]`) and `herdctl sim --nodes {SIM_NODES} \
+        "A coordinator (release herdd, `roles = [\"coordinator\"]`) and `herd-sim --nodes {SIM_NODES} \
          --workloads 10 --rate 1` on the same 2-core machine: {} heartbeats a second of 10 workloads each. \
          Measured over 20 s after 10 s of warm-up.\n",
         SIM_NODES
@@ -606,7 +606,7 @@ async fn coordinator(r: &mut Report) -> Result<()> {
     r.line(format!("| coordinator CPU | {cpu:.1} % of one core |"));
     r.line(format!("| coordinator RSS | {} |", mib(rss)));
     r.line(format!(
-        "| herdctl sim CPU (the load generator, whole life) | {sim_cpu:.1} s |"
+        "| herd-sim CPU (the load generator, whole life) | {sim_cpu:.1} s |"
     ));
     match detected {
         Some((after, others)) => {
@@ -882,7 +882,7 @@ async fn main() -> Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
-    // herdd and herdctl next to this binary (target/release).
+    // herdd and herd-sim next to this binary (target/release).
     let here = std::env::current_exe()?
         .parent()
         .context("exe dir")?

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    herd_daemon::herdctl::main()
+    herdctl::main()
 }

@@ -1,6 +1,7 @@
 //! `herdctl top`: the fleet, live, from heartbeats (nodes, their usage and workloads) and
 //! telemetry (each workload's CPU and memory between heartbeats).
 
+use crate::render::{human_bytes, Table};
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{Heartbeat, TelemetryBatch};
 use std::collections::BTreeMap;
@@ -68,11 +69,7 @@ impl FleetView {
                     bar(hb.usage.cpu_percent / 100.0 / cores, 10),
                     format!("{:.0}/{}", hb.usage.cpu_percent, cores * 100.0),
                     bar(used as f64 / hb.capacity.memory.max(1) as f64, 10),
-                    format!(
-                        "{}/{}",
-                        crate::herdctl::human_bytes(used),
-                        crate::herdctl::human_bytes(hb.capacity.memory)
-                    ),
+                    format!("{}/{}", human_bytes(used), human_bytes(hb.capacity.memory)),
                     format!(
                         "{} workloads, load {:.2}",
                         hb.workloads.len(),
@@ -95,7 +92,7 @@ impl FleetView {
                         cpu.map(|c| bar(c / 100.0, 10)).unwrap_or_default(),
                         cpu.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
                         String::new(),
-                        crate::herdctl::human_bytes(mem),
+                        human_bytes(mem),
                         w.run_id
                             .as_ref()
                             .map(|r| format!("run {r} rep {}", w.rep.unwrap_or(0)))
@@ -134,7 +131,7 @@ pub async fn run(
                 _ = tokio::time::sleep_until(end) => break,
             }
         }
-        let mut t = crate::herdctl::Table::new(&FleetView::HEADER);
+        let mut t = Table::new(&FleetView::HEADER);
         for r in view.rows() {
             t.row(r.cells);
         }

@@ -1,0 +1,108 @@
+//! `herdctl`: the operator's command line. Tables for people, `--json` for scripts.
+//!
+//! `args` is the command line; `node` (one node, or every node that answers), `cluster` (the
+//! coordinator's view) and `runs` are the commands; `ctl` makes their requests and `render`
+//! prints; `top` is the live fleet view. Commands use `ctl` and `render`, never the reverse.
+
+pub mod args;
+mod cluster;
+mod ctl;
+mod node;
+mod render;
+mod runs;
+mod top;
+
+pub use args::Cli;
+
+use args::{Command, NodesCommand, RunCommand};
+use clap::Parser;
+use ctl::Ctl;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herdctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herdctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctl = &Ctl::connect(&cli.nats, cli.wait, cli.json).await?;
+    match cli.command {
+        Command::Ping { node: Some(node) } => node::ping(ctl, &node).await,
+        Command::Ping { node: None }
+        | Command::Nodes {
+            command: Some(NodesCommand::Ping),
+            ..
+        } => node::ping_all(ctl).await,
+        Command::Nodes {
+            command: None,
+            state,
+            labels,
+        } => cluster::nodes(ctl, state, labels).await,
+        Command::Node { node } => cluster::node(ctl, &node).await,
+        Command::Query {
+            cpu,
+            memory,
+            gpus,
+            labels,
+            strategy,
+        } => cluster::query(ctl, cpu, memory, gpus, labels, &strategy).await,
+        Command::Drain {
+            node,
+            delay,
+            stop_workloads,
+            undo,
+        } => node::drain(ctl, &node, delay, stop_workloads, undo).await,
+        Command::Top => {
+            let settle = ctl.timeout.max(Duration::from_millis(2500));
+            top::run(&ctl.client, &ctl.subjects, settle).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Request { subject, payload } => node::raw_request(ctl, &subject, payload).await,
+        Command::Run {
+            command: Some(cmd), ..
+        } => match cmd {
+            RunCommand::Submit(a) => runs::submit(ctl, *a).await,
+            RunCommand::Show { run_id } => runs::show(ctl, &run_id).await,
+            RunCommand::Stop { run_id } => runs::stop(ctl, &run_id).await,
+        },
+        // Not `Option<RunArgs>`: clap then read `herdctl --nats-url U run NODE -- CMD` (a
+        // global flag or HERD_NATS_URL set) as no arguments at all.
+        Command::Run {
+            command: None,
+            args,
+        } if args.node.is_some() && (!args.command.is_empty() || args.workload.image.is_some()) => {
+            node::run_workload(ctl, *args).await
+        }
+        Command::Run { command: None, .. } => anyhow::bail!(
+            "usage: herdctl run NODE -- CMD..., herdctl run NODE --image IMAGE [-- CMD...], \
+             or herdctl run submit|show|stop"
+        ),
+        Command::Runs { state, limit } => runs::list(ctl, state, limit).await,
+        Command::Ps { node, all } => node::ps(ctl, node, all).await,
+        Command::Stop {
+            node,
+            workload,
+            signal,
+            grace,
+        } => node::stop(ctl, &node, &workload, signal, grace).await,
+        Command::Logs { node, workload, .. } => node::logs(ctl, &node, &workload).await,
+        Command::Watch { node } => node::watch(ctl, node).await,
+    }
+}
