@@ -1,15 +1,17 @@
-//! WorkloadExecutor: owns every workload of this node. It validates specs, starts them through
-//! their driver (exec or docker), waits for them, and feeds a [`Lifecycle`] per workload with
-//! exits, stops, timeouts and restarts, performing the effects it asks for.
+//! WorkloadExecutor: owns this node's [`WorkloadTable`]. It validates specs, starts workloads
+//! through their driver (exec or docker), follows them, and performs the effects their
+//! lifecycles ask for; after a restart it asks each driver to recover what an earlier herdd
+//! started. The table, the lifecycles and validation are sans-IO cores with their own tests.
 
 use crate::cores::outbox::OutboxEntry;
 use crate::cores::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
+use crate::cores::workload::table::{Admitted, Effects, WorkloadTable, KEEP_SETTLED};
 use crate::cores::workload::validate::{validate_any, ExecPolicy, Resolved};
 use crate::edges::cgroup::CgroupBackend;
 use crate::edges::clock::now_ms;
-use crate::edges::driver::docker::{plan_adoption, DockerConfig, DockerDriver};
-use crate::edges::driver::exec::{resolved_from_launch, Adoption, ExecDriver};
-use crate::edges::driver::{Driver as _, Launch, Running, Started};
+use crate::edges::driver::docker::{DockerConfig, DockerDriver};
+use crate::edges::driver::exec::ExecDriver;
+use crate::edges::driver::{Driver, DriverError, Launch, Recovered, Running, Started};
 use crate::edges::logs::{self, LogTarget};
 use crate::node::events::EventIds;
 use crate::node::events::Publish;
@@ -18,18 +20,16 @@ use actix::prelude::*;
 use futures::FutureExt;
 use herd_bus::codec::{self, Encoding};
 use herd_bus::{
-    Accepted, Ack, Driver, ErrorBody, ErrorCode, NodeId, StopRequest, Subjects, WorkloadEvent,
-    WorkloadFilter, WorkloadId, WorkloadList, WorkloadSpec, WorkloadState, WorkloadStatus,
+    Accepted, Ack, ErrorBody, NodeId, StopRequest, Subjects, WorkloadEvent, WorkloadFilter,
+    WorkloadId, WorkloadList, WorkloadSpec, WorkloadState, WorkloadStatus,
 };
+use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::edges::driver::exec::cgroup_name;
-
-/// Settled workloads remembered for `get` and `list`; the oldest are forgotten first.
-const KEEP_SETTLED: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -45,34 +45,6 @@ pub struct ExecutorConfig {
     pub shim_command: Vec<std::ffi::OsString>,
 }
 
-struct Entry {
-    lc: Lifecycle,
-    resolved: Resolved,
-    /// The started workload, until it is released.
-    running: Option<Arc<dyn Running>>,
-    /// Its container or cgroup is being removed.
-    releasing: bool,
-    /// Incremented per spawn; timers and exits of an older process are ignored.
-    generation: u64,
-}
-
-impl Entry {
-    fn new(lc: Lifecycle, resolved: Resolved) -> Entry {
-        Entry {
-            lc,
-            resolved,
-            running: None,
-            releasing: false,
-            generation: 0,
-        }
-    }
-
-    /// Whether anything of the workload may still exist on the node.
-    fn live(&self) -> bool {
-        !self.lc.state().is_terminal() || self.running.is_some() || self.releasing
-    }
-}
-
 pub struct WorkloadExecutor {
     cfg: ExecutorConfig,
     exec: ExecDriver,
@@ -81,19 +53,14 @@ pub struct WorkloadExecutor {
     events: Recipient<Publish>,
     ids: EventIds,
     monitor: Addr<ProcessMonitor>,
-    workloads: HashMap<WorkloadId, Entry>,
+    table: WorkloadTable<Arc<dyn Running>>,
     accepting: bool,
     /// Workloads whose record changed; written once the current message is handled, so the
     /// several transitions of one start (pending, starting, running) cost one write.
     unsaved: std::collections::BTreeSet<WorkloadId>,
+    /// Retention runs once the current message is handled, never while effects are applied.
+    retention_due: bool,
     records: crate::edges::records::RecordWriter,
-}
-
-fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody {
-        code,
-        message: message.into(),
-    }
 }
 
 impl WorkloadExecutor {
@@ -115,62 +82,66 @@ impl WorkloadExecutor {
                 cfg.state_dir.join("workloads"),
             ),
             docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),
+            table: WorkloadTable::new(cfg.node_id.clone(), KEEP_SETTLED),
             cfg,
             client,
             events,
             ids,
             monitor,
-            workloads: HashMap::new(),
             accepting: true,
             unsaved: Default::default(),
+            retention_due: false,
             records: crate::edges::records::RecordWriter::start(),
         }
     }
 
+    fn driver(&self, driver: herd_bus::Driver) -> &dyn Driver {
+        match driver {
+            herd_bus::Driver::Exec => &self.exec,
+            herd_bus::Driver::Docker => &self.docker,
+        }
+    }
+
+    fn apply_all(&mut self, effects: Effects, ctx: &mut Context<Self>) {
+        for (id, fx) in effects {
+            self.apply(&id, fx, ctx);
+        }
+    }
+
+    /// Performs what a workload's lifecycle asked for.
     fn apply(&mut self, id: &WorkloadId, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         for effect in effects {
-            let Some(entry) = self.workloads.get_mut(id) else {
+            let Some(entry) = self.table.get_mut(id) else {
                 return;
             };
             let generation = entry.generation;
             match effect {
                 Effect::Emit(state) => self.emit(id, state),
                 Effect::Persist => {
-                    if self.unsaved.is_empty() {
-                        ctx.run_later(Duration::ZERO, |act, _| act.save_unsaved());
-                    }
+                    self.after_message(ctx);
                     self.unsaved.insert(id.clone());
                 }
-                Effect::Spawn => self.spawn(id, ctx),
+                Effect::Spawn => self.input(id, None, ctx, |lc| lc.on_spawn(now_ms())),
+                Effect::Launch => self.launch(id, ctx),
                 Effect::ArmTimeout(d) => {
-                    let id = id.clone();
-                    ctx.run_later(d, move |act, ctx| {
-                        act.input(&id, Some(generation), ctx, |lc| lc.on_timeout())
-                    });
+                    self.later(id, Some(generation), d, ctx, Lifecycle::on_timeout)
                 }
                 Effect::SignalAll(signal) => {
-                    let signal = parse_signal(&signal).unwrap_or(entry.resolved.kill_signal());
+                    // Validated at start; SIGTERM is the lifecycle's default anyway.
+                    let signal = parse_signal(&signal).unwrap_or(Signal::SIGTERM);
                     if let Some(r) = &entry.running {
                         r.signal(signal);
                     }
                 }
                 Effect::KillAfter(d) => {
-                    let id = id.clone();
-                    ctx.run_later(d, move |act, ctx| {
-                        act.input(&id, Some(generation), ctx, |lc| lc.on_grace_expired())
-                    });
+                    self.later(id, Some(generation), d, ctx, Lifecycle::on_grace_expired)
                 }
                 Effect::KillTree => {
                     if let Some(r) = &entry.running {
                         r.kill();
                     }
                 }
-                Effect::RestartAfter(d) => {
-                    let id = id.clone();
-                    ctx.run_later(d, move |act, ctx| {
-                        act.input(&id, None, ctx, |lc| lc.on_restart_due())
-                    });
-                }
+                Effect::RestartAfter(d) => self.later(id, None, d, ctx, Lifecycle::on_restart_due),
                 Effect::Cleanup => {
                     self.monitor.do_send(Untrack(id.clone()));
                     if let Some(r) = entry.running.take() {
@@ -179,15 +150,17 @@ impl WorkloadExecutor {
                             // A container's removal takes a request to the engine.
                             entry.releasing = true;
                             let id = id.clone();
-                            ctx.spawn(release.into_actor(self).map(move |(), act, _| {
-                                if let Some(e) = act.workloads.get_mut(&id) {
+                            ctx.spawn(release.into_actor(self).map(move |(), act, ctx| {
+                                if let Some(e) = act.table.get_mut(&id) {
                                     e.releasing = false;
                                 }
-                                act.forget_old();
+                                act.retention_due = true;
+                                act.after_message(ctx);
                             }));
                         }
                     }
-                    self.forget_old();
+                    self.retention_due = true;
+                    self.after_message(ctx);
                 }
             }
         }
@@ -201,18 +174,44 @@ impl WorkloadExecutor {
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut Lifecycle) -> Vec<Effect>,
     ) {
-        let Some(entry) = self.workloads.get_mut(id) else {
-            return;
-        };
-        if generation.is_some_and(|g| g != entry.generation) {
-            return;
+        let fx = self.table.input(id, generation, f);
+        self.apply(id, fx, ctx);
+    }
+
+    /// Feeds `f` to the lifecycle after `delay`.
+    fn later(
+        &self,
+        id: &WorkloadId,
+        generation: Option<u64>,
+        delay: Duration,
+        ctx: &mut Context<Self>,
+        f: fn(&mut Lifecycle) -> Vec<Effect>,
+    ) {
+        let id = id.clone();
+        ctx.run_later(delay, move |act, ctx| act.input(&id, generation, ctx, f));
+    }
+
+    /// Saves changed records and applies retention once the current message is handled.
+    fn after_message(&mut self, ctx: &mut Context<Self>) {
+        if self.unsaved.is_empty() && !self.retention_due {
+            ctx.run_later(Duration::ZERO, |act, _| act.settle_message());
         }
-        let effects = f(&mut entry.lc);
-        self.apply(id, effects, ctx);
+    }
+
+    fn settle_message(&mut self) {
+        if std::mem::take(&mut self.retention_due) {
+            for id in self.table.forget_settled() {
+                self.unsaved.remove(&id);
+                self.records.remove(self.record_path(&id));
+            }
+        }
+        for id in std::mem::take(&mut self.unsaved) {
+            self.persist(&id);
+        }
     }
 
     fn emit(&mut self, id: &WorkloadId, state: WorkloadState) {
-        let Some(entry) = self.workloads.get(id) else {
+        let Some(entry) = self.table.get(id) else {
             return;
         };
         let s = &entry.lc.status;
@@ -248,15 +247,9 @@ impl WorkloadExecutor {
             .join(format!("{id}.json"))
     }
 
-    fn save_unsaved(&mut self) {
-        for id in std::mem::take(&mut self.unsaved) {
-            self.persist(&id);
-        }
-    }
-
     /// Keeps the workload's record in the state dir (for re-adoption after a restart).
     fn persist(&self, id: &WorkloadId) {
-        let Some(entry) = self.workloads.get(id) else {
+        let Some(entry) = self.table.get(id) else {
             return;
         };
         match serde_json::to_vec_pretty(&entry.lc.status) {
@@ -267,44 +260,16 @@ impl WorkloadExecutor {
         }
     }
 
-    fn forget_old(&mut self) {
-        let mut settled: Vec<(u64, WorkloadId)> = self
-            .workloads
-            .iter()
-            .filter(|(_, e)| !e.live())
-            .map(|(id, e)| (e.lc.status.finished_at_ms.unwrap_or(0), id.clone()))
-            .collect();
-        if settled.len() <= KEEP_SETTLED {
-            return;
-        }
-        settled.sort();
-        for (_, id) in settled.iter().take(settled.len() - KEEP_SETTLED) {
-            self.workloads.remove(id);
-            self.records.remove(self.record_path(id));
-        }
-    }
-
-    fn spawn(&mut self, id: &WorkloadId, ctx: &mut Context<Self>) {
-        let Some(entry) = self.workloads.get_mut(id) else {
-            return;
-        };
-        if entry.lc.stop_requested() {
-            let fx = entry.lc.on_stopped_before_start(now_ms());
-            return self.apply(id, fx, ctx);
-        }
-        let fx = entry.lc.on_starting();
-        self.apply(id, fx, ctx);
+    /// Asks the workload's driver to start it (its lifecycle is `starting`).
+    fn launch(&mut self, id: &WorkloadId, ctx: &mut Context<Self>) {
         let launch = match self.launch_for(id) {
             Ok(l) => l,
-            Err(reason) => return self.launched(id, None, Err(reason), ctx),
+            Err(reason) => return self.launched(id, None, Err(DriverError::Launch(reason)), ctx),
         };
-        let entry = self.workloads.get_mut(id).expect("present");
-        entry.generation += 1;
-        let generation = entry.generation;
-        let mut started = match launch.spec.driver {
-            Driver::Exec => self.exec.launch(launch),
-            Driver::Docker => self.docker.launch(launch),
+        let Some(generation) = self.table.next_generation(id) else {
+            return;
         };
+        let mut started = self.driver(launch.spec.driver).launch(launch);
         // exec starts at once; a container is started by requests to the engine.
         match started.as_mut().now_or_never() {
             Some(result) => self.launched(id, Some(generation), result, ctx),
@@ -319,10 +284,20 @@ impl WorkloadExecutor {
         }
     }
 
-    /// What the driver needs, with the run task's results directory made.
-    fn launch_for(&self, id: &WorkloadId) -> Result<Launch, String> {
-        let entry = &self.workloads[id];
-        let spec = &entry.lc.status.spec;
+    /// What the driver needs, with the run task's results directory made. A workload adopted
+    /// after a restart has its spec resolved again when it restarts.
+    fn launch_for(&mut self, id: &WorkloadId) -> Result<Launch, String> {
+        let (policy, host_cpus) = (&self.cfg.policy, self.cfg.host_cpus);
+        let entry = self.table.get_mut(id).ok_or("forgotten")?;
+        let spec = entry.lc.status.spec.clone();
+        let resolved = match &entry.resolved {
+            Some(r) => r.clone(),
+            None => {
+                let r = validate_any(&spec, policy, host_cpus).map_err(|e| e.message)?;
+                entry.resolved = Some(r.clone());
+                r
+            }
+        };
         let output_dir = match &spec.run_id {
             Some(run) => {
                 let dir = self
@@ -340,8 +315,8 @@ impl WorkloadExecutor {
         Ok(Launch {
             workload_id: id.clone(),
             node_id: self.cfg.node_id.clone(),
-            spec: spec.clone(),
-            resolved: entry.resolved.clone(),
+            spec,
+            resolved,
             output_dir,
         })
     }
@@ -351,11 +326,10 @@ impl WorkloadExecutor {
         &mut self,
         id: &WorkloadId,
         generation: Option<u64>,
-        result: Result<Started, String>,
+        result: Result<Started, DriverError>,
         ctx: &mut Context<Self>,
     ) {
-        let current = self.workloads.get(id).map(|e| e.generation);
-        if generation.is_some() && current != generation {
+        if generation.is_some_and(|g| !self.table.is_current(id, g)) {
             // Forgotten or superseded meanwhile: nothing may keep running unseen.
             if let Ok(started) = result {
                 started.handle.kill();
@@ -365,18 +339,21 @@ impl WorkloadExecutor {
         }
         match result {
             Ok(started) => self.attach(id, started, ctx),
-            Err(reason) => {
-                tracing::warn!(workload = %id, %reason, "workload failed to start");
-                let entry = self.workloads.get_mut(id).expect("present");
-                let fx = entry.lc.on_spawn_failed(reason, now_ms());
-                self.apply(id, fx, ctx);
+            Err(e) => {
+                tracing::warn!(workload = %id, reason = %e, "workload failed to start");
+                self.input(id, None, ctx, |lc| {
+                    lc.on_spawn_failed(e.to_string(), now_ms())
+                });
             }
         }
     }
 
     /// Follows a started workload: its logs, its exit, its telemetry; then reports it running.
     fn attach(&mut self, id: &WorkloadId, started: Started, ctx: &mut Context<Self>) {
-        let entry = self.workloads.get_mut(id).expect("present");
+        let Some(entry) = self.table.get_mut(id) else {
+            started.handle.kill();
+            return;
+        };
         let generation = entry.generation;
         for (stream, reader) in started.output {
             actix::spawn(logs::pump(
@@ -419,140 +396,29 @@ impl WorkloadExecutor {
         self.apply(id, fx, ctx);
     }
 
-    fn start(
-        &mut self,
-        mut spec: WorkloadSpec,
-        ctx: &mut Context<Self>,
-    ) -> Result<Accepted, ErrorBody> {
-        if !self.accepting {
-            return Err(err(ErrorCode::Unavailable, "the node is shutting down"));
-        }
-        let resolved = validate_any(&spec, &self.cfg.policy, self.cfg.host_cpus)?;
-        let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
-        spec.workload_id = Some(id.clone());
-        self.accept(id, spec, resolved, ctx)
-    }
-
     /// Takes a validated spec on (or recognises a retry of one already taken).
     fn accept(
         &mut self,
-        id: WorkloadId,
-        spec: WorkloadSpec,
+        mut spec: WorkloadSpec,
         resolved: Resolved,
         ctx: &mut Context<Self>,
     ) -> Result<Accepted, ErrorBody> {
         if !self.accepting {
-            return Err(err(ErrorCode::Unavailable, "the node is shutting down"));
+            return Err(ErrorBody::unavailable("the node is shutting down"));
         }
-        if let Some(existing) = self.workloads.get(&id) {
-            return if existing.lc.status.spec == spec {
-                Ok(Accepted {
-                    workload_id: id,
-                    existing: true,
-                })
-            } else {
-                Err(err(
-                    ErrorCode::Conflict,
-                    format!("workload {id} exists with a different spec"),
-                ))
-            };
-        }
-        let (lc, effects) = Lifecycle::new(id.clone(), self.cfg.node_id.clone(), spec, now_ms());
-        self.workloads.insert(id.clone(), Entry::new(lc, resolved));
-        self.apply(&id, effects, ctx);
+        let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
+        spec.workload_id = Some(id.clone());
+        let existing = match self.table.admit(id.clone(), spec, resolved, now_ms())? {
+            Admitted::New(fx) => {
+                self.apply(&id, fx, ctx);
+                false
+            }
+            Admitted::Existing => true,
+        };
         Ok(Accepted {
             workload_id: id,
-            existing: false,
+            existing,
         })
-    }
-
-    fn stop(&mut self, req: StopRequest, ctx: &mut Context<Self>) -> Result<Ack, ErrorBody> {
-        if let Some(s) = &req.signal {
-            parse_signal(s).ok_or_else(|| {
-                err(
-                    ErrorCode::BadRequest,
-                    format!("signal: unknown signal '{s}'"),
-                )
-            })?;
-        }
-        let grace = match req.grace_s {
-            Some(g) if !g.is_finite() || g < 0.0 => {
-                return Err(err(
-                    ErrorCode::BadRequest,
-                    format!("grace_s: must be ≥ 0, got {g}"),
-                ))
-            }
-            Some(g) => Some(Duration::from_secs_f64(g)),
-            None => None,
-        };
-        let targets: Vec<WorkloadId> = match (&req.workload_id, &req.run_id) {
-            (Some(id), _) => {
-                if !self.workloads.contains_key(id) {
-                    return Err(err(
-                        ErrorCode::NotFound,
-                        format!("no workload {id} on this node"),
-                    ));
-                }
-                vec![id.clone()]
-            }
-            (None, Some(run)) => self
-                .workloads
-                .iter()
-                .filter(|(_, e)| e.lc.status.spec.run_id.as_ref() == Some(run))
-                .map(|(id, _)| id.clone())
-                .collect(),
-            (None, None) => {
-                return Err(err(ErrorCode::BadRequest, "give workload_id or run_id"));
-            }
-        };
-        let mut stopping = 0;
-        for id in &targets {
-            let entry = self.workloads.get_mut(id).expect("present");
-            let was = entry.lc.state();
-            let fx = entry.lc.on_stop(req.signal.clone(), grace, now_ms());
-            if !fx.is_empty() || !was.is_terminal() {
-                stopping += 1;
-            }
-            self.apply(id, fx, ctx);
-        }
-        let message = match (&req.workload_id, targets.len()) {
-            (Some(id), _) if stopping == 0 => {
-                format!("{id} is already {}", self.workloads[id].lc.state().as_str())
-            }
-            (Some(id), _) => format!("stopping {id}"),
-            (None, _) => format!(
-                "stopping {stopping} workload(s) of run {}",
-                req.run_id.as_ref().expect("run")
-            ),
-        };
-        Ok(Ack {
-            message: Some(message),
-        })
-    }
-
-    fn list(&self, filter: &WorkloadFilter) -> WorkloadList {
-        let mut workloads: Vec<WorkloadStatus> = self
-            .workloads
-            .values()
-            .map(|e| &e.lc.status)
-            .filter(|s| filter.run_id.is_none() || s.spec.run_id == filter.run_id)
-            .filter(|s| filter.state.is_none_or(|st| s.state == st))
-            .filter(|s| {
-                filter
-                    .labels
-                    .iter()
-                    .all(|(k, v)| s.spec.labels.get(k) == Some(v))
-            })
-            .cloned()
-            .collect();
-        workloads.sort_by(|a, b| {
-            (a.created_at_ms, &a.workload_id).cmp(&(b.created_at_ms, &b.workload_id))
-        });
-        WorkloadList { workloads }
-    }
-
-    fn live(&self) -> usize {
-        self.workloads.values().filter(|e| e.live()).count()
     }
 }
 
@@ -560,16 +426,28 @@ impl Actor for WorkloadExecutor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (exec, docker) = self
+        let (exec, docker): (Vec<_>, Vec<_>) = self
             .unsettled_records()
             .into_iter()
-            .partition(|s| s.spec.driver == Driver::Exec);
-        self.adopt_exec(exec, ctx);
-        self.adopt_containers(docker, ctx);
+            .partition(|s| s.spec.driver == herd_bus::Driver::Exec);
+        for recovering in [self.exec.recover(exec), self.docker.recover(docker)] {
+            let mut recovering = recovering;
+            // exec answers at once (before any request is handled); the engine takes requests.
+            match recovering.as_mut().now_or_never() {
+                Some(found) => self.adopt(found, ctx),
+                None => {
+                    ctx.spawn(
+                        recovering
+                            .into_actor(self)
+                            .map(|found, act, ctx| act.adopt(found, ctx)),
+                    );
+                }
+            }
+        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.save_unsaved();
+        self.settle_message();
         self.records.sync(Duration::from_secs(5));
     }
 }
@@ -587,104 +465,22 @@ impl WorkloadExecutor {
             .collect()
     }
 
-    /// After a restart: follows again every exec workload whose shim still runs, and reports
-    /// those that ended meanwhile (with their exit, from the shim) or left nothing (lost).
-    fn adopt_exec(&mut self, records: Vec<WorkloadStatus>, ctx: &mut Context<Self>) {
-        for status in records {
-            let id = status.workload_id.clone();
-            let fallback = Resolved::Docker {
-                kill_signal: nix::sys::signal::Signal::SIGTERM,
-            };
-            let resolved = resolved_from_launch(&self.exec.shim_dir(&id), &status, &fallback);
-            let adoption = self.exec.adopt(&status);
-            let (lc, fx) = Lifecycle::adopted(status, now_ms());
-            let mut entry = Entry::new(lc, resolved);
-            entry.generation = 1;
-            self.workloads.insert(id.clone(), entry);
+    /// Follows again what a driver recovered after a restart; reports what it lost.
+    fn adopt(&mut self, found: Vec<(WorkloadStatus, Recovered)>, ctx: &mut Context<Self>) {
+        for (status, recovered) in found {
+            let (id, fx) = self.table.adopt(status, now_ms());
             self.apply(&id, fx, ctx);
-            match adoption {
-                Adoption::Found(started) => {
+            match recovered {
+                Recovered::Found(started) => {
                     tracing::info!(workload = %id, pid = started.pid, "adopting a workload after a restart");
                     self.launched(&id, Some(1), Ok(started), ctx);
                 }
-                Adoption::Lost(reason) => {
+                Recovered::Lost(reason) => {
                     tracing::warn!(workload = %id, %reason, "a workload of the previous herdd is lost");
-                    let entry = self.workloads.get_mut(&id).expect("present");
-                    let fx = entry.lc.on_lost(reason, now_ms());
-                    self.apply(&id, fx, ctx);
+                    self.input(&id, None, ctx, |lc| lc.on_lost(reason, now_ms()));
                 }
             }
         }
-    }
-
-    /// After a restart: takes back this node's containers (found by label) whose workloads were
-    /// not settled, reports those whose container is gone as lost, and removes orphans.
-    fn adopt_containers(&mut self, records: Vec<WorkloadStatus>, ctx: &mut Context<Self>) {
-        let any_docker = records.iter().any(|s| s.spec.driver == Driver::Docker);
-        let list = self.docker.list_mine();
-        ctx.spawn(list.into_actor(self).map(move |found, act, ctx| {
-            let found = match found {
-                Ok(found) => found,
-                Err(e) if !any_docker => {
-                    tracing::debug!(error = %e.message, "no containers to adopt");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "cannot look for this node's containers; their workloads stay unknown");
-                    return;
-                }
-            };
-            let plan = plan_adoption(records, found);
-            for (status, container, running) in plan.adopt {
-                act.adopt(status, container, running, ctx);
-            }
-            for container in plan.orphans {
-                tracing::warn!(%container, "removing a container of this node that herd has no unsettled record of");
-                ctx.spawn(act.docker.remove(container).into_actor(act));
-            }
-            for status in plan.lost {
-                let id = status.workload_id.clone();
-                let (lc, _) = Lifecycle::adopted(status, now_ms());
-                let resolved = Resolved::Docker {
-                    kill_signal: nix::sys::signal::Signal::SIGTERM,
-                };
-                act.workloads.insert(id.clone(), Entry::new(lc, resolved));
-                let entry = act.workloads.get_mut(&id).expect("present");
-                let fx = entry.lc.on_lost(
-                    "its container was gone when herdd restarted".into(),
-                    now_ms(),
-                );
-                act.apply(&id, fx, ctx);
-            }
-        }));
-    }
-
-    fn adopt(
-        &mut self,
-        status: WorkloadStatus,
-        container: String,
-        running: bool,
-        ctx: &mut Context<Self>,
-    ) {
-        let id = status.workload_id.clone();
-        let kill_signal = status
-            .spec
-            .kill_signal
-            .as_deref()
-            .and_then(parse_signal)
-            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-        tracing::info!(workload = %id, %container, running, "adopting a container after a restart");
-        let (lc, fx) = Lifecycle::adopted(status, now_ms());
-        let mut entry = Entry::new(lc, Resolved::Docker { kill_signal });
-        entry.generation = 1;
-        self.workloads.insert(id.clone(), entry);
-        self.apply(&id, fx, ctx);
-        let adopted = self.docker.adopt(container);
-        ctx.spawn(
-            adopted
-                .into_actor(self)
-                .map(move |result, act, ctx| act.launched(&id, Some(1), result, ctx)),
-        );
     }
 }
 
@@ -693,28 +489,28 @@ impl WorkloadExecutor {
 struct ChildExited {
     workload_id: WorkloadId,
     generation: u64,
-    /// How it ended and whether an OOM kill ended it; or why that is unknown.
-    outcome: Result<(Exit, bool), String>,
+    /// How it ended; or why that is unknown.
+    outcome: Result<Exit, DriverError>,
 }
 
 impl Handler<ChildExited> for WorkloadExecutor {
     type Result = ();
     fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
         let id = msg.workload_id;
-        let Some(entry) = self.workloads.get_mut(&id) else {
-            return;
-        };
-        if entry.generation != msg.generation {
-            return;
-        }
         let fx = match msg.outcome {
-            Ok((exit, oom)) => entry.lc.on_exit(exit, oom, now_ms()),
+            Ok(exit) => self
+                .table
+                .input(&id, Some(msg.generation), |lc| lc.on_exit(exit, now_ms())),
             Err(reason) => {
+                if !self.table.is_current(&id, msg.generation) {
+                    return;
+                }
                 tracing::warn!(workload = %id, %reason, "workload lost");
-                if let Some(r) = &entry.running {
+                if let Some(r) = self.table.get(&id).and_then(|e| e.running.as_ref()) {
                     r.kill();
                 }
-                entry.lc.on_lost(reason, now_ms())
+                self.table
+                    .input(&id, None, |lc| lc.on_lost(reason.to_string(), now_ms()))
             }
         };
         self.apply(&id, fx, ctx);
@@ -729,22 +525,19 @@ impl Handler<Start> for WorkloadExecutor {
     type Result = ResponseActFuture<Self, Result<Accepted, ErrorBody>>;
     fn handle(&mut self, msg: Start, ctx: &mut Self::Context) -> Self::Result {
         let spec = msg.0;
-        if spec.driver != Driver::Docker || !self.accepting {
-            return Box::pin(fut::ready(self.start(spec, ctx)));
-        }
-        // A container needs a reachable engine and, with pull_policy never, its image on the
-        // node: both are answered now rather than as a failed workload later.
         let resolved = match validate_any(&spec, &self.cfg.policy, self.cfg.host_cpus) {
             Ok(r) => r,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
+        if spec.driver != herd_bus::Driver::Docker || !self.accepting {
+            return Box::pin(fut::ready(self.accept(spec, resolved, ctx)));
+        }
+        // A container needs a reachable engine and, with pull_policy never, its image on the
+        // node: both are answered now rather than as a failed workload later.
         let preflight = self.docker.preflight(&spec);
         Box::pin(preflight.into_actor(self).map(move |checked, act, ctx| {
             checked?;
-            let mut spec = spec;
-            let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
-            spec.workload_id = Some(id.clone());
-            act.accept(id, spec, resolved, ctx)
+            act.accept(spec, resolved, ctx)
         }))
     }
 }
@@ -756,7 +549,11 @@ pub struct Stop(pub StopRequest);
 impl Handler<Stop> for WorkloadExecutor {
     type Result = Result<Ack, ErrorBody>;
     fn handle(&mut self, msg: Stop, ctx: &mut Self::Context) -> Self::Result {
-        self.stop(msg.0, ctx)
+        let (effects, message) = self.table.stop(&msg.0, now_ms())?;
+        self.apply_all(effects, ctx);
+        Ok(Ack {
+            message: Some(message),
+        })
     }
 }
 
@@ -768,7 +565,7 @@ pub struct List(pub WorkloadFilter);
 impl Handler<List> for WorkloadExecutor {
     type Result = Result<WorkloadList, ErrorBody>;
     fn handle(&mut self, msg: List, _: &mut Self::Context) -> Self::Result {
-        Ok(self.list(&msg.0))
+        Ok(self.table.list(&msg.0))
     }
 }
 
@@ -779,15 +576,7 @@ pub struct Get(pub WorkloadId);
 impl Handler<Get> for WorkloadExecutor {
     type Result = Result<WorkloadStatus, ErrorBody>;
     fn handle(&mut self, msg: Get, _: &mut Self::Context) -> Self::Result {
-        self.workloads
-            .get(&msg.0)
-            .map(|e| e.lc.status.clone())
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::NotFound,
-                    format!("no workload {} on this node", msg.0),
-                )
-            })
+        self.table.status(&msg.0)
     }
 }
 
@@ -804,20 +593,8 @@ impl Handler<StopAll> for WorkloadExecutor {
     type Result = ();
     fn handle(&mut self, msg: StopAll, ctx: &mut Self::Context) {
         self.accepting &= !msg.refuse_new;
-        let ids: Vec<WorkloadId> = self.workloads.keys().cloned().collect();
-        for id in &ids {
-            let entry = self.workloads.get_mut(id).expect("present");
-            let grace = entry
-                .lc
-                .status
-                .spec
-                .grace_s
-                .map(Duration::from_secs_f64)
-                .unwrap_or(crate::cores::workload::lifecycle::DEFAULT_GRACE)
-                .min(msg.grace_cap);
-            let fx = entry.lc.on_stop(None, Some(grace), now_ms());
-            self.apply(id, fx, ctx);
-        }
+        let effects = self.table.stop_all(msg.grace_cap, now_ms());
+        self.apply_all(effects, ctx);
     }
 }
 
@@ -842,7 +619,7 @@ impl Handler<KillRemaining> for WorkloadExecutor {
     type Result = ResponseFuture<usize>;
     fn handle(&mut self, _: KillRemaining, _: &mut Self::Context) -> Self::Result {
         let mut releases = vec![];
-        for e in self.workloads.values_mut() {
+        for e in self.table.entries_mut() {
             if let Some(r) = e.running.take() {
                 r.kill();
                 releases.push(r.release());
@@ -864,11 +641,7 @@ pub struct StateCounts;
 impl Handler<StateCounts> for WorkloadExecutor {
     type Result = MessageResult<StateCounts>;
     fn handle(&mut self, _: StateCounts, _: &mut Self::Context) -> Self::Result {
-        let mut counts = HashMap::new();
-        for e in self.workloads.values() {
-            *counts.entry(e.lc.state()).or_insert(0) += 1;
-        }
-        MessageResult(counts)
+        MessageResult(self.table.state_counts())
     }
 }
 
@@ -880,6 +653,6 @@ pub struct LiveCount;
 impl Handler<LiveCount> for WorkloadExecutor {
     type Result = usize;
     fn handle(&mut self, _: LiveCount, _: &mut Self::Context) -> usize {
-        self.live()
+        self.table.live_count()
     }
 }

@@ -9,11 +9,37 @@ use herd_bus::{
 };
 use std::time::Duration;
 
-/// How the main process ended.
+/// How a workload's main process ended, as its driver saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
+pub struct Exit {
+    /// Its exit code, when it exited by itself.
+    pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Its cgroup counted an OOM kill meanwhile: the kernel ended it for lack of memory.
+    pub oom_killed: bool,
+}
+
+impl Exit {
+    pub fn code(code: i32) -> Exit {
+        Exit {
+            code: Some(code),
+            signal: None,
+            oom_killed: false,
+        }
+    }
+
+    pub fn signal(signal: i32) -> Exit {
+        Exit {
+            code: None,
+            signal: Some(signal),
+            oom_killed: false,
+        }
+    }
+
+    pub fn oom_killed(self, oom_killed: bool) -> Exit {
+        Exit { oom_killed, ..self }
+    }
 }
 
 /// Why herd is stopping a workload.
@@ -30,8 +56,11 @@ pub enum Effect {
     Emit(WorkloadState),
     /// Write the status to the state directory.
     Persist,
-    /// Start the process (again).
+    /// The workload is due to start (first, or again after a restart's backoff): feed
+    /// [`Lifecycle::on_spawn`], the one place that enters `starting`.
     Spawn,
+    /// Ask the driver to start the process now.
+    Launch,
     /// Arm the timeout.
     ArmTimeout(Duration),
     /// Send this signal to every process of the workload.
@@ -125,8 +154,12 @@ impl Lifecycle {
         out.push(Effect::Persist);
     }
 
-    /// The process is about to be spawned.
-    pub fn on_starting(&mut self) -> Vec<Effect> {
+    /// The workload is due to start ([`Effect::Spawn`]): it enters `starting` and asks for a
+    /// launch, or settles `stopped` when a stop came first. The only way into `starting`.
+    pub fn on_spawn(&mut self, now_ms: u64) -> Vec<Effect> {
+        if self.stop == Some(StopCause::Requested) {
+            return self.on_stopped_before_start(now_ms);
+        }
         let mut out = Vec::new();
         self.restart_pending = false;
         self.status.pid = None;
@@ -135,6 +168,7 @@ impl Lifecycle {
         self.status.reason = None;
         self.status.finished_at_ms = None;
         self.set(WorkloadState::Starting, &mut out);
+        out.push(Effect::Launch);
         out
     }
 
@@ -249,18 +283,16 @@ impl Lifecycle {
         vec![Effect::KillTree]
     }
 
-    /// The main process ended; `oom_killed` when the cgroup counted an OOM kill meanwhile.
-    pub fn on_exit(&mut self, exit: Exit, oom_killed: bool, now_ms: u64) -> Vec<Effect> {
+    /// The main process ended.
+    pub fn on_exit(&mut self, exit: Exit, now_ms: u64) -> Vec<Effect> {
         let mut out = vec![Effect::KillTree];
         self.status.pid = None;
         self.status.finished_at_ms = Some(now_ms);
-        let (code, signal) = match exit {
-            Exit::Code(c) => (Some(c), None),
-            Exit::Signal(s) => (None, Some(signal_name(s))),
-        };
+        let code = exit.code;
         self.status.exit_code = code;
-        self.status.signal = signal;
-        let state = if oom_killed {
+        self.status.signal = exit.signal.map(signal_name);
+        let by_signal = exit.signal.is_some();
+        let state = if exit.oom_killed {
             WorkloadState::OomKilled
         } else {
             match (self.stop, exit) {
@@ -270,8 +302,8 @@ impl Lifecycle {
                     WorkloadState::Killed
                 }
                 (Some(StopCause::Requested), _) => WorkloadState::Stopped,
-                (None, Exit::Code(_)) => WorkloadState::Exited,
-                (None, Exit::Signal(_)) => WorkloadState::Killed,
+                (None, _) if by_signal => WorkloadState::Killed,
+                (None, _) => WorkloadState::Exited,
             }
         };
         let failed = match state {
@@ -298,23 +330,16 @@ impl Lifecycle {
         out
     }
 
-    /// A restart's backoff has passed.
+    /// A restart's backoff has passed: the workload is due to start again.
     pub fn on_restart_due(&mut self) -> Vec<Effect> {
         if !self.restart_pending {
             return vec![];
         }
-        let mut out = self.on_starting();
-        out.push(Effect::Spawn);
-        out
-    }
-
-    /// Whether a stop arrived before the process existed (the owner then does not spawn).
-    pub fn stop_requested(&self) -> bool {
-        self.stop == Some(StopCause::Requested)
+        vec![Effect::Spawn]
     }
 
     /// Settles a workload stopped before it ran.
-    pub fn on_stopped_before_start(&mut self, now_ms: u64) -> Vec<Effect> {
+    fn on_stopped_before_start(&mut self, now_ms: u64) -> Vec<Effect> {
         let mut out = Vec::new();
         self.stop = None;
         self.status.finished_at_ms = Some(now_ms);
@@ -370,8 +395,8 @@ mod tests {
             vec![Effect::Emit(Pending), Effect::Persist, Effect::Spawn]
         );
         assert_eq!(
-            lc.on_starting(),
-            vec![Effect::Emit(Starting), Effect::Persist]
+            lc.on_spawn(1),
+            vec![Effect::Emit(Starting), Effect::Persist, Effect::Launch]
         );
         lc.on_spawned(42, 10);
         assert_eq!(lc.state(), Running);
@@ -390,13 +415,13 @@ mod tests {
     #[test]
     fn exit_codes_and_signals() {
         let mut lc = running(spec());
-        let fx = lc.on_exit(Exit::Code(3), false, 20);
+        let fx = lc.on_exit(Exit::code(3), 20);
         assert_eq!(emitted(&fx), [Exited]);
         assert_eq!(lc.status.exit_code, Some(3));
         assert!(fx.contains(&Effect::KillTree) && fx.contains(&Effect::Cleanup));
 
         let mut lc = running(spec());
-        lc.on_exit(Exit::Signal(11), false, 20);
+        lc.on_exit(Exit::signal(11), 20);
         assert_eq!(
             (lc.state(), lc.status.signal.as_deref()),
             (Killed, Some("SIGSEGV"))
@@ -420,7 +445,7 @@ mod tests {
             ]
         );
         assert_eq!(lc.on_timeout(), vec![], "only once");
-        lc.on_exit(Exit::Signal(15), false, 30);
+        lc.on_exit(Exit::signal(15), 30);
         assert_eq!(lc.state(), TimedOut);
     }
 
@@ -438,13 +463,13 @@ mod tests {
                 Effect::KillAfter(DEFAULT_GRACE)
             ]
         );
-        lc.on_exit(Exit::Signal(2), false, 30);
+        lc.on_exit(Exit::signal(2), 30);
         assert_eq!(lc.state(), Stopped);
 
         let mut lc = running(spec());
         lc.on_stop(Some("SIGUSR1".into()), Some(Duration::from_millis(100)), 20);
         assert_eq!(lc.on_grace_expired(), vec![Effect::KillTree]);
-        lc.on_exit(Exit::Signal(9), false, 30);
+        lc.on_exit(Exit::signal(9), 30);
         assert_eq!(
             (lc.state(), lc.status.signal.as_deref()),
             (Killed, Some("SIGKILL"))
@@ -464,7 +489,7 @@ mod tests {
             lc.on_stop(None, Some(Duration::ZERO), 3),
             vec![Effect::KillTree]
         );
-        lc.on_exit(Exit::Signal(9), false, 4);
+        lc.on_exit(Exit::signal(9), 4);
         assert_eq!(lc.state(), Killed);
     }
 
@@ -472,7 +497,7 @@ mod tests {
     fn grace_expiring_after_exit_does_nothing() {
         let mut lc = running(spec());
         lc.on_stop(None, None, 1);
-        lc.on_exit(Exit::Code(0), false, 2);
+        lc.on_exit(Exit::code(0), 2);
         assert_eq!(lc.on_grace_expired(), vec![]);
         assert_eq!(
             lc.on_stop(None, None, 3),
@@ -484,7 +509,7 @@ mod tests {
     #[test]
     fn oom_wins_over_everything() {
         let mut lc = running(spec());
-        lc.on_exit(Exit::Signal(9), true, 20);
+        lc.on_exit(Exit::signal(9).oom_killed(true), 20);
         assert_eq!(lc.state(), OomKilled);
     }
 
@@ -497,21 +522,23 @@ mod tests {
             },
             ..spec()
         });
-        let fx = lc.on_exit(Exit::Code(1), false, 1);
+        let fx = lc.on_exit(Exit::code(1), 1);
         assert_eq!(
             fx.last(),
             Some(&Effect::RestartAfter(Duration::from_secs(1)))
         );
-        assert_eq!(emitted(&lc.on_restart_due()), [Starting]);
+        assert_eq!(lc.on_restart_due(), vec![Effect::Spawn]);
+        assert_eq!(emitted(&lc.on_spawn(2)), [Starting]);
         lc.on_spawned(43, 2);
-        let fx = lc.on_exit(Exit::Code(1), false, 3);
+        let fx = lc.on_exit(Exit::code(1), 3);
         assert_eq!(
             fx.last(),
             Some(&Effect::RestartAfter(Duration::from_secs(2)))
         );
         lc.on_restart_due();
+        lc.on_spawn(4);
         lc.on_spawned(44, 4);
-        let fx = lc.on_exit(Exit::Code(1), false, 5);
+        let fx = lc.on_exit(Exit::code(1), 5);
         assert_eq!(fx.last(), Some(&Effect::Cleanup), "max reached");
         assert_eq!(lc.status.restarts, 2);
         assert_eq!(lc.state(), Exited);
@@ -527,17 +554,14 @@ mod tests {
             restart: policy.clone(),
             ..spec()
         });
-        assert_eq!(
-            lc.on_exit(Exit::Code(0), false, 1).last(),
-            Some(&Effect::Cleanup)
-        );
+        assert_eq!(lc.on_exit(Exit::code(0), 1).last(), Some(&Effect::Cleanup));
         let mut lc = running(WorkloadSpec {
             restart: policy,
             ..spec()
         });
         lc.on_stop(None, None, 1);
         assert_eq!(
-            lc.on_exit(Exit::Signal(15), false, 2).last(),
+            lc.on_exit(Exit::signal(15), 2).last(),
             Some(&Effect::Cleanup)
         );
     }
@@ -551,7 +575,7 @@ mod tests {
             },
             ..spec()
         });
-        lc.on_exit(Exit::Code(1), false, 1);
+        lc.on_exit(Exit::code(1), 1);
         let fx = lc.on_stop(None, None, 2);
         assert_eq!(emitted(&fx), [Stopped]);
         assert_eq!(lc.on_restart_due(), vec![], "restart cancelled");
@@ -566,8 +590,12 @@ mod tests {
             0,
         );
         lc.on_stop(None, None, 1);
-        assert!(lc.stop_requested());
-        assert_eq!(emitted(&lc.on_stopped_before_start(2)), [Stopped]);
+        let fx = lc.on_spawn(2);
+        assert_eq!(emitted(&fx), [Stopped]);
+        assert!(
+            !fx.contains(&Effect::Launch),
+            "a stopped workload is not launched"
+        );
 
         let (mut lc, _) = Lifecycle::new(
             WorkloadId::new("w").unwrap(),
@@ -575,7 +603,7 @@ mod tests {
             spec(),
             0,
         );
-        lc.on_starting();
+        lc.on_spawn(1);
         let fx = lc.on_spawn_failed("exec: permission denied".into(), 1);
         assert_eq!(emitted(&fx), [Failed]);
         assert_eq!(lc.status.reason.as_deref(), Some("exec: permission denied"));
@@ -593,14 +621,14 @@ mod tests {
             },
             0,
         );
-        lc.on_starting();
+        lc.on_spawn(1);
         assert_eq!(lc.on_stop(None, None, 1), vec![], "nothing to signal yet");
         let fx = lc.on_spawned(42, 2);
         assert_eq!(emitted(&fx), [Running]);
         assert!(fx.contains(&Effect::SignalAll("SIGTERM".into())));
         assert!(fx.contains(&Effect::KillAfter(Duration::from_secs(2))));
         assert!(!fx.iter().any(|e| matches!(e, Effect::ArmTimeout(_))));
-        assert_eq!(emitted(&lc.on_exit(Exit::Code(143), false, 3)), [Stopped]);
+        assert_eq!(emitted(&lc.on_exit(Exit::code(143), 3)), [Stopped]);
     }
 
     #[test]
@@ -626,5 +654,52 @@ mod tests {
         assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
         assert_eq!(parse_signal("SIGNOPE"), None);
         assert_eq!(parse_signal("99"), None);
+    }
+
+    /// Drives effects as the executor does (Spawn → on_spawn, Launch → the process runs) and
+    /// counts how often each state was entered.
+    fn drive(lc: &mut Lifecycle, mut fx: Vec<Effect>, now: u64) -> Vec<WorkloadState> {
+        let mut entered = Vec::new();
+        while !fx.is_empty() {
+            let mut next = Vec::new();
+            for e in fx {
+                match e {
+                    Effect::Emit(s) => entered.push(s),
+                    Effect::Spawn => next.extend(lc.on_spawn(now)),
+                    Effect::Launch => next.extend(lc.on_spawned(7, now)),
+                    _ => {}
+                }
+            }
+            fx = next;
+        }
+        entered
+    }
+
+    #[test]
+    fn starting_is_entered_once_per_start_and_once_per_restart() {
+        let (mut lc, fx) = Lifecycle::new(
+            WorkloadId::new("w").unwrap(),
+            NodeId::new("n").unwrap(),
+            WorkloadSpec {
+                restart: RestartPolicy {
+                    policy: RestartPolicyKind::OnFailure,
+                    max: 2,
+                },
+                ..spec()
+            },
+            0,
+        );
+        assert_eq!(drive(&mut lc, fx, 0), [Pending, Starting, Running]);
+        for n in 1..=2 {
+            let fx = lc.on_exit(Exit::code(1), n);
+            assert_eq!(drive(&mut lc, fx, n), [Exited]);
+            let fx = lc.on_restart_due();
+            assert_eq!(
+                drive(&mut lc, fx, n),
+                [Starting, Running],
+                "restart {n}: one starting, one running"
+            );
+        }
+        assert_eq!(lc.status.restarts, 2);
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod lifecycle;
 pub mod rates;
+pub mod table;
 pub mod validate;
 
 pub use lifecycle::{Effect, Exit, Lifecycle, StopCause};

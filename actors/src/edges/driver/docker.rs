@@ -7,7 +7,7 @@
 //! from inspecting the container once it has stopped; a container killed by a signal exits with
 //! 128 + the signal's number, as Docker reports it. Logs come from the engine's log stream.
 
-use super::{Driver, Launch, Output, Running, Started};
+use super::{Driver, DriverError, Launch, Output, Recovered, Running, Started};
 use crate::cores::workload::lifecycle::Exit;
 use crate::edges::cgroup::WorkloadCgroup;
 use bollard::errors::Error as DockerError;
@@ -359,17 +359,6 @@ impl DockerDriver {
         .boxed_local()
     }
 
-    /// Takes a container found after a restart back: its exit, logs from now on, telemetry.
-    pub fn adopt(&self, container_id: String) -> LocalBoxFuture<'static, Result<Started, String>> {
-        let engine = self.client();
-        async move {
-            let docker = engine.await.map_err(|e| e.message)?;
-            let since = crate::edges::clock::now_ms() / 1000;
-            attach(docker, container_id, since as i32).await
-        }
-        .boxed_local()
-    }
-
     /// Removes a container (an orphan of this node found at start).
     pub fn remove(&self, container_id: String) -> LocalBoxFuture<'static, ()> {
         let engine = self.client();
@@ -383,9 +372,56 @@ impl DockerDriver {
 }
 
 impl Driver for DockerDriver {
-    fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, String>> {
+    fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, DriverError>> {
         let this = self.clone();
-        async move { this.start(launch).await }.boxed_local()
+        async move { this.start(launch).await.map_err(DriverError::Launch) }.boxed_local()
+    }
+
+    /// Takes this node's containers (found by label) back: running ones are followed again,
+    /// ended ones report their exit; containers with no unsettled record are removed.
+    fn recover(
+        &self,
+        records: Vec<WorkloadStatus>,
+    ) -> LocalBoxFuture<'static, Vec<(WorkloadStatus, Recovered)>> {
+        let this = self.clone();
+        async move {
+            let any = !records.is_empty();
+            let found = match this.list_mine().await {
+                Ok(found) => found,
+                Err(e) if !any => {
+                    tracing::debug!(error = %e.message, "no containers to adopt");
+                    return vec![];
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "cannot look for this node's containers; their workloads stay unknown");
+                    return vec![];
+                }
+            };
+            let plan = plan_adoption(records, found);
+            for container in plan.orphans {
+                tracing::warn!(%container, "removing a container of this node that herd has no unsettled record of");
+                this.remove(container).await;
+            }
+            let mut recovered = Vec::new();
+            for (status, container, running) in plan.adopt {
+                tracing::info!(workload = %status.workload_id, %container, running, "adopting a container after a restart");
+                let since = crate::edges::clock::now_ms() / 1000;
+                let found = match this.client().await {
+                    Ok(docker) => attach(docker, container, since as i32).await,
+                    Err(e) => Err(e.message),
+                };
+                recovered.push(match found {
+                    Ok(started) => (status, Recovered::Found(started)),
+                    Err(reason) => (status, Recovered::Lost(reason)),
+                });
+            }
+            for status in plan.lost {
+                let reason = "its container was gone when herdd restarted".to_string();
+                recovered.push((status, Recovered::Lost(reason)));
+            }
+            recovered
+        }
+        .boxed_local()
     }
 }
 
@@ -540,7 +576,7 @@ async fn attach(docker: Docker, id: String, since: i32) -> Result<Started, Strin
 /// Waits until the container has stopped, then reads its exit code and OOM kill. A broken
 /// wait (the engine restarting) is retried; after a minute without an engine the exit is
 /// unknown (-1).
-async fn wait_for_exit(docker: &Docker, id: &str) -> (Exit, bool) {
+async fn wait_for_exit(docker: &Docker, id: &str) -> Exit {
     let mut failures = 0;
     loop {
         let _ = Box::pin(docker.wait_container(id, None)).next().await;
@@ -549,7 +585,7 @@ async fn wait_for_exit(docker: &Docker, id: &str) -> (Exit, bool) {
                 let state = info.state.unwrap_or_default();
                 if state.running != Some(true) {
                     let code = state.exit_code.unwrap_or(-1) as i32;
-                    return (Exit::Code(code), state.oom_killed.unwrap_or(false));
+                    return Exit::code(code).oom_killed(state.oom_killed.unwrap_or(false));
                 }
             }
             Err(e) if status_of(&e) == Some(404) => {
@@ -557,13 +593,13 @@ async fn wait_for_exit(docker: &Docker, id: &str) -> (Exit, bool) {
                     container = id,
                     "the container vanished; its exit code is unknown"
                 );
-                return (Exit::Code(-1), false);
+                return Exit::code(-1);
             }
             Err(e) => {
                 failures += 1;
                 if failures >= 60 {
                     tracing::error!(container = id, error = %describe(&e), "lost the Docker engine; the container's exit is unknown");
-                    return (Exit::Code(-1), false);
+                    return Exit::code(-1);
                 }
             }
         }

@@ -4,9 +4,9 @@
 //! of herdd and is re-adopted by the next one.
 
 use super::inotify::{Signals, Watcher};
-use super::{Driver, Launch, Output, Running, Started};
-use crate::cores::workload::lifecycle::{parse_signal, Exit};
-use crate::cores::workload::validate::{Resolved, ResolvedSpec};
+use super::{Driver, DriverError, Launch, Output, Recovered, Running, Started};
+use crate::cores::workload::lifecycle::Exit;
+use crate::cores::workload::validate::Resolved;
 use crate::edges::cgroup::{CgroupBackend, WorkloadCgroup};
 use futures::future::{FutureExt, LocalBoxFuture};
 use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
@@ -38,14 +38,6 @@ pub struct ExecDriver {
     dirs: PathBuf,
     /// Wakes log tails when shims write.
     watcher: Watcher,
-}
-
-/// What a restarted herdd found of an exec workload.
-pub enum Adoption {
-    /// The shim still runs, or ended while herdd was away (then `exit` is already resolved).
-    Found(Started),
-    /// Nothing of it is left to follow; the reason says what was missing.
-    Lost(String),
 }
 
 impl ExecDriver {
@@ -143,14 +135,14 @@ impl ExecDriver {
     }
 
     /// Finds what is left of `status`'s workload after a restart of herdd.
-    pub fn adopt(&self, status: &WorkloadStatus) -> Adoption {
+    fn adopt(&self, status: &WorkloadStatus) -> Recovered {
         let id = &status.workload_id;
         let dir = self.shim_dir(id);
         let launch: Option<ShimLaunch> = shim::read_json(&dir, shim::LAUNCH_FILE);
         let state: Option<ShimState> = shim::read_json(&dir, shim::STATE_FILE);
         let (Some(launch), Some(state)) = (launch, state) else {
             self.discard(id);
-            return Adoption::Lost(
+            return Recovered::Lost(
                 "herdd stopped before its workload had started; nothing of it is left".into(),
             );
         };
@@ -165,7 +157,7 @@ impl ExecDriver {
                     );
                 }
                 let _ = std::fs::remove_dir_all(&dir);
-                return Adoption::Lost(format!("cannot open its cgroup again: {e}"));
+                return Recovered::Lost(format!("cannot open its cgroup again: {e}"));
             }
         };
         cgroup.set_leader(state.child_pid);
@@ -202,7 +194,7 @@ impl ExecDriver {
         } else {
             futures::future::ready(prepared.outcome()).boxed_local()
         };
-        Adoption::Found(Started {
+        Recovered::Found(Started {
             pid: state.child_pid,
             handle: Arc::new(ExecWorkload {
                 cgroup: prepared.cgroup.clone(),
@@ -223,49 +215,13 @@ impl ExecDriver {
     }
 }
 
-/// What the executor keeps of a workload's launch to follow it again: its spec resolved as it
-/// was when it started (program, user, signal).
-pub fn resolved_from_launch(dir: &Path, status: &WorkloadStatus, fallback: &Resolved) -> Resolved {
-    let Some(l) = shim::read_json::<ShimLaunch>(dir, shim::LAUNCH_FILE) else {
-        return fallback.clone();
-    };
-    let env = |k: &str| {
-        l.env
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let me = (
-        nix::unistd::Uid::effective().as_raw(),
-        nix::unistd::Gid::effective().as_raw(),
-        vec![],
-    );
-    let (uid, gid, groups) = l.user.clone().unwrap_or(me);
-    Resolved::Exec(ResolvedSpec {
-        program: l.program.clone(),
-        user: env("USER"),
-        uid: nix::unistd::Uid::from_raw(uid),
-        gid: nix::unistd::Gid::from_raw(gid),
-        groups: groups.into_iter().map(nix::unistd::Gid::from_raw).collect(),
-        home: PathBuf::from(env("HOME")),
-        kill_signal: status
-            .spec
-            .kill_signal
-            .as_deref()
-            .and_then(parse_signal)
-            .unwrap_or(Signal::SIGTERM),
-        path_env: env("PATH"),
-    })
-}
-
 /// How the shim recorded the end: a code, else a signal (neither cannot happen: -1).
 impl From<ShimExit> for Exit {
     fn from(x: ShimExit) -> Exit {
         match (x.code, x.signal) {
-            (Some(c), _) => Exit::Code(c),
-            (None, Some(s)) => Exit::Signal(s),
-            (None, None) => Exit::Code(-1),
+            (Some(c), _) => Exit::code(c),
+            (None, Some(s)) => Exit::signal(s),
+            (None, None) => Exit::code(-1),
         }
     }
 }
@@ -306,24 +262,24 @@ impl Prepared {
     }
 
     /// How the workload ended, from the shim's `exit.json`.
-    fn outcome(&self) -> Result<(Exit, bool), String> {
+    fn outcome(&self) -> Result<Exit, DriverError> {
         match shim::read_json::<ShimExit>(&self.dir, shim::EXIT_FILE) {
             Some(x) => {
                 let oom_after = self.cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
-                Ok((Exit::from(x), oom_after > self.oom_before))
+                Ok(Exit::from(x).oom_killed(oom_after > self.oom_before))
             }
-            None => Err(
+            None => Err(DriverError::Lost(
                 "its supervisor (herd-shim) ended without recording how the workload ended".into(),
-            ),
+            )),
         }
     }
 }
 
 impl Driver for ExecDriver {
-    fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, String>> {
+    fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, DriverError>> {
         let (mut child, prepared) = match self.prepare(&launch) {
             Ok(p) => p,
-            Err(e) => return futures::future::ready(Err(e)).boxed_local(),
+            Err(e) => return futures::future::ready(Err(DriverError::Launch(e))).boxed_local(),
         };
         let watcher = self.watcher.clone();
         async move {
@@ -349,7 +305,7 @@ impl Driver for ExecDriver {
                     let _ = child.wait().await;
                     let _ = prepared.cgroup.kill_all();
                     release(prepared.cgroup.clone(), prepared.dir.clone()).await;
-                    return Err(reason);
+                    return Err(DriverError::Launch(reason));
                 }
             };
             prepared.cgroup.set_leader(pid);
@@ -383,6 +339,20 @@ impl Driver for ExecDriver {
             })
         }
         .boxed_local()
+    }
+
+    fn recover(
+        &self,
+        records: Vec<WorkloadStatus>,
+    ) -> LocalBoxFuture<'static, Vec<(WorkloadStatus, Recovered)>> {
+        let found = records
+            .into_iter()
+            .map(|status| {
+                let recovered = self.adopt(&status);
+                (status, recovered)
+            })
+            .collect();
+        futures::future::ready(found).boxed_local()
     }
 }
 
@@ -578,8 +548,8 @@ mod tests {
     #[test]
     fn the_shims_exit_is_a_code_or_a_signal() {
         let exit = |code, signal| Exit::from(ShimExit { code, signal });
-        assert_eq!(exit(Some(3), None), Exit::Code(3));
-        assert_eq!(exit(None, Some(9)), Exit::Signal(9));
-        assert_eq!(exit(None, None), Exit::Code(-1));
+        assert_eq!(exit(Some(3), None), Exit::code(3));
+        assert_eq!(exit(None, Some(9)), Exit::signal(9));
+        assert_eq!(exit(None, None), Exit::code(-1));
     }
 }

@@ -10,7 +10,7 @@ use crate::cores::workload::lifecycle::Exit;
 use crate::cores::workload::validate::Resolved;
 use crate::edges::cgroup::WorkloadCgroup;
 use futures::future::LocalBoxFuture;
-use herd_bus::{LogStream, NodeId, WorkloadId, WorkloadSpec};
+use herd_bus::{LogStream, NodeId, WorkloadId, WorkloadSpec, WorkloadStatus};
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,13 +49,24 @@ impl Launch {
 /// A stream of the workload's output, read by the executor's log pump.
 pub type Output = Box<dyn tokio::io::AsyncRead + Unpin>;
 
+/// Why a driver could not start a workload, or can no longer follow one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// It did not start; the text names what failed (the workload is `failed`).
+    #[error("{0}")]
+    Launch(String),
+    /// Nothing of it can be followed any more and how it ended is unknown (it is `lost`).
+    #[error("{0}")]
+    Lost(String),
+}
+
 /// A workload whose main process runs.
 pub struct Started {
     pub pid: u32,
     pub handle: Arc<dyn Running>,
-    /// Resolves once the main process has ended: how, and whether an OOM kill ended it; or,
-    /// when that cannot be known (its supervisor vanished), why the workload is lost.
-    pub exit: LocalBoxFuture<'static, Result<(Exit, bool), String>>,
+    /// Resolves once the main process has ended; or, when how it ended cannot be known (its
+    /// supervisor vanished), with why the workload is lost.
+    pub exit: LocalBoxFuture<'static, Result<Exit, DriverError>>,
     pub output: Vec<(LogStream, Output)>,
 }
 
@@ -71,9 +82,26 @@ pub trait Running: std::fmt::Debug {
     fn release(&self) -> LocalBoxFuture<'static, ()>;
 }
 
-/// Starts workloads of one kind.
+/// What a restarted herdd finds of a workload an earlier herdd started.
+pub enum Recovered {
+    /// It is still there (running, or ended with its exit readable): followed as if launched.
+    Found(Started),
+    /// Nothing of it can be followed; why.
+    Lost(String),
+}
+
+/// Starts workloads of one kind and finds them again after a restart of herdd (as Nomad's
+/// driver plugins do with StartTask and RecoverTask).
 pub trait Driver {
-    /// Starts `launch`; the error is the reason the workload failed to start. A driver that
-    /// starts synchronously (exec) returns a future that is already complete.
-    fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, String>>;
+    /// Starts `launch`. A driver that starts synchronously (exec) returns a future that is
+    /// already complete.
+    fn launch(&self, launch: Launch) -> LocalBoxFuture<'static, Result<Started, DriverError>>;
+
+    /// After a restart: what is left of each unsettled workload of this driver, from its saved
+    /// status. Whatever of this node the driver finds with no record is removed. Workloads the
+    /// driver cannot tell about (an engine that does not answer) are left out and stay unknown.
+    fn recover(
+        &self,
+        records: Vec<WorkloadStatus>,
+    ) -> LocalBoxFuture<'static, Vec<(WorkloadStatus, Recovered)>>;
 }
