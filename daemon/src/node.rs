@@ -9,14 +9,13 @@ use herd_actors::cores::registry::RegistryConfig;
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::nats::connected_and_flushed;
 use herd_actors::node::bus::OnStateChange;
-use herd_actors::node::bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
-use herd_actors::node::events::{EventIds, EventPublisher, Flush};
-use herd_actors::node::executor::{
-    ExecutorConfig, KillRemaining, LiveCount, StopAccepting, StopAll, WorkloadExecutor,
-};
+use herd_actors::node::bus::{Bus, EmitNodeEvent, NodeIdentity};
+use herd_actors::node::events::{EventIds, EventPublisher};
+use herd_actors::node::executor::{ExecutorConfig, WorkloadExecutor};
 use herd_actors::node::heartbeat::HeartbeatActor;
 use herd_actors::node::monitor::ProcessMonitor;
-use herd_bus::{NodeEventKind, NodeState, Role, Subjects};
+use herd_actors::node::shutdown::{shut_down, NodeActors, ShutdownPolicy};
+use herd_bus::{NodeEventKind, Role, Subjects};
 use herd_nats::{self as nats, Persistence};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -123,7 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     ..config.exec.clone()
                 },
                 state_dir: config.state_dir.clone(),
-                host_cpus: host_cpus(),
+                host_cpus: herd_actors::edges::host::cpus(),
                 log_lines_per_s: config.logs.max_lines_per_s,
                 docker: config.docker.clone(),
                 shim_command: shim_command(),
@@ -208,69 +207,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         OnShutdown::Keep => "stopping: delivering queued events; workloads keep running",
         OnShutdown::Stop => "stopping: stopping workloads, delivering queued events",
     });
-    let flush = Duration::from_secs_f64(config.shutdown.flush_timeout_s);
-    let grace_cap = Duration::from_secs_f64(config.shutdown.workload_grace_cap_s);
-    let shutdown = async {
-        let _ = bus.send(SetNodeState(NodeState::Stopping)).await;
-        let mut keep = config.shutdown.on_shutdown == OnShutdown::Keep;
-        if let (true, Some((_, backend))) = (keep, &executor) {
-            if let Some(why) = backend.keeping_blocks_restart() {
-                tracing::warn!("stopping workloads instead of keeping them: {why}");
-                keep = false;
-            }
-        }
-        if let (Some((executor, _)), true) = (&executor, keep) {
-            let _ = executor.send(StopAccepting).await;
-            let left = executor.send(LiveCount).await.unwrap_or(0);
-            tracing::info!(
-                workloads = left,
-                "leaving workloads running (shutdown.on_shutdown = keep); the next herdd re-adopts them"
-            );
-        } else if let Some((executor, backend)) = &executor {
-            let _ = executor
-                .send(StopAll {
-                    grace_cap,
-                    refuse_new: true,
-                })
-                .await;
-            let deadline = tokio::time::Instant::now() + grace_cap + Duration::from_millis(500);
-            while tokio::time::Instant::now() < deadline
-                && executor.send(LiveCount).await.unwrap_or(0) > 0
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let killed = executor.send(KillRemaining).await.unwrap_or(0);
-            if killed > 0 {
-                tracing::warn!(
-                    workloads = killed,
-                    "killed workloads that outlived their grace period"
-                );
-            }
-            backend.remove_root_if_empty();
-        }
-        let _ = bus
-            .send(EmitNodeEvent(
-                NodeEventKind::Stopping,
-                Some(format!("received {signal_name}")),
-            ))
-            .await;
-        let left = publisher.send(Flush(flush)).await.unwrap_or(0);
-        if left > 0 {
-            tracing::warn!(
-                events = left,
-                file = %config.state_dir.join(OUTBOX_FILE).display(),
-                "events not yet acknowledged are saved and will be sent at the next start"
-            );
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+    let policy = ShutdownPolicy {
+        keep_workloads: config.shutdown.on_shutdown == OnShutdown::Keep,
+        workload_grace_cap: Duration::from_secs_f64(config.shutdown.workload_grace_cap_s),
+        flush_timeout: Duration::from_secs_f64(config.shutdown.flush_timeout_s),
+        outbox_file: config.state_dir.join(OUTBOX_FILE),
     };
-    // Bounded whatever happens: the flush timeout plus a little for the rest.
-    if tokio::time::timeout(grace_cap + flush + Duration::from_secs(5), shutdown)
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown did not finish in time; exiting anyway");
-    }
+    let node = NodeActors {
+        client: client.clone(),
+        bus,
+        publisher,
+        executor,
+    };
+    shut_down(&node, &policy, signal_name).await;
     if let Some(w) = watchdog.take() {
         w.abort();
     }
@@ -291,14 +240,6 @@ fn shim_command() -> Vec<std::ffi::OsString> {
     }
     tracing::warn!("herd-shim is not installed beside herdd; workloads are supervised by `herdd shim`, which costs more memory each");
     vec!["/proc/self/exe".into(), "shim".into()]
-}
-
-/// Online CPUs of this host.
-fn host_cpus() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
-        .ok()
-        .flatten()
-        .unwrap_or(1) as f64
 }
 
 /// Without root herdd cannot switch users: the shipped default (`nobody`) becomes herdd's own

@@ -7,4 +7,5 @@ pub mod outbox;
 pub mod placement;
 pub mod registry;
 pub mod run;
+pub mod shutdown;
 pub mod workload;

@@ -8,6 +8,7 @@ pub mod events;
 pub mod executor;
 pub mod heartbeat;
 pub mod monitor;
+pub mod shutdown;
 
 pub use bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};
 pub use events::{EventPublisher, Flush, Publish};

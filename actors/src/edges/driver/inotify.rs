@@ -55,7 +55,9 @@ impl Signals {
 }
 
 struct Inner {
-    fd: OwnedFd,
+    /// The inotify descriptor, owned by the AsyncFd that polls it: nothing closes it while the
+    /// reader task waits on it.
+    fd: tokio::io::unix::AsyncFd<OwnedFd>,
     dirs: Mutex<HashMap<i32, Weak<Signals>>>,
 }
 
@@ -81,38 +83,45 @@ impl Watcher {
         }
         // SAFETY: the descriptor was just returned to us and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let registered = {
+            let _runtime = handle.enter();
+            // SAFETY: the AsyncFd takes the OwnedFd itself: the descriptor stays open, and the
+            // same, for exactly as long as the AsyncFd lives (the owner can no longer drop
+            // first, as it could when only the raw number was registered).
+            unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            }
+        };
+        let Ok(fd) = registered else {
+            return Watcher::default();
+        };
         let inner = Arc::new(Inner {
             fd,
             dirs: Mutex::new(HashMap::new()),
         });
-        let reader = Arc::downgrade(&inner);
-        let raw = inner.fd.as_raw_fd();
-        // SAFETY: the AsyncFd only polls `raw`; `inner` (which owns and closes it) outlives the
-        // task's use of it: the task ends as soon as `inner` is gone.
-        let registered = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(raw, tokio::io::Interest::READABLE)
-        };
-        let Ok(async_fd) = registered else {
-            return Watcher::default();
-        };
+        // The task holds the descriptor (through `inner`) for as long as it reads it, and ends
+        // once it is the last holder (the watcher was dropped).
+        let reader = inner.clone();
         handle.spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                let Ok(mut guard) = async_fd.readable().await else {
+                let Ok(mut guard) = reader.fd.readable().await else {
                     return;
                 };
-                let Some(inner) = reader.upgrade() else {
-                    return;
-                };
+                let raw = reader.fd.get_ref().as_raw_fd();
                 loop {
-                    // SAFETY: reads into a buffer we own, of its length.
+                    // SAFETY: `raw` is open (owned by `reader.fd`, which we hold); reads into a
+                    // buffer we own, of its length.
                     let n = unsafe { libc::read(raw, buf.as_mut_ptr().cast(), buf.len()) };
                     if n <= 0 {
                         break;
                     }
-                    inner.dispatch(&buf[..n as usize]);
+                    reader.dispatch(&buf[..n as usize]);
                 }
                 guard.clear_ready();
+                if Arc::strong_count(&reader) == 1 {
+                    return;
+                }
             }
         });
         Watcher { inner: Some(inner) }
@@ -129,8 +138,9 @@ impl Watcher {
             return false;
         };
         let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO;
-        // SAFETY: a valid descriptor and a NUL-terminated path.
-        let wd = unsafe { libc::inotify_add_watch(inner.fd.as_raw_fd(), path.as_ptr(), mask) };
+        // SAFETY: a descriptor we own (open while `inner` lives) and a NUL-terminated path.
+        let wd =
+            unsafe { libc::inotify_add_watch(inner.fd.get_ref().as_raw_fd(), path.as_ptr(), mask) };
         if wd < 0 {
             tracing::debug!(dir = %dir.display(), error = %std::io::Error::last_os_error(), "cannot watch; its logs are polled");
             return false;
