@@ -23,7 +23,6 @@ use herd_bus::{
     Accepted, Ack, ErrorBody, NodeId, StopRequest, Subjects, WorkloadEvent, WorkloadFilter,
     WorkloadId, WorkloadList, WorkloadSpec, WorkloadState, WorkloadStatus,
 };
-use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -127,8 +126,10 @@ impl WorkloadExecutor {
                     self.later(id, Some(generation), d, ctx, Lifecycle::on_timeout)
                 }
                 Effect::SignalAll(signal) => {
-                    // Validated at start; SIGTERM is the lifecycle's default anyway.
-                    let signal = parse_signal(&signal).unwrap_or(Signal::SIGTERM);
+                    // Validated at start: a signal name that does not parse never gets here.
+                    let Some(signal) = parse_signal(&signal) else {
+                        continue;
+                    };
                     if let Some(r) = &entry.running {
                         r.signal(signal);
                     }

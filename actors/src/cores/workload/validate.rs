@@ -1,6 +1,6 @@
 //! Checks a WorkloadSpec against this node before anything starts; every error names the field.
 
-use super::lifecycle::parse_signal;
+use super::lifecycle::{parse_signal, DEFAULT_KILL_SIGNAL};
 use herd_bus::{Driver, ErrorBody, ErrorCode, WorkloadSpec};
 use nix::unistd::{Gid, Uid, User};
 use std::path::{Path, PathBuf};
@@ -193,7 +193,7 @@ fn check_common(
     if let Some(t) = spec.timeout_s {
         Duration::try_from_secs_f64(t).map_err(|e| field("timeout_s", e))?;
     }
-    let signal_text = spec.kill_signal.as_deref().unwrap_or("SIGTERM");
+    let signal_text = spec.kill_signal.as_deref().unwrap_or(DEFAULT_KILL_SIGNAL);
     let kill_signal = parse_signal(signal_text)
         .ok_or_else(|| field("kill_signal", format!("unknown signal '{signal_text}'")))?;
     if spec.restart.max > 100 {
