@@ -2,6 +2,7 @@
 //! heartbeats, node and workload events and clock ticks, performs what they ask (announce,
 //! persist, start and stop tasks on nodes), and answers `cluster.*` requests.
 
+use crate::coordinator::store;
 use crate::cores::placement;
 use crate::cores::registry::{Change, NodeRegistry, RegistryConfig};
 use crate::cores::run::{self, RunEffect, RunJournal};
@@ -10,18 +11,18 @@ use crate::edges::nats::{
     message_encoding, open_bucket, publish_msgpack, reply_message, request_msgpack, Handled,
 };
 use actix::prelude::*;
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use async_nats::Message as NatsMessage;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
     Accepted, Ack, ClusterEvent, ClusterVerb, ClusterWorkloadList, ErrorBody, ErrorCode, FitQuery,
     Heartbeat, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord,
     NodeVerb, NodesQuery, Reply, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec,
-    RunState, RunSubmitted, RunSummary, StopRequest, Subject, Subjects, WorkloadEvent, WorkloadGet,
-    WorkloadId, WorkloadStatus, WorkloadsQuery,
+    RunState, RunSubmitted, RunSummary, StopRequest, Subject, Subjects, WorkloadEvent,
+    WorkloadFilter, WorkloadGet, WorkloadId, WorkloadList, WorkloadStatus, WorkloadsQuery,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// JetStream KV bucket with one NodeRecord per node: what heartbeats cannot rebuild.
@@ -40,6 +41,8 @@ pub struct Coordinator {
     nodes_kv: Option<kv::Store>,
     runs_kv: Option<kv::Store>,
     runs: BTreeMap<RunId, RunJournal>,
+    /// Runs whose last save failed: saved again on the next tick.
+    unsaved: BTreeSet<RunId>,
     round_robin: usize,
     malformed_heartbeats: u64,
 }
@@ -100,6 +103,7 @@ impl Coordinator {
             nodes_kv: None,
             runs_kv: None,
             runs: BTreeMap::new(),
+            unsaved: BTreeSet::new(),
             round_robin: 0,
             malformed_heartbeats: 0,
         }
@@ -183,20 +187,44 @@ impl Coordinator {
         }
     }
 
-    fn on_workload_event(&mut self, msg: &NatsMessage, node: &NodeId, ctx: &mut Context<Self>) {
-        let Ok(ev) = codec::decode::<WorkloadEvent>(&msg.payload, Encoding::MsgPack, &self.limits)
+    fn on_workload_event(
+        &mut self,
+        payload: &[u8],
+        node: &NodeId,
+        ctx: &mut Context<Self>,
+    ) -> Saved {
+        let Ok(ev) = codec::decode::<WorkloadEvent>(payload, Encoding::MsgPack, &self.limits)
         else {
-            return;
+            return Saved::nothing();
         };
         let Some(run_id) = ev.run_id.clone() else {
-            return;
+            return Saved::nothing();
         };
         let fx = self
             .runs
             .get_mut(&run_id)
             .map(|j| j.on_workload_event(node, &ev, now_ms()))
             .unwrap_or_default();
-        self.apply_run(&run_id, fx, ctx);
+        self.apply_run(&run_id, fx, ctx)
+    }
+
+    fn on_node_event(
+        &mut self,
+        payload: &[u8],
+        node: &NodeId,
+        kind: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        if kind != NodeEventKind::Stopping.as_str() {
+            return;
+        }
+        match codec::decode::<NodeEvent>(payload, Encoding::MsgPack, &self.limits) {
+            Ok(ev) => {
+                let changes = self.registry.on_stopping(node, ev.started_at_ms);
+                self.apply(changes, ctx);
+            }
+            Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
+        }
     }
 
     fn query(
@@ -334,11 +362,17 @@ impl Coordinator {
         })
     }
 
-    /// Performs what a journal asked for.
-    fn apply_run(&mut self, run_id: &RunId, effects: Vec<RunEffect>, ctx: &mut Context<Self>) {
+    /// Performs what a journal asked for; answers once the journal is saved, if it had to be.
+    fn apply_run(
+        &mut self,
+        run_id: &RunId,
+        effects: Vec<RunEffect>,
+        ctx: &mut Context<Self>,
+    ) -> Saved {
+        let mut persist = false;
         for effect in effects {
             let Some(j) = self.runs.get(run_id) else {
-                return;
+                return Saved::nothing();
             };
             match effect {
                 RunEffect::Start { node, spec } => {
@@ -377,7 +411,7 @@ impl Coordinator {
                         };
                         match request_msgpack::<_, WorkloadStatus>(&client, get, &req).await {
                             // Settled while the coordinator was away: replay its outcome.
-                            Ok(status) if status.state.is_terminal() => addr.do_send(Replay {
+                            Ok(status) if status.state.is_terminal() => addr.do_send(Reconciled {
                                 run_id,
                                 node,
                                 status,
@@ -413,6 +447,29 @@ impl Coordinator {
                         }
                     });
                 }
+                RunEffect::ListOnNode { node } => {
+                    let client = self.client.clone();
+                    let subject = self.subjects.node_command(&node, NodeVerb::WorkloadList);
+                    let req = WorkloadFilter {
+                        run_id: Some(run_id.clone()),
+                        ..Default::default()
+                    };
+                    let addr = ctx.address();
+                    let run_id = run_id.clone();
+                    actix::spawn(async move {
+                        match request_msgpack::<_, WorkloadList>(&client, subject, &req).await {
+                            Ok(list) => addr.do_send(Listed {
+                                run_id,
+                                node,
+                                workloads: list.workloads,
+                            }),
+                            // Unanswered: its events, or the stop timeout, will tell.
+                            Err(e) => {
+                                tracing::warn!(%node, error = %e, "workload list not answered")
+                            }
+                        }
+                    });
+                }
                 RunEffect::Announce(state) => {
                     let kind = run_event_kind(state);
                     let unconfirmed: Vec<String> = j
@@ -439,25 +496,66 @@ impl Coordinator {
                         "a run event",
                     );
                 }
-                RunEffect::Persist => {
-                    if let (Some(kv), Ok(bytes)) = (
-                        self.runs_kv.clone(),
-                        codec::encode(&j.record, Encoding::MsgPack),
-                    ) {
-                        let key = run_id.to_string();
-                        actix::spawn(async move {
-                            if let Err(e) = kv.put(key, bytes.into()).await {
-                                tracing::warn!(error = %e, "cannot save a run journal");
-                            }
-                        });
-                    }
-                }
+                RunEffect::Persist => persist = true,
             }
         }
+        if persist {
+            self.save_run(run_id, ctx)
+        } else {
+            Saved::nothing()
+        }
+    }
+
+    /// Saves a run's journal; a failed save is tried again on the next tick.
+    fn save_run(&mut self, run_id: &RunId, ctx: &mut Context<Self>) -> Saved {
+        let (Some(kv), Some(j)) = (self.runs_kv.clone(), self.runs.get(run_id)) else {
+            return Saved::nothing();
+        };
+        let bytes = match codec::encode(&j.record, Encoding::MsgPack) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a run journal");
+                return Saved::nothing();
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let key = run_id.to_string();
+        let id = run_id.clone();
+        ctx.spawn(
+            async move { kv.put(key, bytes.into()).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let ok = res.is_ok();
+                    if let Err(e) = res {
+                        tracing::warn!(error = %e, "cannot save a run journal");
+                        act.unsaved.insert(id);
+                    }
+                    let _ = tx.send(ok);
+                }),
+        );
+        Saved(Some(rx))
     }
 }
 
 type Restored = ((kv::Store, Vec<NodeRecord>), (kv::Store, Vec<RunRecord>));
+
+/// Whether a journal was saved, known once its write is answered.
+struct Saved(Option<tokio::sync::oneshot::Receiver<bool>>);
+
+impl Saved {
+    /// Nothing had to be saved.
+    fn nothing() -> Saved {
+        Saved(None)
+    }
+
+    /// True once saved (or when nothing had to be); false when the write failed.
+    async fn wait(self) -> bool {
+        match self.0 {
+            None => true,
+            Some(rx) => rx.await.unwrap_or(false),
+        }
+    }
+}
 
 impl Actor for Coordinator {
     type Context = Context<Self>;
@@ -495,12 +593,9 @@ impl Actor for Coordinator {
                     }
                 };
                 let [requests, requests2] = subjects.cluster_requests();
-                let subs = futures::future::join_all([
-                    client.subscribe(subjects.heartbeats_all()),
-                    client.subscribe(subjects.node_events_all()),
-                    client.subscribe(subjects.workload_events_all()),
-                ])
-                .await;
+                // Lifecycle events come through the durable consumer (see below).
+                let subs =
+                    futures::future::join_all([client.subscribe(subjects.heartbeats_all())]).await;
                 let queues = futures::future::join_all([
                     client.queue_subscribe(requests, QUEUE_GROUP.into()),
                     client.queue_subscribe(requests2, QUEUE_GROUP.into()),
@@ -539,12 +634,24 @@ impl Actor for Coordinator {
                     act.runs.insert(id.clone(), journal);
                     act.apply_run(&id, fx, ctx);
                 }
+                let addr = ctx.address();
+                actix::spawn(store::follow_events(
+                    act.client.clone(),
+                    act.subjects.clone(),
+                    move |m| {
+                        addr.do_send(LifecycleEvent(m));
+                        addr.connected()
+                    },
+                ));
             }),
         );
         ctx.run_interval(self.tick, |act, ctx| {
             let changes = act.registry.tick(now_ms());
             act.apply(changes, ctx);
             act.each_run(ctx, |j| j.tick(now_ms()));
+            for id in std::mem::take(&mut act.unsaved) {
+                let _ = act.save_run(&id, ctx);
+            }
         });
     }
 }
@@ -553,17 +660,7 @@ impl StreamHandler<NatsMessage> for Coordinator {
     fn handle(&mut self, msg: NatsMessage, ctx: &mut Self::Context) {
         match self.subjects.parse(msg.subject.as_str()) {
             Ok(Subject::Heartbeat { node }) => self.on_heartbeat(&msg, &node, ctx),
-            Ok(Subject::WorkloadEvent { node, .. }) => self.on_workload_event(&msg, &node, ctx),
-            Ok(Subject::NodeEvent { node, kind }) if kind == NodeEventKind::Stopping.as_str() => {
-                match codec::decode::<NodeEvent>(&msg.payload, Encoding::MsgPack, &self.limits) {
-                    Ok(ev) => {
-                        let changes = self.registry.on_stopping(&node, ev.started_at_ms);
-                        self.apply(changes, ctx);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
-                }
-            }
-            Ok(Subject::NodeEvent { .. }) | Ok(Subject::ClusterEvent { .. }) => {}
+            Ok(Subject::ClusterEvent { .. }) => {}
             parsed => {
                 let Some(reply) = msg.reply.clone() else {
                     return;
@@ -593,53 +690,72 @@ impl StreamHandler<NatsMessage> for Coordinator {
     }
 }
 
-/// A task's outcome learned from its node after a coordinator restart.
+/// A lifecycle event from the durable consumer: acknowledged once the journal it changed is
+/// saved, so that a coordinator that dies first gets it again.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Replay {
+struct LifecycleEvent(jetstream::Message);
+
+impl Handler<LifecycleEvent> for Coordinator {
+    type Result = ();
+    fn handle(&mut self, LifecycleEvent(msg): LifecycleEvent, ctx: &mut Self::Context) {
+        let saved = match self.subjects.parse(msg.subject.as_str()) {
+            Ok(Subject::WorkloadEvent { node, .. }) => {
+                self.on_workload_event(&msg.payload, &node, ctx)
+            }
+            Ok(Subject::NodeEvent { node, kind }) => {
+                self.on_node_event(&msg.payload, &node, &kind, ctx);
+                Saved::nothing()
+            }
+            _ => Saved::nothing(),
+        };
+        actix::spawn(async move {
+            if saved.wait().await {
+                if let Err(e) = msg.ack().await {
+                    tracing::debug!(error = %e, "cannot acknowledge a lifecycle event");
+                }
+            }
+        });
+    }
+}
+
+/// A task's workload as its node reported it after a coordinator restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reconciled {
     run_id: RunId,
     node: NodeId,
     status: WorkloadStatus,
 }
 
-impl Handler<Replay> for Coordinator {
+impl Handler<Reconciled> for Coordinator {
     type Result = ();
-    fn handle(&mut self, msg: Replay, ctx: &mut Self::Context) {
-        let s = msg.status;
-        let ts = s.finished_at_ms.unwrap_or_else(now_ms);
+    fn handle(&mut self, msg: Reconciled, ctx: &mut Self::Context) {
         let fx = self
             .runs
             .get_mut(&msg.run_id)
-            .map(|j| {
-                let event = |state, exit_code, reason, ts_ms| WorkloadEvent {
-                    event_id: format!("replay-{}", s.workload_id),
-                    node_id: msg.node.clone(),
-                    workload_id: s.workload_id.clone(),
-                    state,
-                    ts_ms,
-                    run_id: Some(msg.run_id.clone()),
-                    rep: s.spec.rep,
-                    pid: None,
-                    exit_code,
-                    signal: s.signal.clone(),
-                    reason,
-                    restarts: s.restarts,
-                };
-                let mut fx = Vec::new();
-                if let Some(started) = s.started_at_ms {
-                    fx.extend(j.on_workload_event(
-                        &msg.node,
-                        &event(herd_bus::WorkloadState::Running, None, None, started),
-                        now_ms(),
-                    ));
-                }
-                fx.extend(j.on_workload_event(
-                    &msg.node,
-                    &event(s.state, s.exit_code, s.reason.clone(), ts),
-                    now_ms(),
-                ));
-                fx
-            })
+            .map(|j| j.on_task_status(&msg.node, &msg.status, now_ms()))
+            .unwrap_or_default();
+        self.apply_run(&msg.run_id, fx, ctx);
+    }
+}
+
+/// A node's workloads of a stopping run, after a coordinator restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Listed {
+    run_id: RunId,
+    node: NodeId,
+    workloads: Vec<WorkloadStatus>,
+}
+
+impl Handler<Listed> for Coordinator {
+    type Result = ();
+    fn handle(&mut self, msg: Listed, ctx: &mut Self::Context) {
+        let fx = self
+            .runs
+            .get_mut(&msg.run_id)
+            .map(|j| j.on_node_workloads(&msg.node, &msg.workloads, now_ms()))
             .unwrap_or_default();
         self.apply_run(&msg.run_id, fx, ctx);
     }

@@ -2,5 +2,6 @@
 //! runs and their stops. The actor is a shell around the cores in [`crate::cores`].
 
 pub mod actor;
+pub mod store;
 
 pub use actor::Coordinator;

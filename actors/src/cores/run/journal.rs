@@ -5,7 +5,7 @@ use super::plan::task_workload_id;
 use super::stop::{StopProtocol, StopVerdict};
 use herd_bus::{
     NodeId, RunId, RunRecord, RunSpec, RunState, TaskRecord, TaskStatus, WorkloadEvent, WorkloadId,
-    WorkloadSpec, WorkloadState,
+    WorkloadSpec, WorkloadState, WorkloadStatus,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,11 +16,16 @@ pub const DEFAULT_STOP_TIMEOUT_S: f64 = 30.0;
 pub enum RunEffect {
     /// Start this task's workload on its node (idempotent: same id, same spec).
     Start { node: NodeId, spec: WorkloadSpec },
-    /// After a coordinator restart: ask the node how this running task is doing; feed a
-    /// settled outcome back as an event, or start the workload if the node never got it.
+    /// After a coordinator restart: ask the node how this running task is doing
+    /// (`workload.get`) and feed the answer to [`RunJournal::on_task_status`], or start the
+    /// workload if the node never got it.
     Reconcile { node: NodeId, spec: WorkloadSpec },
     /// Ask a node to stop every workload of the run.
     StopOnNode { node: NodeId },
+    /// After a coordinator restart during a stop: ask the node for the run's workloads
+    /// (`workload.list`) and feed the answer to [`RunJournal::on_node_workloads`]; confirmations
+    /// sent while the coordinator was away are not sent again.
+    ListOnNode { node: NodeId },
     /// The run's state changed: announce it.
     Announce(RunState),
     /// Save the journal.
@@ -32,6 +37,16 @@ pub struct RunJournal {
     pub record: RunRecord,
     /// While stopping: who must still confirm.
     stop: Option<StopProtocol>,
+}
+
+/// What the coordinator learned about a task's workload, from an event or from its node.
+struct Observed {
+    state: WorkloadState,
+    exit_code: Option<i32>,
+    reason: Option<String>,
+    started_at_ms: Option<u64>,
+    /// When it reached `state`.
+    ts_ms: u64,
 }
 
 fn is_settled(s: TaskStatus) -> bool {
@@ -88,10 +103,12 @@ impl RunJournal {
         let mut j = RunJournal { record, stop: None };
         let mut fx = Vec::new();
         if stopping {
-            // Ask again: nodes confirm through their events, which may have been missed.
+            // Ask again, and ask what has settled: confirmations may have come while the
+            // coordinator was away, and a workload that settled then says nothing new.
             let nodes = j.running_nodes();
             for n in &nodes {
                 fx.push(RunEffect::StopOnNode { node: n.clone() });
+                fx.push(RunEffect::ListOnNode { node: n.clone() });
             }
             j.stop = Some(StopProtocol::new(nodes, now_ms, timeout));
             fx.extend(j.check_stopped(now_ms));
@@ -195,9 +212,90 @@ impl RunJournal {
         ev: &WorkloadEvent,
         now_ms: u64,
     ) -> Vec<RunEffect> {
-        let (workload, state, exit_code, ts_ms) =
-            (&ev.workload_id, ev.state, ev.exit_code, ev.ts_ms);
-        let reason = ev.reason.clone();
+        let seen = Observed {
+            state: ev.state,
+            exit_code: ev.exit_code,
+            reason: ev.reason.clone(),
+            started_at_ms: (ev.state == WorkloadState::Running).then_some(ev.ts_ms),
+            ts_ms: ev.ts_ms,
+        };
+        self.observe(node, &ev.workload_id, seen, now_ms)
+    }
+
+    /// A task's workload as its node reports it (`workload.get`, or an element of
+    /// `workload.list`), after a coordinator restart: the same outcome as the events it stands
+    /// for. A settled status settles the task — and confirms the node's stop when it was the
+    /// node's last running task.
+    pub fn on_task_status(
+        &mut self,
+        node: &NodeId,
+        status: &WorkloadStatus,
+        now_ms: u64,
+    ) -> Vec<RunEffect> {
+        let seen = Observed {
+            state: status.state,
+            exit_code: status.exit_code,
+            reason: status.reason.clone(),
+            started_at_ms: status.started_at_ms,
+            ts_ms: status.finished_at_ms.unwrap_or(now_ms),
+        };
+        self.observe(node, &status.workload_id, seen, now_ms)
+    }
+
+    /// A node's answer to `workload.list {run_id}`: each listed workload as
+    /// [`RunJournal::on_task_status`]. While the run stops, a task the node does not list runs
+    /// nowhere: it counts as stopped (skipped if it never started).
+    pub fn on_node_workloads(
+        &mut self,
+        node: &NodeId,
+        listed: &[WorkloadStatus],
+        now_ms: u64,
+    ) -> Vec<RunEffect> {
+        let mut fx = Vec::new();
+        for status in listed {
+            fx.extend(self.on_task_status(node, status, now_ms));
+        }
+        if self.stop.is_none() {
+            return fx;
+        }
+        let mut changed = false;
+        for t in self.record.tasks.iter_mut().filter(|t| {
+            t.node_id == *node
+                && t.status == TaskStatus::Running
+                && !listed
+                    .iter()
+                    .any(|s| t.workload_id.as_ref() == Some(&s.workload_id))
+        }) {
+            t.status = if t.started_at_ms.is_some() {
+                TaskStatus::Stopped
+            } else {
+                TaskStatus::Skipped
+            };
+            t.finished_at_ms = Some(now_ms);
+            changed = true;
+        }
+        if changed {
+            self.record.updated_at_ms = now_ms;
+            fx.push(RunEffect::Persist);
+            fx.extend(self.advance(now_ms));
+        }
+        fx
+    }
+
+    fn observe(
+        &mut self,
+        node: &NodeId,
+        workload: &WorkloadId,
+        seen: Observed,
+        now_ms: u64,
+    ) -> Vec<RunEffect> {
+        let Observed {
+            state,
+            exit_code,
+            reason,
+            started_at_ms,
+            ts_ms,
+        } = seen;
         // During a stop, and after its verdict, an ended task counts as stopped.
         let stopping = !matches!(self.record.state, RunState::Pending | RunState::Running);
         let Some(t) = self.task_mut(node, workload) else {
@@ -206,15 +304,18 @@ impl RunJournal {
         if is_settled(t.status) {
             return vec![]; // late or duplicate
         }
+        let started = t.started_at_ms.is_none() && started_at_ms.is_some();
+        if started {
+            t.started_at_ms = started_at_ms;
+            t.status = TaskStatus::Running;
+        }
         let outcome = match state {
-            WorkloadState::Pending | WorkloadState::Starting => return vec![],
-            WorkloadState::Running => {
-                if t.started_at_ms.is_none() {
-                    t.started_at_ms = Some(ts_ms);
-                    t.status = TaskStatus::Running;
-                    return vec![RunEffect::Persist];
-                }
-                return vec![];
+            WorkloadState::Pending | WorkloadState::Starting | WorkloadState::Running => {
+                return if started {
+                    vec![RunEffect::Persist]
+                } else {
+                    vec![]
+                };
             }
             WorkloadState::Exited if exit_code == Some(0) => TaskStatus::Completed,
             WorkloadState::Stopped | WorkloadState::Killed if stopping => TaskStatus::Stopped,
@@ -651,5 +752,125 @@ mod tests {
         }
         let fx = ev(&mut again, "a", 1, WorkloadState::Exited, Some(0), 101);
         assert_eq!(started(&fx), [("a".into(), 2)]);
+    }
+
+    fn reported(
+        j: &RunJournal,
+        node: &str,
+        rep: u32,
+        state: WorkloadState,
+        times: (Option<u64>, Option<u64>),
+    ) -> WorkloadStatus {
+        WorkloadStatus {
+            workload_id: wid(j, node, rep),
+            node_id: n(node),
+            state,
+            spec: j.task_spec(&j.record.tasks[0]),
+            pid: None,
+            created_at_ms: 0,
+            started_at_ms: times.0,
+            finished_at_ms: times.1,
+            exit_code: (state == WorkloadState::Exited).then_some(0),
+            signal: None,
+            reason: None,
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn a_reported_status_counts_as_the_events_it_stands_for() {
+        let (mut j, _) = RunJournal::new(RunId::new("r11").unwrap(), spec(2), &[n("a")], 0);
+        // Still running: its start is recorded, nothing else.
+        let running = reported(&j, "a", 1, WorkloadState::Running, (Some(10), None));
+        assert_eq!(
+            j.on_task_status(&n("a"), &running, 50),
+            [RunEffect::Persist]
+        );
+        assert!(
+            j.on_task_status(&n("a"), &running, 60).is_empty(),
+            "nothing new"
+        );
+        // Settled: the task completes with the node's timings and the next rep starts.
+        let exited = reported(&j, "a", 1, WorkloadState::Exited, (Some(10), Some(40)));
+        let fx = j.on_task_status(&n("a"), &exited, 70);
+        assert_eq!(started(&fx), [("a".into(), 2)]);
+        let t = &j.record.tasks[0];
+        assert_eq!(
+            (t.status, t.finished_at_ms, t.duration_s),
+            (Completed, Some(40), Some(0.03))
+        );
+        assert!(
+            j.on_task_status(&n("a"), &exited, 80).is_empty(),
+            "a repeat"
+        );
+        assert!(
+            ev(&mut j, "a", 1, WorkloadState::Exited, Some(0), 90).is_empty(),
+            "its event, late, changes nothing"
+        );
+        // A status the node never had a start event for still carries its start time.
+        let mut gone = reported(&j, "a", 2, WorkloadState::Exited, (Some(100), Some(300)));
+        gone.exit_code = Some(3);
+        gone.node_id = n("zz");
+        assert!(
+            j.on_task_status(&n("zz"), &gone, 400).is_empty(),
+            "wrong node"
+        );
+        let fx = j.on_task_status(&n("a"), &gone, 400);
+        assert!(fx.contains(&RunEffect::Announce(RunState::Failed)));
+        let t = &j.record.tasks[1];
+        assert_eq!(
+            (t.status, t.exit_code, t.duration_s),
+            (Failed, Some(3), Some(0.2))
+        );
+    }
+
+    #[test]
+    fn a_stop_resumed_after_a_restart_is_confirmed_by_what_the_nodes_list() {
+        let (mut j, _) = RunJournal::new(
+            RunId::new("r12").unwrap(),
+            spec(2),
+            &[n("a"), n("b"), n("c")],
+            0,
+        );
+        for node in ["a", "b", "c"] {
+            ev(&mut j, node, 1, WorkloadState::Running, None, 1);
+        }
+        j.on_stop(10);
+        // The coordinator goes away; the nodes stop their tasks unheard.
+        let (mut j, fx) = RunJournal::resume(j.record.clone(), 5_000);
+        for node in ["a", "b", "c"] {
+            assert!(fx.contains(&RunEffect::StopOnNode { node: n(node) }));
+            assert!(fx.contains(&RunEffect::ListOnNode { node: n(node) }));
+        }
+        let killed = reported(&j, "a", 1, WorkloadState::Killed, (Some(1), Some(2_010)));
+        let fx = j.on_node_workloads(&n("a"), &[killed], 5_010);
+        assert!(fx.contains(&RunEffect::Persist));
+        assert!(
+            !fx.iter().any(|e| matches!(e, RunEffect::Announce(_))),
+            "{fx:?}"
+        );
+        // b still runs its task: no confirmation until its event comes.
+        let running = reported(&j, "b", 1, WorkloadState::Running, (Some(1), None));
+        assert!(j.on_node_workloads(&n("b"), &[running], 5_020).is_empty());
+        // c no longer has it at all: nothing of it runs there.
+        assert_eq!(
+            j.on_node_workloads(&n("c"), &[], 5_030),
+            [RunEffect::Persist]
+        );
+        let fx = ev(&mut j, "b", 1, WorkloadState::Stopped, None, 5_040);
+        assert!(
+            fx.contains(&RunEffect::Announce(RunState::Stopped)),
+            "{fx:?}"
+        );
+        assert_eq!(
+            status(&j),
+            [Stopped, Skipped, Stopped, Skipped, Stopped, Skipped]
+        );
+        assert_eq!(j.record.tasks[0].finished_at_ms, Some(2_010));
+        assert!(j.record.unconfirmed_nodes.is_empty());
+        // A listing outside of a stop settles nothing by absence.
+        let (mut j, _) = RunJournal::new(RunId::new("r13").unwrap(), spec(1), &[n("a")], 0);
+        assert!(j.on_node_workloads(&n("a"), &[], 1).is_empty());
+        assert_eq!(status(&j), [Running]);
     }
 }

@@ -1,0 +1,100 @@
+//! The coordinator's durable state in JetStream: its durable consumer of the lifecycle events
+//! in `HERD_EVENTS`, so that none is missed while it is down.
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use herd_bus::Subjects;
+use std::time::Duration;
+
+/// The coordinator's durable consumer of `HERD_EVENTS`.
+pub const EVENTS_CONSUMER: &str = "herd-coordinator";
+/// An event not acknowledged in this time is delivered again (acks follow the journal's save,
+/// milliseconds after delivery).
+const EVENTS_ACK_WAIT: Duration = Duration::from_secs(10);
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Hands every lifecycle event (`evt.<node>.workload.*`, `evt.<node>.node.*`) to `deliver`, in
+/// order, until `deliver` answers false; each must be acknowledged once handled. Waits for the
+/// stream (the nodes create it) and comes back after an outage.
+///
+/// The consumer is durable: one that exists resumes where the last coordinator left it, events
+/// it had delivered but not acknowledged included. A new one starts after what the stream held
+/// when this was called, so a first coordinator does not replay old history — or at the stream's
+/// start, when the stream was created later.
+pub async fn follow_events(
+    client: async_nats::Client,
+    subjects: Subjects,
+    mut deliver: impl FnMut(jetstream::Message) -> bool,
+) {
+    let js = jetstream::new(client);
+    let mut start = None;
+    let mut delay = RETRY_MIN;
+    loop {
+        match consume(&js, &subjects, &mut start).await {
+            Ok(mut messages) => {
+                while let Some(next) = messages.next().await {
+                    match next {
+                        Ok(m) => {
+                            delay = RETRY_MIN;
+                            if !deliver(m) {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "lifecycle events interrupted");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) if delay == RETRY_MIN => {
+                tracing::info!(error = %e, "waiting for lifecycle events")
+            }
+            Err(e) => tracing::debug!(error = %e, "waiting for lifecycle events"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX);
+    }
+}
+
+async fn consume(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    start: &mut Option<consumer::DeliverPolicy>,
+) -> Result<consumer::pull::Stream, String> {
+    let name = subjects.events_stream();
+    let stream = match js.get_stream(&name).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            if let jetstream::context::GetStreamErrorKind::JetStream(js_error) = e.kind() {
+                if js_error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND {
+                    // Every event it will hold is news.
+                    start.get_or_insert(consumer::DeliverPolicy::All);
+                }
+            }
+            return Err(format!("stream {name}: {e}"));
+        }
+    };
+    let deliver_policy = *start.get_or_insert(consumer::DeliverPolicy::ByStartSequence {
+        start_sequence: stream.cached_info().state.last_sequence + 1,
+    });
+    let consumer = stream
+        .get_or_create_consumer(
+            EVENTS_CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(EVENTS_CONSUMER.into()),
+                description: Some("herd coordinator: every node's lifecycle events".into()),
+                deliver_policy,
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: EVENTS_ACK_WAIT,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {EVENTS_CONSUMER} on {name}: {e}"))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| format!("consumer {EVENTS_CONSUMER} on {name}: {e}"))
+}
