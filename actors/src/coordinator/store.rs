@@ -1,10 +1,103 @@
-//! The coordinator's durable state in JetStream: its durable consumer of the lifecycle events
-//! in `HERD_EVENTS`, so that none is missed while it is down.
+//! The coordinator's durable state in JetStream: its KV buckets (the node records and the run
+//! journals, restored at start and saved on change) and its durable consumer of the lifecycle
+//! events in `HERD_EVENTS`, so that none is missed while it is down.
 
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
-use herd_bus::Subjects;
+use crate::edges::nats::open_bucket;
+use async_nats::jetstream::{self, consumer, kv};
+use futures::{Future, StreamExt};
+use herd_bus::codec::{self, DecodeLimits, Encoding};
+use herd_bus::{NodeRecord, RunRecord, Subjects};
+use serde::Serialize;
 use std::time::Duration;
+
+/// JetStream KV bucket with one NodeRecord per node: what heartbeats cannot rebuild.
+pub const NODES_BUCKET: &str = "herd-nodes";
+/// JetStream KV bucket with one RunRecord (a run's journal) per run.
+pub const RUNS_BUCKET: &str = "herd-runs";
+
+/// The coordinator's buckets, once open.
+#[derive(Clone)]
+pub struct Store {
+    nodes: kv::Store,
+    runs: kv::Store,
+}
+
+/// What a coordinator finds at start.
+pub struct Restored {
+    pub store: Store,
+    pub nodes: Vec<NodeRecord>,
+    pub runs: Vec<RunRecord>,
+}
+
+impl Store {
+    /// Opens (or creates) both buckets and reads them; tries again until JetStream answers.
+    pub async fn open(client: async_nats::Client, limits: DecodeLimits) -> Restored {
+        let mut delay = RETRY_MIN;
+        loop {
+            let nodes = open_bucket(
+                client.clone(),
+                NODES_BUCKET,
+                "herd coordinator: last known state of every node",
+                limits,
+            )
+            .await;
+            let runs = open_bucket(
+                client.clone(),
+                RUNS_BUCKET,
+                "herd coordinator: the journal of every run",
+                limits,
+            )
+            .await;
+            match (nodes, runs) {
+                (Ok((nodes_kv, nodes)), Ok((runs_kv, runs))) => {
+                    return Restored {
+                        store: Store {
+                            nodes: nodes_kv,
+                            runs: runs_kv,
+                        },
+                        nodes,
+                        runs,
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "coordinator buckets not ready; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Saves a node's record, without its last heartbeat's inventory (to keep it small).
+    pub fn save_node(&self, record: &NodeRecord) -> impl Future<Output = Result<(), String>> {
+        let mut record = record.clone();
+        if let Some(hb) = record.heartbeat.as_mut() {
+            hb.workloads.clear();
+        }
+        put(&self.nodes, record.node_id.to_string(), &record)
+    }
+
+    /// Saves a run's journal.
+    pub fn save_run(&self, record: &RunRecord) -> impl Future<Output = Result<(), String>> {
+        put(&self.runs, record.run_id.to_string(), record)
+    }
+}
+
+fn put<T: Serialize>(
+    bucket: &kv::Store,
+    key: String,
+    value: &T,
+) -> impl Future<Output = Result<(), String>> {
+    let bucket = bucket.clone();
+    let bytes = codec::encode(value, Encoding::MsgPack).map_err(|e| e.to_string());
+    async move {
+        bucket
+            .put(key, bytes?.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// The coordinator's durable consumer of `HERD_EVENTS`.
 pub const EVENTS_CONSUMER: &str = "herd-coordinator";

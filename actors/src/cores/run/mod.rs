@@ -11,6 +11,6 @@ pub mod journal;
 pub mod plan;
 pub mod stop;
 
-pub use journal::{RunEffect, RunJournal, DEFAULT_STOP_TIMEOUT_S};
+pub use journal::{catalog, RunEffect, RunJournal, DEFAULT_STOP_TIMEOUT_S};
 pub use plan::{plan, task_workload_id};
 pub use stop::{StopProtocol, StopVerdict};
