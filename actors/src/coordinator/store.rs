@@ -121,10 +121,10 @@ pub async fn follow_events(
     mut deliver: impl FnMut(jetstream::Message) -> bool,
 ) {
     let js = jetstream::new(client);
-    let mut start = None;
+    let mut seen = Seen::Nothing;
     let mut delay = RETRY_MIN;
     loop {
-        match consume(&js, &subjects, &mut start).await {
+        match consume(&js, &subjects, &mut seen).await {
             Ok(mut messages) => {
                 while let Some(next) = messages.next().await {
                     match next {
@@ -151,10 +151,43 @@ pub async fn follow_events(
     }
 }
 
+/// What this coordinator saw of the events stream, to place a new consumer in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Seen {
+    Nothing,
+    /// No stream: every event of one created later is news.
+    Missing,
+    /// The stream created at `created_ns`, and where a new consumer starts in it.
+    Stream {
+        created_ns: i128,
+        start: consumer::DeliverPolicy,
+    },
+}
+
+impl Seen {
+    /// Where a new consumer starts in the stream created at `created_ns` whose last message is
+    /// `last_sequence`: after it, if this is the first look (what it holds is history); at its
+    /// start, if the stream is newer than the last look.
+    fn start(&mut self, created_ns: i128, last_sequence: u64) -> consumer::DeliverPolicy {
+        let start = match *self {
+            Seen::Stream {
+                created_ns: seen,
+                start,
+            } if seen == created_ns => start,
+            Seen::Nothing => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: last_sequence + 1,
+            },
+            Seen::Missing | Seen::Stream { .. } => consumer::DeliverPolicy::All,
+        };
+        *self = Seen::Stream { created_ns, start };
+        start
+    }
+}
+
 async fn consume(
     js: &jetstream::Context,
     subjects: &Subjects,
-    start: &mut Option<consumer::DeliverPolicy>,
+    seen: &mut Seen,
 ) -> Result<consumer::pull::Stream, String> {
     let name = subjects.events_stream();
     let stream = match js.get_stream(&name).await {
@@ -162,16 +195,17 @@ async fn consume(
         Err(e) => {
             if let jetstream::context::GetStreamErrorKind::JetStream(js_error) = e.kind() {
                 if js_error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND {
-                    // Every event it will hold is news.
-                    start.get_or_insert(consumer::DeliverPolicy::All);
+                    *seen = Seen::Missing;
                 }
             }
             return Err(format!("stream {name}: {e}"));
         }
     };
-    let deliver_policy = *start.get_or_insert(consumer::DeliverPolicy::ByStartSequence {
-        start_sequence: stream.cached_info().state.last_sequence + 1,
-    });
+    let info = stream.cached_info();
+    let deliver_policy = seen.start(
+        info.created.unix_timestamp_nanos(),
+        info.state.last_sequence,
+    );
     let consumer = stream
         .get_or_create_consumer(
             EVENTS_CONSUMER,
@@ -190,4 +224,25 @@ async fn consume(
         .messages()
         .await
         .map_err(|e| format!("consumer {EVENTS_CONSUMER} on {name}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consumer::DeliverPolicy::{All, ByStartSequence};
+
+    #[test]
+    fn a_new_consumer_skips_the_history_of_its_first_stream_only() {
+        // First look at a stream with history: start after it, on every later look too.
+        let mut seen = Seen::Nothing;
+        let after = ByStartSequence { start_sequence: 41 };
+        assert_eq!(seen.start(7, 40), after);
+        assert_eq!(seen.start(7, 90), after, "the same stream: the same place");
+        // A stream created since (the server lost the old one): all of it is news.
+        assert_eq!(seen.start(8, 3), All);
+        assert_eq!(seen.start(8, 9), All);
+        // No stream at the first look: every event of the one created later is news.
+        let mut seen = Seen::Missing;
+        assert_eq!(seen.start(9, 12), All);
+    }
 }
