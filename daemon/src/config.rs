@@ -2,6 +2,7 @@
 //! flags. Unknown keys in the file are errors, so a typo never goes unnoticed.
 
 use anyhow::{bail, Context};
+use herd_actors::cores::registry::{RegistryConfig, DEFAULT_HEARTBEAT_INTERVAL_MS};
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::driver::docker::DockerConfig;
 use herd_bus::{DecodeLimits, NodeId, Role};
@@ -47,7 +48,9 @@ pub struct HeartbeatConfig {
 
 impl Default for HeartbeatConfig {
     fn default() -> Self {
-        HeartbeatConfig { interval_s: 2.0 }
+        HeartbeatConfig {
+            interval_s: DEFAULT_HEARTBEAT_INTERVAL_MS as f64 / 1000.0,
+        }
     }
 }
 
@@ -60,11 +63,23 @@ pub struct CoordinatorConfig {
     pub lost_after_s: f64,
 }
 
+/// The registry's defaults, in the configuration's units.
 impl Default for CoordinatorConfig {
     fn default() -> Self {
+        let registry = RegistryConfig::default();
         CoordinatorConfig {
-            stale_after_missed: 3,
-            lost_after_s: 30.0,
+            stale_after_missed: registry.stale_after_missed,
+            lost_after_s: registry.lost_after_ms as f64 / 1000.0,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// The node registry's settings.
+    pub fn registry(&self) -> RegistryConfig {
+        RegistryConfig {
+            stale_after_missed: self.stale_after_missed,
+            lost_after_ms: (self.lost_after_s * 1000.0) as u64,
         }
     }
 }

@@ -5,7 +5,6 @@ use crate::systemd;
 use actix::prelude::*;
 use anyhow::Context;
 use herd_actors::coordinator::Coordinator;
-use herd_actors::cores::registry::RegistryConfig;
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::nats::connected_and_flushed;
 use herd_actors::node::bus::OnStateChange;
@@ -154,10 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bus.do_send(OnStateChange(heartbeat.recipient()));
     }
     if config.roles.contains(&Role::Coordinator) {
-        let registry = RegistryConfig {
-            stale_after_missed: config.coordinator.stale_after_missed,
-            lost_after_ms: (config.coordinator.lost_after_s * 1000.0) as u64,
-        };
+        let registry = config.coordinator.registry();
         let tick = Duration::from_secs_f64((config.heartbeat.interval_s / 4.0).clamp(0.05, 1.0));
         Coordinator::new(
             client.clone(),

@@ -1,6 +1,6 @@
 //! A coordinator and three agents as separate herdd processes on a real nats-server: fleet
-//! listing, liveness through SIGSTOP/SIGCONT, a coordinator restart, placement queries and
-//! lameduck, and malformed heartbeats.
+//! listing, liveness through SIGSTOP/SIGCONT, coordinator restarts (a node dying or leaving
+//! meanwhile), placement queries and lameduck, and malformed heartbeats.
 
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
@@ -407,4 +407,34 @@ async fn coordinator_restart_relists_the_fleet_and_finds_a_node_that_died_meanwh
         .unwrap();
     assert_eq!(c.liveness, NodeLiveness::Lost);
     f.coordinator = coordinator;
+}
+
+#[tokio::test]
+async fn a_node_that_left_while_the_coordinator_was_down_is_reported_left() {
+    // lost_after_s is long: a node missed by the coordinator would show stale, not lost.
+    let mut f = Fleet::start("l", &["a", "b"], HB, 30.0).await;
+    f.coordinator.signal(Signal::SIGKILL);
+    assert!(f.coordinator.wait_exit(Duration::from_secs(5)).is_some());
+    // b shuts down gracefully: its `stopping` event is all that tells it left.
+    assert!(f.agents[1].terminate(Duration::from_secs(15)).is_some());
+    let mut events = f
+        .client
+        .subscribe("herd.v1.cluster.evt.node.*")
+        .await
+        .unwrap();
+    f.client.flush().await.unwrap();
+    f.coordinator = Fleet::start_coordinator(&f.nats, "l-coord", HB, 30.0);
+    let left = next_event(&mut events, "l-b", "node.left", Duration::from_secs(10)).await;
+    announce(&format!(
+        "a node that left while the coordinator was down: node.left {left:.2?} after the restart"
+    ));
+    let list = nodes(&f).await;
+    let liveness = |id: &str| {
+        list.nodes
+            .iter()
+            .find(|r| r.node_id.as_str() == id)
+            .map(|r| r.liveness)
+    };
+    assert_eq!(liveness("l-b"), Some(NodeLiveness::Left), "{list:?}");
+    assert_eq!(liveness("l-a"), Some(NodeLiveness::Up), "{list:?}");
 }

@@ -1,10 +1,13 @@
 //! Runs across separate herdd processes on a real nats-server: repetitions, failures, stops
-//! confirmed by every node (or not), a coordinator restart mid-run, and bad RunSpecs.
+//! confirmed by every node (or not), a coordinator restart mid-run and mid-stop, and bad
+//! RunSpecs.
 
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{ClusterEvent, RunRecord, RunState, TaskStatus, WorkloadEvent, WorkloadState};
-use herd_tests::{announce, eventually, Fleet};
+use herd_bus::{
+    ClusterEvent, LogChunk, RunRecord, RunState, TaskStatus, WorkloadEvent, WorkloadState,
+};
+use herd_tests::{announce, eventually, wait_workloads_events, Fleet};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -320,6 +323,93 @@ async fn a_coordinator_restarted_mid_run_finishes_it_with_every_task_run_once() 
         );
     }
     announce("coordinator restarted mid-run: 6 tasks, each started exactly once, run completed");
+}
+
+#[tokio::test]
+async fn a_coordinator_restarted_while_a_run_stops_ends_it_stopped() {
+    let mut f = Fleet::start("rm", &["a", "b"], HB, 30.0).await;
+    let mut ready = f.client.subscribe("herd.v1.logs.*.*.stdout").await.unwrap();
+    let mut events = f
+        .client
+        .subscribe("herd.v1.evt.*.workload.*")
+        .await
+        .unwrap();
+    f.client.flush().await.unwrap();
+    // A task that ignores SIGTERM: each node stops it with SIGKILL once its 2 s grace is over.
+    let run = submit(
+        &f,
+        json!({
+            "workload": {"command": ["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"], "grace_s": 2.0},
+            "targets": {"nodes": ["rm-a", "rm-b"]},
+            "repetitions": 2,
+            "stop_timeout_s": 6.0
+        }),
+    )
+    .await;
+    let workloads: Vec<String> = get(&f, &run)
+        .await
+        .tasks
+        .iter()
+        .filter(|t| t.rep == 1)
+        .map(|t| t.workload_id.as_ref().unwrap().to_string())
+        .collect();
+    let mut trapped = std::collections::HashSet::new();
+    while trapped.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(15), ready.next())
+            .await
+            .expect("both tasks ready")
+            .unwrap();
+        let chunk: LogChunk =
+            codec::decode(&m.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
+        if workloads.contains(&chunk.workload_id.to_string())
+            && chunk.lines.contains(&"ready".into())
+        {
+            trapped.insert(chunk.workload_id);
+        }
+    }
+    let v = f.cluster("run.stop", json!({"run_id": run})).await;
+    assert_eq!(v["data"]["state"], "stopping", "{v}");
+    f.coordinator.signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
+    // Both nodes stop their task while the coordinator cannot hear it.
+    let ids: Vec<&str> = workloads.iter().map(String::as_str).collect();
+    let killed = wait_workloads_events(
+        &mut events,
+        &ids,
+        &[WorkloadState::Killed],
+        Duration::from_secs(4),
+    )
+    .await;
+    assert_eq!(killed.len(), 2);
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(frozen.elapsed())).await;
+    f.coordinator.signal(Signal::SIGKILL);
+    assert!(f.coordinator.wait_exit(Duration::from_secs(5)).is_some());
+    let restarted = Instant::now();
+    f.coordinator = Fleet::start_coordinator(&f.nats, "rm-coord", HB, 30.0);
+    let r = eventually(Duration::from_secs(20), "the stop to settle", || async {
+        let v = f
+            .try_call("herd.v1.cluster.run.get", json!({"run_id": run}))
+            .await?;
+        let r: RunRecord = serde_json::from_value(v["data"].clone()).ok()?;
+        matches!(r.state, RunState::Stopped | RunState::StopFailed).then_some(r)
+    })
+    .await;
+    announce(&format!(
+        "coordinator restarted mid-stop: run {:?} {:.2?} after the restart (stop_timeout_s 6)",
+        r.state,
+        restarted.elapsed()
+    ));
+    assert_eq!(r.state, RunState::Stopped, "{:#?}", statuses(&r));
+    assert!(r.unconfirmed_nodes.is_empty(), "{r:?}");
+    for t in &r.tasks {
+        let want = if t.rep == 1 {
+            TaskStatus::Stopped
+        } else {
+            TaskStatus::Skipped
+        };
+        assert_eq!(t.status, want, "{t:?}");
+    }
+    nothing_left(&f, &run).await;
 }
 
 #[tokio::test]

@@ -1,68 +1,46 @@
 //! The Coordinator actor: owns a [`NodeRegistry`] and the [`RunJournal`]s, feeds them
-//! heartbeats, node and workload events and clock ticks, performs what they ask (announce,
-//! persist, start and stop tasks on nodes), and answers `cluster.*` requests.
+//! heartbeats, lifecycle events and clock ticks, performs what they ask (announce, save, start
+//! and stop tasks on nodes), and answers `cluster.*` requests through [`ClusterApi`].
 
+use crate::coordinator::api::{self, ClusterApi};
+use crate::coordinator::node_client::NodeClient;
+use crate::coordinator::store::{self, Restored, Store};
 use crate::cores::placement;
 use crate::cores::registry::{Change, NodeRegistry, RegistryConfig};
 use crate::cores::run::{self, RunEffect, RunJournal};
 use crate::edges::clock::now_ms;
-use crate::edges::nats::{
-    message_encoding, open_bucket, publish_msgpack, reply_message, request_msgpack, Handled,
-};
+use crate::edges::nats::{message_encoding, publish_msgpack};
+use crate::edges::service::{self, Answer};
 use actix::prelude::*;
-use async_nats::jetstream::kv;
+use async_nats::jetstream;
 use async_nats::Message as NatsMessage;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    Accepted, Ack, ClusterEvent, ClusterEventKind, ClusterVerb, ClusterWorkloadList, ErrorBody,
-    ErrorCode, FitQuery, Heartbeat, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList,
-    NodeLiveness, NodeRecord, NodeVerb, NodesQuery, Reply, RunId, RunList, RunListQuery, RunRecord,
-    RunRef, RunSpec, RunState, RunSubmitted, RunSummary, StopRequest, Subject, SubjectError,
-    Subjects, WorkloadEvent, WorkloadGet, WorkloadId, WorkloadStatus, WorkloadsQuery,
+    ClusterEvent, ClusterEventKind, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, Heartbeat,
+    NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord, NodesQuery,
+    RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState, RunSubmitted, Subject,
+    Subjects, WorkloadEvent, WorkloadSpec, WorkloadsQuery,
 };
-use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// JetStream KV bucket with one NodeRecord per node: what heartbeats cannot rebuild.
-pub const NODES_BUCKET: &str = "herd-nodes";
-/// JetStream KV bucket with one RunRecord (a run's journal) per run.
-pub const RUNS_BUCKET: &str = "herd-runs";
 /// Queue group: with several coordinators, each query is answered once.
 pub const QUEUE_GROUP: &str = "herd-coordinator";
 
 pub struct Coordinator {
     client: async_nats::Client,
     subjects: Subjects,
+    nodes: NodeClient,
     registry: NodeRegistry,
     limits: DecodeLimits,
     tick: Duration,
-    nodes_kv: Option<kv::Store>,
-    runs_kv: Option<kv::Store>,
+    /// Once the buckets are open.
+    store: Option<Store>,
     runs: BTreeMap<RunId, RunJournal>,
+    /// Runs whose last save failed: saved again on the next tick.
+    unsaved: BTreeSet<RunId>,
     round_robin: usize,
     malformed_heartbeats: u64,
-}
-
-fn ok<T: Serialize>(data: &T, enc: Encoding) -> Handled {
-    codec::encode(&Reply::ok(data), enc).map_err(|e| ErrorBody {
-        code: ErrorCode::Internal,
-        message: e.to_string(),
-    })
-}
-
-fn bad(message: impl std::fmt::Display) -> ErrorBody {
-    ErrorBody {
-        code: ErrorCode::BadRequest,
-        message: message.to_string(),
-    }
-}
-
-fn no_run(id: &RunId) -> ErrorBody {
-    ErrorBody {
-        code: ErrorCode::NotFound,
-        message: format!("no run {id}"),
-    }
 }
 
 impl Coordinator {
@@ -74,20 +52,51 @@ impl Coordinator {
         tick: Duration,
     ) -> Coordinator {
         Coordinator {
+            nodes: NodeClient::new(client.clone(), subjects.clone()),
             client,
             subjects,
             registry: NodeRegistry::new(config),
             limits,
             tick,
-            nodes_kv: None,
-            runs_kv: None,
+            store: None,
             runs: BTreeMap::new(),
+            unsaved: BTreeSet::new(),
             round_robin: 0,
             malformed_heartbeats: 0,
         }
     }
 
-    /// Announces and persists liveness changes; a lost node's run tasks are lost.
+    /// Takes what the buckets held, resumes the runs, and follows lifecycle events.
+    fn restored(&mut self, restored: Restored, ctx: &mut Context<Self>) {
+        let Restored { store, nodes, runs } = restored;
+        tracing::info!(
+            nodes = nodes.len(),
+            runs = runs.len(),
+            "coordinator restored its records"
+        );
+        self.registry.restore(nodes, now_ms());
+        self.store = Some(store);
+        for record in runs {
+            let id = record.run_id.clone();
+            let (journal, fx) = RunJournal::resume(record, now_ms());
+            if matches!(journal.state(), RunState::Running | RunState::Stopping) {
+                tracing::info!(run = %id, "resuming run");
+            }
+            self.runs.insert(id.clone(), journal);
+            self.apply_run(&id, fx, ctx);
+        }
+        let addr = ctx.address();
+        actix::spawn(store::follow_events(
+            self.client.clone(),
+            self.subjects.clone(),
+            move |m| {
+                addr.do_send(LifecycleEvent(m));
+                addr.connected()
+            },
+        ));
+    }
+
+    /// Announces and saves liveness changes; a lost node's run tasks are lost.
     fn apply(&mut self, changes: Vec<Change>, ctx: &mut Context<Self>) {
         for c in changes {
             let kind = ClusterEventKind::Node(c.to);
@@ -105,21 +114,13 @@ impl Coordinator {
                 &event,
                 "a cluster event",
             );
-            if let (Some(kv), Some(record)) = (self.nodes_kv.clone(), self.registry.get(&c.node_id))
-            {
-                // Without the last heartbeat's inventory, to keep the record small.
-                let mut record = record.clone();
-                if let Some(hb) = record.heartbeat.as_mut() {
-                    hb.workloads.clear();
-                }
-                if let Ok(bytes) = codec::encode(&record, Encoding::MsgPack) {
-                    let key = c.node_id.to_string();
-                    actix::spawn(async move {
-                        if let Err(e) = kv.put(key, bytes.into()).await {
-                            tracing::warn!(error = %e, "cannot save a node record");
-                        }
-                    });
-                }
+            if let (Some(store), Some(record)) = (&self.store, self.registry.get(&c.node_id)) {
+                let save = store.save_node(record);
+                actix::spawn(async move {
+                    if let Err(e) = save.await {
+                        tracing::warn!(error = %e, "cannot save a node record");
+                    }
+                });
             }
             if c.to == NodeLiveness::Lost {
                 self.each_run(ctx, |j| j.on_node_lost(&c.node_id, now_ms()));
@@ -134,9 +135,19 @@ impl Coordinator {
     ) {
         let ids: Vec<RunId> = self.runs.keys().cloned().collect();
         for id in ids {
-            let fx = self.runs.get_mut(&id).map(&mut f).unwrap_or_default();
-            self.apply_run(&id, fx, ctx);
+            self.on_run(&id, ctx, &mut f);
         }
+    }
+
+    /// Feeds one run's journal and performs what it asks.
+    fn on_run(
+        &mut self,
+        run_id: &RunId,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut RunJournal) -> Vec<RunEffect>,
+    ) -> Saved {
+        let fx = self.runs.get_mut(run_id).map(f).unwrap_or_default();
+        self.apply_run(run_id, fx, ctx)
     }
 
     fn malformed(&mut self, subject: &str, why: String) {
@@ -162,123 +173,179 @@ impl Coordinator {
         }
     }
 
-    fn on_workload_event(&mut self, msg: &NatsMessage, node: &NodeId, ctx: &mut Context<Self>) {
-        let Ok(ev) = codec::decode::<WorkloadEvent>(&msg.payload, Encoding::MsgPack, &self.limits)
+    fn on_workload_event(
+        &mut self,
+        payload: &[u8],
+        node: &NodeId,
+        ctx: &mut Context<Self>,
+    ) -> Saved {
+        let Ok(ev) = codec::decode::<WorkloadEvent>(payload, Encoding::MsgPack, &self.limits)
         else {
-            return;
+            return Saved::nothing();
         };
         let Some(run_id) = ev.run_id.clone() else {
-            return;
+            return Saved::nothing();
         };
-        let fx = self
-            .runs
-            .get_mut(&run_id)
-            .map(|j| j.on_workload_event(node, &ev, now_ms()))
-            .unwrap_or_default();
-        self.apply_run(&run_id, fx, ctx);
+        self.on_run(&run_id, ctx, |j| j.on_workload_event(node, &ev, now_ms()))
     }
 
-    fn query(
+    fn on_node_event(
         &mut self,
-        verb: ClusterVerb,
-        msg: &NatsMessage,
-        enc: Encoding,
+        payload: &[u8],
+        node: &NodeId,
+        kind: NodeEventKind,
         ctx: &mut Context<Self>,
-    ) -> Handled {
-        let payload = &msg.payload;
-        match verb {
-            ClusterVerb::Nodes => {
-                let q: NodesQuery =
-                    codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
-                ok(
-                    &NodeList {
-                        nodes: self.registry.nodes(&q),
-                    },
-                    enc,
-                )
+    ) {
+        if kind != NodeEventKind::Stopping {
+            return;
+        }
+        match codec::decode::<NodeEvent>(payload, Encoding::MsgPack, &self.limits) {
+            Ok(ev) => {
+                let changes = self.registry.on_stopping(node, ev.started_at_ms);
+                self.apply(changes, ctx);
             }
-            ClusterVerb::NodeGet => {
-                let q: NodeGet = codec::decode(payload, enc, &self.limits).map_err(bad)?;
-                let record = self.registry.get(&q.node_id).ok_or_else(|| ErrorBody {
-                    code: ErrorCode::NotFound,
-                    message: format!("node {} is not known to the coordinator", q.node_id),
-                })?;
-                ok(record, enc)
-            }
-            ClusterVerb::Workloads => {
-                let q: WorkloadsQuery =
-                    codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
-                ok(
-                    &ClusterWorkloadList {
-                        workloads: self.registry.workloads(&q),
-                    },
-                    enc,
-                )
-            }
-            ClusterVerb::Query => {
-                let q: FitQuery = codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
-                if q.cpu.is_some_and(|c| !c.is_finite() || c <= 0.0) {
-                    return Err(bad("cpu: must be > 0"));
-                }
-                self.round_robin = self.round_robin.wrapping_add(1);
-                ok(
-                    &placement::place(self.registry.records(), &q, self.round_robin),
-                    enc,
-                )
-            }
-            ClusterVerb::RunSubmit => {
-                let spec: RunSpec = codec::decode(payload, enc, &self.limits).map_err(bad)?;
-                let submitted = self.submit(spec, ctx)?;
-                ok(&submitted, enc)
-            }
-            ClusterVerb::RunStop => {
-                let r: RunRef = codec::decode(payload, enc, &self.limits).map_err(bad)?;
-                let fx = self
-                    .runs
-                    .get_mut(&r.run_id)
-                    .ok_or_else(|| no_run(&r.run_id))?
-                    .on_stop(now_ms());
-                self.apply_run(&r.run_id, fx, ctx);
-                ok(&self.runs[&r.run_id].record, enc)
-            }
-            ClusterVerb::RunGet => {
-                let r: RunRef = codec::decode(payload, enc, &self.limits).map_err(bad)?;
-                ok(
-                    &self
-                        .runs
-                        .get(&r.run_id)
-                        .ok_or_else(|| no_run(&r.run_id))?
-                        .record,
-                    enc,
-                )
-            }
-            ClusterVerb::RunList => {
-                let q: RunListQuery =
-                    codec::decode_request(payload, enc, &self.limits).map_err(bad)?;
-                let mut runs: Vec<RunSummary> = self
-                    .runs
-                    .values()
-                    .filter(|j| q.state.is_none_or(|s| j.state() == s))
-                    .map(|j| RunSummary {
-                        run_id: j.run_id().clone(),
-                        state: j.state(),
-                        created_at_ms: j.record.created_at_ms,
-                        updated_at_ms: j.record.updated_at_ms,
-                        tasks: j.counts(),
-                    })
-                    .collect();
-                runs.sort_by(|a, b| {
-                    b.created_at_ms
-                        .cmp(&a.created_at_ms)
-                        .then_with(|| a.run_id.cmp(&b.run_id))
-                });
-                runs.truncate(q.limit.unwrap_or(100) as usize);
-                ok(&RunList { runs }, enc)
-            }
+            Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
         }
     }
 
-    /// Validates a RunSpec, places it, and starts its journal. Nothing starts on a bad spec.
+    /// Performs what a journal asked for; answers once the journal is saved, if it had to be.
+    fn apply_run(
+        &mut self,
+        run_id: &RunId,
+        effects: Vec<RunEffect>,
+        ctx: &mut Context<Self>,
+    ) -> Saved {
+        let mut save = false;
+        for effect in effects {
+            match effect {
+                RunEffect::Start { node, spec } => self.start_task(run_id, node, spec, ctx),
+                RunEffect::Reconcile { node, spec } => self.reconcile_task(run_id, node, spec, ctx),
+                RunEffect::StopOnNode { node } => {
+                    let (nodes, run) = (self.nodes.clone(), run_id.clone());
+                    actix::spawn(async move {
+                        if let Err(e) = nodes.stop_run(&node, &run).await {
+                            tracing::warn!(%node, error = %e, "stop request not answered");
+                        }
+                    });
+                }
+                RunEffect::ListOnNode { node } => {
+                    let (nodes, run) = (self.nodes.clone(), run_id.clone());
+                    let list = async move { nodes.list_run(&node, &run).await.map(|l| (node, l)) };
+                    let run = run_id.clone();
+                    ctx.spawn(list.into_actor(self).map(move |res, act, ctx| match res {
+                        Ok((node, list)) => {
+                            act.on_run(&run, ctx, |j| {
+                                j.on_node_workloads(&node, &list.workloads, now_ms())
+                            });
+                        }
+                        // Unanswered: its events, or the stop timeout, will tell.
+                        Err(e) => tracing::warn!(error = %e, "workload list not answered"),
+                    }));
+                }
+                RunEffect::Announce(state) => self.announce_run(run_id, state),
+                RunEffect::Persist => save = true,
+            }
+        }
+        if save {
+            self.save_run(run_id, ctx)
+        } else {
+            Saved::nothing()
+        }
+    }
+
+    fn start_task(
+        &mut self,
+        run_id: &RunId,
+        node: NodeId,
+        spec: WorkloadSpec,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(workload) = spec.workload_id.clone() else {
+            return;
+        };
+        let nodes = self.nodes.clone();
+        let start = async move { nodes.start(&node, &spec).await.map_err(|e| (node, e)) };
+        let run = run_id.clone();
+        ctx.spawn(start.into_actor(self).map(move |res, act, ctx| {
+            if let Err((node, error)) = res {
+                tracing::warn!(%run, %node, %error, "a task did not start");
+                act.on_run(&run, ctx, |j| {
+                    j.on_start_failed(&node, &workload, error, now_ms())
+                });
+            }
+        }));
+    }
+
+    /// After a restart: a task settled meanwhile is recorded, one still running will send
+    /// its events, one its node never got is started (idempotently).
+    fn reconcile_task(
+        &mut self,
+        run_id: &RunId,
+        node: NodeId,
+        spec: WorkloadSpec,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(workload) = spec.workload_id.clone() else {
+            return;
+        };
+        let nodes = self.nodes.clone();
+        let get = async move { (nodes.get(&node, &workload).await, node) };
+        let run = run_id.clone();
+        ctx.spawn(
+            get.into_actor(self)
+                .map(move |(res, node), act, ctx| match res {
+                    Ok(status) if status.state.is_terminal() => {
+                        act.on_run(&run, ctx, |j| j.on_task_status(&node, &status, now_ms()));
+                    }
+                    Ok(_) => {}
+                    Err(_) => act.start_task(&run, node, spec, ctx),
+                }),
+        );
+    }
+
+    fn announce_run(&self, run_id: &RunId, state: RunState) {
+        let Some(j) = self.runs.get(run_id) else {
+            return;
+        };
+        let kind = ClusterEventKind::Run(state);
+        tracing::info!(run = %run_id, state = %kind, "run state");
+        let unconfirmed = &j.record.unconfirmed_nodes;
+        let event = ClusterEvent {
+            run_id: Some(run_id.clone()),
+            nodes: unconfirmed.clone(),
+            message: (state == RunState::StopFailed).then(|| {
+                let names: Vec<&str> = unconfirmed.iter().map(|n| n.as_str()).collect();
+                format!("no stop confirmation from {}", names.join(", "))
+            }),
+            ..ClusterEvent::new(kind, now_ms())
+        };
+        publish_msgpack(
+            &self.client,
+            self.subjects.cluster_event(kind),
+            &event,
+            "a run event",
+        );
+    }
+
+    /// Saves a run's journal; a failed save is tried again on the next tick.
+    fn save_run(&mut self, run_id: &RunId, ctx: &mut Context<Self>) -> Saved {
+        let (Some(store), Some(j)) = (&self.store, self.runs.get(run_id)) else {
+            return Saved::nothing();
+        };
+        let save = store.save_run(&j.record);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = run_id.clone();
+        ctx.spawn(save.into_actor(self).map(move |res, act, _| {
+            if let Err(e) = &res {
+                tracing::warn!(run = %id, error = %e, "cannot save a run journal");
+                act.unsaved.insert(id);
+            }
+            let _ = tx.send(res.is_ok());
+        }));
+        Saved(Some(rx))
+    }
+
+    /// Checks a RunSpec, places it, and starts its journal. Nothing starts on a bad spec.
     fn submit(
         &mut self,
         mut spec: RunSpec,
@@ -292,15 +359,15 @@ impl Coordinator {
                         existing: true,
                     })
                 } else {
-                    Err(ErrorBody {
-                        code: ErrorCode::Conflict,
-                        message: format!("run {id} exists with a different spec"),
-                    })
+                    Err(ErrorBody::conflict(format!(
+                        "run {id} exists with a different spec"
+                    )))
                 };
             }
         }
         self.round_robin = self.round_robin.wrapping_add(1);
-        let nodes = run::plan(&spec, &self.registry, self.round_robin).map_err(bad)?;
+        let nodes =
+            run::plan(&spec, &self.registry, self.round_robin).map_err(ErrorBody::bad_request)?;
         let run_id = spec.run_id.clone().unwrap_or_else(RunId::random);
         spec.run_id = Some(run_id.clone());
         let (journal, fx) = RunJournal::new(run_id.clone(), spec, &nodes, now_ms());
@@ -313,128 +380,99 @@ impl Coordinator {
         })
     }
 
-    /// Performs what a journal asked for.
-    fn apply_run(&mut self, run_id: &RunId, effects: Vec<RunEffect>, ctx: &mut Context<Self>) {
-        for effect in effects {
-            let Some(j) = self.runs.get(run_id) else {
-                return;
-            };
-            match effect {
-                RunEffect::Start { node, spec } => {
-                    let client = self.client.clone();
-                    let subject = self.subjects.node_command(&node, NodeVerb::WorkloadStart);
-                    let addr = ctx.address();
-                    let run_id = run_id.clone();
-                    actix::spawn(async move {
-                        let Some(workload) = spec.workload_id.clone() else {
-                            return;
-                        };
-                        if let Err(error) =
-                            request_msgpack::<_, Accepted>(&client, subject, &spec).await
-                        {
-                            addr.do_send(StartFailed {
-                                run_id,
-                                node,
-                                workload,
-                                error,
-                            });
-                        }
-                    });
-                }
-                RunEffect::Reconcile { node, spec } => {
-                    let client = self.client.clone();
-                    let get = self.subjects.node_command(&node, NodeVerb::WorkloadGet);
-                    let start = self.subjects.node_command(&node, NodeVerb::WorkloadStart);
-                    let addr = ctx.address();
-                    let run_id = run_id.clone();
-                    actix::spawn(async move {
-                        let Some(workload) = spec.workload_id.clone() else {
-                            return;
-                        };
-                        let req = WorkloadGet {
-                            workload_id: workload.clone(),
-                        };
-                        match request_msgpack::<_, WorkloadStatus>(&client, get, &req).await {
-                            // Settled while the coordinator was away: replay its outcome.
-                            Ok(status) if status.state.is_terminal() => addr.do_send(Replay {
-                                run_id,
-                                node,
-                                status,
-                            }),
-                            // Still running: its events will come.
-                            Ok(_) => {}
-                            // The node never got it (or forgot it): start it, idempotently.
-                            Err(_) => {
-                                if let Err(error) =
-                                    request_msgpack::<_, Accepted>(&client, start, &spec).await
-                                {
-                                    addr.do_send(StartFailed {
-                                        run_id,
-                                        node,
-                                        workload,
-                                        error,
-                                    });
-                                }
-                            }
-                        }
-                    });
-                }
-                RunEffect::StopOnNode { node } => {
-                    let client = self.client.clone();
-                    let subject = self.subjects.node_command(&node, NodeVerb::WorkloadStop);
-                    let req = StopRequest {
-                        run_id: Some(run_id.clone()),
-                        ..Default::default()
-                    };
-                    actix::spawn(async move {
-                        if let Err(e) = request_msgpack::<_, Ack>(&client, subject, &req).await {
-                            tracing::warn!(%node, error = %e, "stop request not answered");
-                        }
-                    });
-                }
-                RunEffect::Announce(state) => {
-                    let kind = ClusterEventKind::Run(state);
-                    let unconfirmed: Vec<String> = j
-                        .record
-                        .unconfirmed_nodes
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect();
-                    tracing::info!(run = %run_id, state = %kind, "run state");
-                    let event = ClusterEvent {
-                        run_id: Some(run_id.clone()),
-                        nodes: j.record.unconfirmed_nodes.clone(),
-                        message: (state == RunState::StopFailed).then(|| {
-                            format!("no stop confirmation from {}", unconfirmed.join(", "))
-                        }),
-                        ..ClusterEvent::new(kind, now_ms())
-                    };
-                    publish_msgpack(
-                        &self.client,
-                        self.subjects.cluster_event(kind),
-                        &event,
-                        "a run event",
-                    );
-                }
-                RunEffect::Persist => {
-                    if let (Some(kv), Ok(bytes)) = (
-                        self.runs_kv.clone(),
-                        codec::encode(&j.record, Encoding::MsgPack),
-                    ) {
-                        let key = run_id.to_string();
-                        actix::spawn(async move {
-                            if let Err(e) = kv.put(key, bytes.into()).await {
-                                tracing::warn!(error = %e, "cannot save a run journal");
-                            }
-                        });
-                    }
-                }
-            }
+    fn run(&self, id: &RunId) -> Result<&RunJournal, ErrorBody> {
+        self.runs
+            .get(id)
+            .ok_or_else(|| ErrorBody::not_found(format!("no run {id}")))
+    }
+}
+
+/// Whether a journal was saved, known once its write is answered.
+struct Saved(Option<tokio::sync::oneshot::Receiver<bool>>);
+
+impl Saved {
+    /// Nothing had to be saved.
+    fn nothing() -> Saved {
+        Saved(None)
+    }
+
+    /// True once saved (or when nothing had to be); false when the write failed.
+    async fn wait(self) -> bool {
+        match self.0 {
+            None => true,
+            Some(rx) => rx.await.unwrap_or(false),
         }
     }
 }
 
-type Restored = ((kv::Store, Vec<NodeRecord>), (kv::Store, Vec<RunRecord>));
+/// The coordinator serving one request.
+struct Serving<'a> {
+    act: &'a mut Coordinator,
+    ctx: &'a mut Context<Coordinator>,
+}
+
+impl ClusterApi for Serving<'_> {
+    fn nodes(&mut self, q: NodesQuery) -> Answer<NodeList> {
+        Ok(NodeList {
+            nodes: self.act.registry.nodes(&q),
+        })
+        .into()
+    }
+
+    fn node_get(&mut self, q: NodeGet) -> Answer<NodeRecord> {
+        let node = &q.node_id;
+        self.act
+            .registry
+            .get(node)
+            .cloned()
+            .ok_or_else(|| {
+                ErrorBody::not_found(format!("node {node} is not known to the coordinator"))
+            })
+            .into()
+    }
+
+    fn workloads(&mut self, q: WorkloadsQuery) -> Answer<ClusterWorkloadList> {
+        Ok(ClusterWorkloadList {
+            workloads: self.act.registry.workloads(&q),
+        })
+        .into()
+    }
+
+    fn query(&mut self, q: FitQuery) -> Answer<FitResult> {
+        if q.cpu.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+            return Err(ErrorBody::bad_request("cpu: must be > 0")).into();
+        }
+        let act = &mut *self.act;
+        act.round_robin = act.round_robin.wrapping_add(1);
+        Ok(placement::place(
+            act.registry.records(),
+            &q,
+            act.round_robin,
+        ))
+        .into()
+    }
+
+    fn run_submit(&mut self, spec: RunSpec) -> Answer<RunSubmitted> {
+        self.act.submit(spec, self.ctx).into()
+    }
+
+    fn run_stop(&mut self, r: RunRef) -> Answer<RunRecord> {
+        if let Err(e) = self.act.run(&r.run_id) {
+            return Err(e).into();
+        }
+        self.act
+            .on_run(&r.run_id, self.ctx, |j| j.on_stop(now_ms()));
+        self.act.run(&r.run_id).map(|j| j.record.clone()).into()
+    }
+
+    fn run_get(&mut self, r: RunRef) -> Answer<RunRecord> {
+        self.act.run(&r.run_id).map(|j| j.record.clone()).into()
+    }
+
+    fn run_list(&mut self, q: RunListQuery) -> Answer<RunList> {
+        Ok(run::catalog(self.act.runs.values(), &q)).into()
+    }
+}
 
 impl Actor for Coordinator {
     type Context = Context<Self>;
@@ -446,128 +484,60 @@ impl Actor for Coordinator {
         // Restore before anything is applied; subscriptions follow.
         ctx.wait(
             async move {
-                let mut delay = Duration::from_millis(200);
-                let restored: Restored = loop {
-                    let nodes = open_bucket(
-                        client.clone(),
-                        NODES_BUCKET,
-                        "herd coordinator: last known state of every node",
-                        limits,
-                    )
-                    .await;
-                    let runs = open_bucket(
-                        client.clone(),
-                        RUNS_BUCKET,
-                        "herd coordinator: the journal of every run",
-                        limits,
-                    )
-                    .await;
-                    match (nodes, runs) {
-                        (Ok(n), Ok(r)) => break (n, r),
-                        (Err(e), _) | (_, Err(e)) => {
-                            tracing::warn!(error = %e, "coordinator buckets not ready; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                };
+                let restored = Store::open(client.clone(), limits).await;
+                // Lifecycle events come through the durable consumer, once restored.
                 let [requests, requests2] = subjects.cluster_requests();
-                let subs = futures::future::join_all([
+                let subs = futures::future::try_join3(
                     client.subscribe(subjects.heartbeats_all()),
-                    client.subscribe(subjects.node_events_all()),
-                    client.subscribe(subjects.workload_events_all()),
-                ])
-                .await;
-                let queues = futures::future::join_all([
                     client.queue_subscribe(requests, QUEUE_GROUP.into()),
                     client.queue_subscribe(requests2, QUEUE_GROUP.into()),
-                ])
-                .await;
-                (
-                    restored,
-                    subs.into_iter()
-                        .chain(queues)
-                        .collect::<Result<Vec<_>, _>>(),
                 )
+                .await
+                .map(|(a, b, c)| vec![a, b, c]);
+                (restored, subs)
             }
             .into_actor(self)
             .map(|(restored, subs), act, ctx| {
-                let ((nodes_kv, nodes), (runs_kv, runs)) = restored;
-                tracing::info!(
-                    nodes = nodes.len(),
-                    runs = runs.len(),
-                    "coordinator restored its records"
-                );
-                act.registry.restore(nodes, now_ms());
-                act.nodes_kv = Some(nodes_kv);
-                act.runs_kv = Some(runs_kv);
                 let Ok(subs) = subs else {
                     tracing::error!("coordinator cannot subscribe");
                     ctx.stop();
                     return;
                 };
                 ctx.add_stream(futures::stream::select_all(subs));
-                for record in runs {
-                    let id = record.run_id.clone();
-                    let (journal, fx) = RunJournal::resume(record, now_ms());
-                    if matches!(journal.state(), RunState::Running | RunState::Stopping) {
-                        tracing::info!(run = %id, "resuming run");
-                    }
-                    act.runs.insert(id.clone(), journal);
-                    act.apply_run(&id, fx, ctx);
-                }
+                act.restored(restored, ctx);
             }),
         );
         ctx.run_interval(self.tick, |act, ctx| {
             let changes = act.registry.tick(now_ms());
             act.apply(changes, ctx);
             act.each_run(ctx, |j| j.tick(now_ms()));
+            for id in std::mem::take(&mut act.unsaved) {
+                let _ = act.save_run(&id, ctx);
+            }
         });
     }
 }
 
+/// Heartbeats and cluster requests.
 impl StreamHandler<NatsMessage> for Coordinator {
     fn handle(&mut self, msg: NatsMessage, ctx: &mut Self::Context) {
-        match self.subjects.parse(msg.subject.as_str()) {
-            Ok(Subject::Heartbeat { node }) => self.on_heartbeat(&msg, &node, ctx),
-            Ok(Subject::WorkloadEvent { node, .. }) => self.on_workload_event(&msg, &node, ctx),
-            Ok(Subject::NodeEvent {
-                node,
-                kind: NodeEventKind::Stopping,
-            }) => match codec::decode::<NodeEvent>(&msg.payload, Encoding::MsgPack, &self.limits) {
-                Ok(ev) => {
-                    let changes = self.registry.on_stopping(&node, ev.started_at_ms);
-                    self.apply(changes, ctx);
-                }
-                Err(e) => tracing::debug!(error = %e, "ignoring a malformed node event"),
-            },
-            // An event of a kind this version does not know (from a newer node) is ignored like
-            // the others: its reply subject is the publisher's JetStream ack inbox.
-            Ok(Subject::NodeEvent { .. })
-            | Ok(Subject::ClusterEvent { .. })
-            | Err(SubjectError::UnknownEventKind { .. }) => {}
-            parsed => {
-                let Some(reply) = msg.reply.clone() else {
-                    return;
-                };
-                let enc = message_encoding(&msg);
-                let handled = match parsed {
-                    Ok(Subject::Cluster(verb)) => self.query(verb, &msg, enc, ctx),
-                    Ok(other) => Err(bad(format!("{other:?} is not a cluster request"))),
-                    Err(e) => Err(bad(format!(
-                        "{e}; the coordinator answers: {}",
-                        ClusterVerb::ALL.map(ClusterVerb::as_str).join(", ")
-                    ))),
-                };
-                let (headers, payload) = reply_message(handled, enc);
-                let client = self.client.clone();
-                actix::spawn(async move {
-                    let _ = client
-                        .publish_with_headers(reply, headers, payload.into())
-                        .await;
-                });
-            }
+        let parsed = self.subjects.parse(msg.subject.as_str());
+        if let Ok(Subject::Heartbeat { node }) = &parsed {
+            return self.on_heartbeat(&msg, node, ctx);
         }
+        let Some(reply) = msg.reply.clone() else {
+            return;
+        };
+        let enc = message_encoding(&msg);
+        let limits = self.limits;
+        let routed = match parsed {
+            Ok(Subject::Cluster(verb)) => {
+                let mut serving = Serving { act: self, ctx };
+                api::dispatch(&mut serving, verb, &msg.payload, enc, &limits)
+            }
+            other => api::not_a_verb(other),
+        };
+        service::respond(&self.client, reply, routed, enc, |_| {});
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
@@ -575,76 +545,31 @@ impl StreamHandler<NatsMessage> for Coordinator {
     }
 }
 
-/// A task's outcome learned from its node after a coordinator restart.
+/// A lifecycle event from the durable consumer: acknowledged once the journal it changed is
+/// saved, so that a coordinator that dies first gets it again.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Replay {
-    run_id: RunId,
-    node: NodeId,
-    status: WorkloadStatus,
-}
+struct LifecycleEvent(jetstream::Message);
 
-impl Handler<Replay> for Coordinator {
+impl Handler<LifecycleEvent> for Coordinator {
     type Result = ();
-    fn handle(&mut self, msg: Replay, ctx: &mut Self::Context) {
-        let s = msg.status;
-        let ts = s.finished_at_ms.unwrap_or_else(now_ms);
-        let fx = self
-            .runs
-            .get_mut(&msg.run_id)
-            .map(|j| {
-                let event = |state, exit_code, reason, ts_ms| WorkloadEvent {
-                    event_id: format!("replay-{}", s.workload_id),
-                    node_id: msg.node.clone(),
-                    workload_id: s.workload_id.clone(),
-                    state,
-                    ts_ms,
-                    run_id: Some(msg.run_id.clone()),
-                    rep: s.spec.rep,
-                    pid: None,
-                    exit_code,
-                    signal: s.signal.clone(),
-                    reason,
-                    restarts: s.restarts,
-                };
-                let mut fx = Vec::new();
-                if let Some(started) = s.started_at_ms {
-                    fx.extend(j.on_workload_event(
-                        &msg.node,
-                        &event(herd_bus::WorkloadState::Running, None, None, started),
-                        now_ms(),
-                    ));
+    fn handle(&mut self, LifecycleEvent(msg): LifecycleEvent, ctx: &mut Self::Context) {
+        let saved = match self.subjects.parse(msg.subject.as_str()) {
+            Ok(Subject::WorkloadEvent { node, .. }) => {
+                self.on_workload_event(&msg.payload, &node, ctx)
+            }
+            Ok(Subject::NodeEvent { node, kind }) => {
+                self.on_node_event(&msg.payload, &node, kind, ctx);
+                Saved::nothing()
+            }
+            _ => Saved::nothing(),
+        };
+        actix::spawn(async move {
+            if saved.wait().await {
+                if let Err(e) = msg.ack().await {
+                    tracing::debug!(error = %e, "cannot acknowledge a lifecycle event");
                 }
-                fx.extend(j.on_workload_event(
-                    &msg.node,
-                    &event(s.state, s.exit_code, s.reason.clone(), ts),
-                    now_ms(),
-                ));
-                fx
-            })
-            .unwrap_or_default();
-        self.apply_run(&msg.run_id, fx, ctx);
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct StartFailed {
-    run_id: RunId,
-    node: NodeId,
-    workload: WorkloadId,
-    error: String,
-}
-
-impl Handler<StartFailed> for Coordinator {
-    type Result = ();
-    fn handle(&mut self, msg: StartFailed, ctx: &mut Self::Context) {
-        tracing::warn!(run = %msg.run_id, node = %msg.node, error = %msg.error, "a task did not start");
-        let fx = self
-            .runs
-            .get_mut(&msg.run_id)
-            .map(|j| j.on_start_failed(&msg.node, &msg.workload, msg.error, now_ms()))
-            .unwrap_or_default();
-        self.apply_run(&msg.run_id, fx, ctx);
+            }
+        });
     }
 }

@@ -1,6 +1,14 @@
 //! The coordinator role: fleet state from heartbeats and events, cluster queries, placement,
-//! runs and their stops. The actor is a shell around the cores in [`crate::cores`].
+//! runs and their stops. The actor is a shell around the cores in [`crate::cores`]:
+//!
+//! - [`api`]: the cluster API, one typed method per `cluster.<verb>`, and its dispatch;
+//! - [`store`]: the durable state in JetStream (KV buckets, the lifecycle-event consumer);
+//! - [`node_client`]: the requests the coordinator makes to nodes;
+//! - [`actor`]: receives, calls the cores, performs their effects.
 
 pub mod actor;
+pub mod api;
+pub mod node_client;
+pub mod store;
 
 pub use actor::Coordinator;

@@ -10,6 +10,11 @@ use herd_bus::{
 };
 use std::collections::BTreeMap;
 
+/// The heartbeat interval of herdd, unless configured (`heartbeat.interval_s`); the registry
+/// assumes it for a node restored without a heartbeat.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 2_000;
+
+/// The defaults of herdd's `[coordinator]` section.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RegistryConfig {
     /// Missed intervals before a node is stale.
@@ -173,7 +178,10 @@ impl NodeRegistry {
             self.nodes.insert(
                 record.node_id.clone(),
                 Entry {
-                    interval_ms: hb.as_ref().map(|h| h.interval_ms.max(1)).unwrap_or(2000),
+                    interval_ms: hb
+                        .as_ref()
+                        .map(|h| h.interval_ms.max(1))
+                        .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
                     last_seq: hb.as_ref().map(|h| h.seq).unwrap_or(0),
                     started_at_ms: hb.as_ref().map(|h| h.started_at_ms).unwrap_or(0),
                     record,

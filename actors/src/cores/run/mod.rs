@@ -1,0 +1,16 @@
+//! A run, sans-IO: its [`plan`] (which nodes, which workload ids), its [`RunJournal`] (inputs —
+//! workload events, task statuses, node loss, stop requests, the clock — in; effects — start
+//! this task, stop that node's run, persist, announce — out) and the [`StopProtocol`] the
+//! journal follows while the run stops.
+//!
+//! One task per node × repetition (`node::name::rep`). Repetitions run in order on a node;
+//! nodes run in parallel. Run states: pending → running → completed | failed | stopping →
+//! stopped | stop_failed.
+
+pub mod journal;
+pub mod plan;
+pub mod stop;
+
+pub use journal::{catalog, RunEffect, RunJournal, DEFAULT_STOP_TIMEOUT_S};
+pub use plan::{plan, task_workload_id};
+pub use stop::{StopProtocol, StopVerdict};
