@@ -121,6 +121,8 @@ pub fn workload_spec() -> WorkloadSpec {
 
 pub fn workload_status() -> WorkloadStatus {
     WorkloadStatus {
+        resources: None,
+        work_dir: None,
         workload_id: workload_id(),
         node_id: node_id(),
         state: WorkloadState::Exited,
@@ -231,6 +233,8 @@ pub fn run_spec() -> RunSpec {
 
 pub fn task_record() -> TaskRecord {
     TaskRecord {
+        resources: None,
+        results: None,
         task_id: "node-1::w-7f3a::2".into(),
         node_id: node_id(),
         rep: 2,
@@ -287,6 +291,7 @@ fixtures! {
     "WorkloadStatus": WorkloadStatus = workload_status(), "reply data of node.<node>.workload.get";
     "WorkloadList": WorkloadList = WorkloadList { workloads: vec![workload_status()] }, "reply data of node.<node>.workload.list";
     "WorkloadEvent": WorkloadEvent = WorkloadEvent {
+        resources: None,
         event_id: "node-1-1767225600000-2".into(),
         node_id: node_id(),
         workload_id: workload_id(),

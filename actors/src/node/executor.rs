@@ -216,6 +216,7 @@ impl WorkloadExecutor {
         };
         let s = &entry.lc.status;
         let event = WorkloadEvent {
+            resources: None,
             event_id: self.ids.next("w"),
             node_id: s.node_id.clone(),
             workload_id: s.workload_id.clone(),

@@ -14,12 +14,14 @@
 
 pub mod cluster;
 pub mod node;
+pub mod results;
 pub mod run;
 pub mod telemetry;
 pub mod workload;
 
 pub use cluster::*;
 pub use node::*;
+pub use results::*;
 pub use run::*;
 pub use telemetry::*;
 pub use workload::*;

@@ -141,6 +141,12 @@ pub struct TaskRecord {
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What its workload used, from the node's final measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<super::ResourceSummary>,
+    /// Its uploaded output and metrics, once the node has uploaded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<super::TaskResults>,
 }
 
 /// Reply data of `cluster.run.get`: the run's journal.

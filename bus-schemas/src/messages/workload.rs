@@ -258,6 +258,12 @@ pub struct WorkloadStatus {
     pub reason: Option<String>,
     #[serde(default)]
     pub restarts: u32,
+    /// Once settled: what it used, from its cgroup's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<super::ResourceSummary>,
+    /// Its own working directory on the node (cwd, HOME, TMPDIR), while it is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<String>,
 }
 
 /// Reply data of `workload.list`.
@@ -290,6 +296,9 @@ pub struct WorkloadEvent {
     pub reason: Option<String>,
     #[serde(default)]
     pub restarts: u32,
+    /// In the event of a settled state: what it used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<super::ResourceSummary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -66,6 +66,8 @@ impl RunJournal {
         for node in nodes {
             for rep in 1..=spec.repetitions {
                 tasks.push(TaskRecord {
+                    resources: None,
+                    results: None,
                     task_id: format!("{node}::{name}::{rep}"),
                     node_id: node.clone(),
                     rep,

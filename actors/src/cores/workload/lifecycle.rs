@@ -101,6 +101,8 @@ impl Lifecycle {
     ) -> (Lifecycle, Vec<Effect>) {
         let lc = Lifecycle {
             status: WorkloadStatus {
+                resources: None,
+                work_dir: None,
                 workload_id,
                 node_id,
                 state: WorkloadState::Pending,

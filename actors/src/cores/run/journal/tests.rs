@@ -36,6 +36,7 @@ fn wid(j: &RunJournal, node: &str, rep: u32) -> WorkloadId {
 
 fn event(workload: WorkloadId, state: WorkloadState, code: Option<i32>, t: u64) -> WorkloadEvent {
     WorkloadEvent {
+        resources: None,
         event_id: format!("e{t}"),
         node_id: n("x"),
         workload_id: workload,
@@ -250,6 +251,8 @@ fn reported(
     times: (Option<u64>, Option<u64>),
 ) -> WorkloadStatus {
     WorkloadStatus {
+        resources: None,
+        work_dir: None,
         workload_id: wid(j, node, rep),
         node_id: n(node),
         state,

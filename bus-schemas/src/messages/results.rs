@@ -1,0 +1,118 @@
+//! What a workload leaves behind: what it used (measured by its node from its cgroup at the
+//! end), the files a run task left in its output directory (uploaded to the object store
+//! bucket [`RESULTS_BUCKET`]), the metrics it reported, and the statistics over a run.
+
+use crate::ids::{NodeId, RunId, WorkloadId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// JetStream object store bucket holding run task outputs, as `RUN/NODE/TASK/PATH`.
+pub const RESULTS_BUCKET: &str = "herd-results";
+/// The file a task may write in its output directory: an object of metric name → number.
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// The object name of `path` (relative, `/`-separated) in task `task` of `run` on `node`.
+pub fn result_object_name(run: &RunId, node: &NodeId, task: &str, path: &str) -> String {
+    format!("{run}/{node}/{task}/{path}")
+}
+
+/// What a settled workload used, read from its cgroup's counters when it ended (not estimated
+/// from telemetry ticks). A figure the kernel does not keep is absent, and `notes` says why.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ResourceSummary {
+    /// CPU time in user mode, seconds.
+    #[serde(default)]
+    pub cpu_user_s: f64,
+    /// CPU time in kernel mode, seconds.
+    #[serde(default)]
+    pub cpu_system_s: f64,
+    /// (user + system) / wall time × 100: 100 is one full core on average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mean_pct: Option<f64>,
+    /// The most memory it held at once (v2 `memory.peak`, v1 `memory.max_usage_in_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_peak_bytes: Option<u64>,
+    /// The most processes it had at once (v2 `pids.peak`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_peak: Option<u64>,
+    #[serde(default)]
+    pub io_read_bytes: u64,
+    #[serde(default)]
+    pub io_write_bytes: u64,
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// Mean GPU utilisation of its processes, where NVML reported any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_util_mean_pct: Option<f64>,
+    /// The most GPU memory its processes held, where NVML reported any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_peak_bytes: Option<u64>,
+    /// Why a figure is missing (e.g. "memory.peak needs Linux 5.19").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One uploaded file of a task's output directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultObject {
+    /// Path relative to the output directory, `/`-separated.
+    pub path: String,
+    /// Its name in [`RESULTS_BUCKET`]: `RUN/NODE/TASK/PATH`.
+    pub object: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of its bytes.
+    pub sha256: String,
+}
+
+/// What a run task left: its files as uploaded, and the metrics it reported.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TaskResults {
+    #[serde(default)]
+    pub objects: Vec<ResultObject>,
+    /// Bytes uploaded.
+    #[serde(default)]
+    pub bytes: u64,
+    /// The output was larger than the node's `results.max_bytes`: `objects` is what was kept.
+    #[serde(default, skip_serializing_if = "super::is_false")]
+    pub truncated: bool,
+    /// Files left out (over the cap, or unreadable), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// From the task's `metrics.json`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// What was wrong with `metrics.json`, if it was there but unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_error: Option<String>,
+}
+
+/// `evt.<node>.results`: a run task's output was uploaded (JetStream `HERD_EVENTS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultsEvent {
+    pub event_id: String,
+    pub node_id: NodeId,
+    pub run_id: RunId,
+    pub workload_id: WorkloadId,
+    /// The task's directory name in the bucket (`RUN/NODE/TASK/…`).
+    pub task: String,
+    pub ts_ms: u64,
+    pub results: TaskResults,
+}
+
+/// Statistics of one metric over repetitions.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricStats {
+    pub n: u32,
+    pub mean: f64,
+    pub median: f64,
+    /// Sample standard deviation (n − 1); 0 for one value.
+    pub stddev: f64,
+    pub min: f64,
+    pub max: f64,
+    /// stddev / mean; absent when the mean is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<f64>,
+    /// The values, in repetition order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
+}
