@@ -121,8 +121,6 @@ pub fn workload_spec() -> WorkloadSpec {
 
 pub fn workload_status() -> WorkloadStatus {
     WorkloadStatus {
-        resources: None,
-        work_dir: None,
         workload_id: workload_id(),
         node_id: node_id(),
         state: WorkloadState::Exited,
@@ -135,6 +133,8 @@ pub fn workload_status() -> WorkloadStatus {
         signal: None,
         reason: None,
         restarts: 0,
+        resources: None,
+        work_dir: None,
     }
 }
 
@@ -233,8 +233,6 @@ pub fn run_spec() -> RunSpec {
 
 pub fn task_record() -> TaskRecord {
     TaskRecord {
-        resources: None,
-        results: None,
         task_id: "node-1::w-7f3a::2".into(),
         node_id: node_id(),
         rep: 2,
@@ -245,6 +243,8 @@ pub fn task_record() -> TaskRecord {
         duration_s: Some(9.0),
         exit_code: Some(0),
         error: None,
+        resources: None,
+        results: None,
     }
 }
 
@@ -291,7 +291,6 @@ fixtures! {
     "WorkloadStatus": WorkloadStatus = workload_status(), "reply data of node.<node>.workload.get";
     "WorkloadList": WorkloadList = WorkloadList { workloads: vec![workload_status()] }, "reply data of node.<node>.workload.list";
     "WorkloadEvent": WorkloadEvent = WorkloadEvent {
-        resources: None,
         event_id: "node-1-1767225600000-2".into(),
         node_id: node_id(),
         workload_id: workload_id(),
@@ -304,6 +303,7 @@ fixtures! {
         signal: None,
         reason: None,
         restarts: 0,
+        resources: None,
     }, "evt.<node>.workload.<state> (stream HERD_EVENTS)";
     "Heartbeat": Heartbeat = heartbeat(2), "hb.<node>";
     "TelemetryBatch": TelemetryBatch = telemetry_batch(2), "telemetry.<node> (stream HERD_TELEMETRY)";

@@ -31,6 +31,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub cgroup: CgroupConfig,
     pub exec: ExecPolicy,
+    pub workloads: WorkloadsConfig,
     pub docker: DockerConfig,
     pub telemetry: TelemetryConfig,
     pub logs: LogsConfig,
@@ -98,6 +99,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             cgroup: CgroupConfig::default(),
             exec: ExecPolicy::default(),
+            workloads: WorkloadsConfig::default(),
             docker: DockerConfig::default(),
             telemetry: TelemetryConfig::default(),
             logs: LogsConfig::default(),
@@ -151,6 +153,22 @@ pub struct MetricsConfig {
     /// `host:port` to serve `GET /metrics` on (e.g. `127.0.0.1:9464`); unset: no listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkloadsConfig {
+    /// Settled workloads kept for `workload.get`/`list`, with their records and working
+    /// directories; the oldest beyond this are forgotten and their directories removed.
+    pub keep_settled: usize,
+}
+
+impl Default for WorkloadsConfig {
+    fn default() -> Self {
+        WorkloadsConfig {
+            keep_settled: herd_actors::cores::workload::table::KEEP_SETTLED,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -123,6 +123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 state_dir: config.state_dir.clone(),
                 host_cpus: herd_actors::edges::host::cpus(),
                 log_lines_per_s: config.logs.max_lines_per_s,
+                keep_settled: config.workloads.keep_settled,
                 docker: config.docker.clone(),
                 shim_command: shim_command(),
             },

@@ -63,3 +63,14 @@ ensure_systemd_analyze() {
   echo "installing systemd (Debian package, for systemd-analyze verify of the unit)..." >&2
   apt_install systemd
 }
+
+# stress-ng, fio and sysbench: real benchmark tools the workload tests run as a user would.
+ensure_bench_tools() {
+  local missing=()
+  for t in stress-ng fio sysbench; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing ${missing[*]} (Debian packages, for the workload tests)..." >&2
+  apt_install "${missing[@]}"
+}

@@ -10,6 +10,8 @@ use std::sync::mpsc;
 enum Op {
     Write(PathBuf, Vec<u8>),
     Remove(PathBuf),
+    /// A workload's working directory, with whatever it left there.
+    RemoveDir(PathBuf),
     /// Answers once everything sent before it is done.
     Sync(mpsc::Sender<()>),
 }
@@ -34,6 +36,13 @@ impl RecordWriter {
                         Op::Remove(path) => {
                             let _ = std::fs::remove_file(path);
                         }
+                        Op::RemoveDir(path) => {
+                            if let Err(e) = std::fs::remove_dir_all(&path) {
+                                if e.kind() != std::io::ErrorKind::NotFound {
+                                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove a workload's working directory");
+                                }
+                            }
+                        }
                         Op::Sync(done) => {
                             let _ = done.send(());
                         }
@@ -52,6 +61,12 @@ impl RecordWriter {
 
     pub fn remove(&self, path: PathBuf) {
         let _ = self.tx.send(Op::Remove(path));
+    }
+
+    /// Removes a directory tree, after the writes sent before (off the executor's thread: a
+    /// workload may leave many files).
+    pub fn remove_dir(&self, path: PathBuf) {
+        let _ = self.tx.send(Op::RemoveDir(path));
     }
 
     /// Blocks until every write sent so far is on disk (at shutdown), at most `timeout`.

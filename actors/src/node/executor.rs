@@ -5,7 +5,7 @@
 
 use crate::cores::outbox::OutboxEntry;
 use crate::cores::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
-use crate::cores::workload::table::{Admitted, Effects, WorkloadTable, KEEP_SETTLED};
+use crate::cores::workload::table::{Admitted, Effects, WorkloadTable};
 use crate::cores::workload::validate::{validate_any, ExecPolicy, Resolved};
 use crate::edges::cgroup::CgroupBackend;
 use crate::edges::clock::now_ms;
@@ -37,6 +37,8 @@ pub struct ExecutorConfig {
     pub state_dir: PathBuf,
     pub host_cpus: f64,
     pub log_lines_per_s: u32,
+    /// Settled workloads kept (records and working directories); the oldest go first.
+    pub keep_settled: usize,
     pub docker: DockerConfig,
     /// How a supervisor for one exec workload is started (the shim directory is appended):
     /// `herd-shim` beside herdd, or herdd itself with `shim`.
@@ -58,6 +60,7 @@ pub struct WorkloadExecutor {
     unsaved: std::collections::BTreeSet<WorkloadId>,
     /// Retention runs once the current message is handled, never while effects are applied.
     retention_due: bool,
+    settle_scheduled: bool,
     records: crate::edges::records::RecordWriter,
 }
 
@@ -80,7 +83,7 @@ impl WorkloadExecutor {
                 cfg.state_dir.join("workloads"),
             ),
             docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),
-            table: WorkloadTable::new(cfg.node_id.clone(), KEEP_SETTLED),
+            table: WorkloadTable::new(cfg.node_id.clone(), cfg.keep_settled),
             cfg,
             client,
             events,
@@ -89,6 +92,7 @@ impl WorkloadExecutor {
             accepting: true,
             unsaved: Default::default(),
             retention_due: false,
+            settle_scheduled: false,
             records: crate::edges::records::RecordWriter::start(),
         }
     }
@@ -193,16 +197,18 @@ impl WorkloadExecutor {
 
     /// Saves changed records and applies retention once the current message is handled.
     fn after_message(&mut self, ctx: &mut Context<Self>) {
-        if self.unsaved.is_empty() && !self.retention_due {
+        if !std::mem::replace(&mut self.settle_scheduled, true) {
             ctx.run_later(Duration::ZERO, |act, _| act.settle_message());
         }
     }
 
     fn settle_message(&mut self) {
+        self.settle_scheduled = false;
         if std::mem::take(&mut self.retention_due) {
             for id in self.table.forget_settled() {
                 self.unsaved.remove(&id);
                 self.records.remove(self.record_path(&id));
+                self.records.remove_dir(self.work_dir(&id));
             }
         }
         for id in std::mem::take(&mut self.unsaved) {
@@ -216,7 +222,6 @@ impl WorkloadExecutor {
         };
         let s = &entry.lc.status;
         let event = WorkloadEvent {
-            resources: None,
             event_id: self.ids.next("w"),
             node_id: s.node_id.clone(),
             workload_id: s.workload_id.clone(),
@@ -229,6 +234,7 @@ impl WorkloadExecutor {
             signal: s.signal.clone(),
             reason: s.reason.clone(),
             restarts: s.restarts,
+            resources: state.is_terminal().then(|| s.resources.clone()).flatten(),
         };
         tracing::info!(workload = %id, state = state.as_str(), pid = ?s.pid, exit_code = ?s.exit_code, signal = ?s.signal, "workload state");
         match codec::encode(&event, Encoding::MsgPack) {
@@ -239,6 +245,11 @@ impl WorkloadExecutor {
             })),
             Err(e) => tracing::error!(error = %e, "cannot encode a workload event"),
         }
+    }
+
+    /// The workload's own directory: `<state>/work/<id>`.
+    fn work_dir(&self, id: &WorkloadId) -> PathBuf {
+        self.cfg.state_dir.join("work").join(id.as_str())
     }
 
     fn record_path(&self, id: &WorkloadId) -> PathBuf {
@@ -288,6 +299,7 @@ impl WorkloadExecutor {
     /// What the driver needs, with the run task's results directory made. A workload adopted
     /// after a restart has its spec resolved again when it restarts.
     fn launch_for(&mut self, id: &WorkloadId) -> Result<Launch, String> {
+        let work_dir = self.work_dir(id);
         let (policy, host_cpus) = (&self.cfg.policy, self.cfg.host_cpus);
         let entry = self.table.get_mut(id).ok_or("forgotten")?;
         let spec = entry.lc.status.spec.clone();
@@ -299,25 +311,27 @@ impl WorkloadExecutor {
                 r
             }
         };
-        let output_dir = match &spec.run_id {
-            Some(run) => {
-                let dir = self
-                    .cfg
-                    .state_dir
-                    .join("runs")
-                    .join(run.as_str())
-                    .join(format!("{}-{id}", spec.rep.unwrap_or(0)));
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                Some(dir)
-            }
-            None => None,
-        };
+        let output_dir = spec
+            .run_id
+            .as_ref()
+            .map(|_| work_dir.join(crate::edges::driver::OUTPUT_SUBDIR));
+        for dir in [
+            Some(work_dir.join(crate::edges::driver::TMP_SUBDIR)),
+            output_dir.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        entry.lc.status.work_dir = Some(work_dir.display().to_string());
         Ok(Launch {
             workload_id: id.clone(),
             node_id: self.cfg.node_id.clone(),
             spec,
             resolved,
+            work_dir,
             output_dir,
         })
     }
@@ -499,9 +513,21 @@ impl Handler<ChildExited> for WorkloadExecutor {
     fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
         let id = msg.workload_id;
         let fx = match msg.outcome {
-            Ok(exit) => self
-                .table
-                .input(&id, Some(msg.generation), |lc| lc.on_exit(exit, now_ms())),
+            Ok(exit) => {
+                // Read before the exit's effects remove the cgroup.
+                let counters = self
+                    .table
+                    .get(&id)
+                    .filter(|e| e.generation == msg.generation)
+                    .and_then(|e| e.running.as_ref())
+                    .and_then(|r| r.final_counters());
+                self.table.input(&id, Some(msg.generation), |lc| {
+                    if let Some(c) = counters {
+                        lc.on_final_counters(c, now_ms());
+                    }
+                    lc.on_exit(exit, now_ms())
+                })
+            }
             Err(reason) => {
                 if !self.table.is_current(&id, msg.generation) {
                     return;

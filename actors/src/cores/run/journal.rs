@@ -4,8 +4,9 @@
 use super::plan::task_workload_id;
 use super::stop::{StopProtocol, StopVerdict};
 use herd_bus::{
-    NodeId, RunId, RunList, RunListQuery, RunRecord, RunSpec, RunState, RunSummary, TaskRecord,
-    TaskStatus, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStatus,
+    NodeId, ResourceSummary, RunId, RunList, RunListQuery, RunRecord, RunSpec, RunState,
+    RunSummary, TaskRecord, TaskStatus, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState,
+    WorkloadStatus,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +48,8 @@ struct Observed {
     started_at_ms: Option<u64>,
     /// When it reached `state`.
     ts_ms: u64,
+    /// What it used, once settled.
+    resources: Option<ResourceSummary>,
 }
 
 fn is_settled(s: TaskStatus) -> bool {
@@ -66,8 +69,6 @@ impl RunJournal {
         for node in nodes {
             for rep in 1..=spec.repetitions {
                 tasks.push(TaskRecord {
-                    resources: None,
-                    results: None,
                     task_id: format!("{node}::{name}::{rep}"),
                     node_id: node.clone(),
                     rep,
@@ -78,6 +79,8 @@ impl RunJournal {
                     duration_s: None,
                     exit_code: None,
                     error: None,
+                    resources: None,
+                    results: None,
                 });
             }
         }
@@ -220,6 +223,7 @@ impl RunJournal {
             reason: ev.reason.clone(),
             started_at_ms: (ev.state == WorkloadState::Running).then_some(ev.ts_ms),
             ts_ms: ev.ts_ms,
+            resources: ev.resources.clone(),
         };
         self.observe(node, &ev.workload_id, seen, now_ms)
     }
@@ -240,6 +244,7 @@ impl RunJournal {
             reason: status.reason.clone(),
             started_at_ms: status.started_at_ms,
             ts_ms: status.finished_at_ms.unwrap_or(now_ms),
+            resources: status.resources.clone(),
         };
         self.observe(node, &status.workload_id, seen, now_ms)
     }
@@ -297,6 +302,7 @@ impl RunJournal {
             reason,
             started_at_ms,
             ts_ms,
+            resources,
         } = seen;
         // During a stop, and after its verdict, an ended task counts as stopped.
         let stopping = !matches!(self.record.state, RunState::Pending | RunState::Running);
@@ -335,6 +341,7 @@ impl RunJournal {
             .started_at_ms
             .map(|s| ts_ms.saturating_sub(s) as f64 / 1e3);
         t.exit_code = exit_code;
+        t.resources = resources;
         if matches!(outcome, TaskStatus::Failed | TaskStatus::Lost) {
             t.error = reason.or_else(|| Some(format!("workload {}", state.as_str())));
         }

@@ -4,6 +4,7 @@
 //! oom_killed | timed_out | lost. With `restart.policy = on_failure`, a failed outcome is
 //! followed by starting → running again after a backoff, up to `restart.max` times.
 
+use super::resources::{self, FinalCounters};
 use herd_bus::{
     NodeId, RestartPolicyKind, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStatus,
 };
@@ -101,8 +102,6 @@ impl Lifecycle {
     ) -> (Lifecycle, Vec<Effect>) {
         let lc = Lifecycle {
             status: WorkloadStatus {
-                resources: None,
-                work_dir: None,
                 workload_id,
                 node_id,
                 state: WorkloadState::Pending,
@@ -115,6 +114,8 @@ impl Lifecycle {
                 signal: None,
                 reason: None,
                 restarts: 0,
+                resources: None,
+                work_dir: None,
             },
             stop: None,
             escalated: false,
@@ -164,6 +165,7 @@ impl Lifecycle {
         }
         let mut out = Vec::new();
         self.restart_pending = false;
+        self.status.resources = None;
         self.status.pid = None;
         self.status.exit_code = None;
         self.status.signal = None;
@@ -283,6 +285,16 @@ impl Lifecycle {
         }
         self.escalated = true;
         vec![Effect::KillTree]
+    }
+
+    /// The workload's cgroup counters as it ended (read before its exit is fed): its resource
+    /// summary, reported with the settled state.
+    pub fn on_final_counters(&mut self, counters: FinalCounters, now_ms: u64) {
+        let wall_s = self
+            .status
+            .started_at_ms
+            .map(|s| now_ms.saturating_sub(s) as f64 / 1e3);
+        self.status.resources = Some(resources::summary(counters, wall_s));
     }
 
     /// The main process ended.

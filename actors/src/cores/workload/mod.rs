@@ -2,6 +2,7 @@
 
 pub mod lifecycle;
 pub mod rates;
+pub mod resources;
 pub mod table;
 pub mod validate;
 

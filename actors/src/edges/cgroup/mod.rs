@@ -17,6 +17,7 @@ pub mod v2;
 pub use detect::detect;
 pub use mounts::{own_unified_path, Mount, MountInfo};
 
+pub use crate::cores::workload::resources::FinalCounters;
 use herd_bus::Limits;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,6 +111,19 @@ pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
         for pid in self.pids() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
         }
+    }
+    /// Its counters as it ends (peaks and the user/system split where the kernel keeps
+    /// them), for the workload's resource summary. Read before the cgroup is removed.
+    fn final_counters(&self) -> Result<FinalCounters, CgroupError> {
+        let s = self.sample()?;
+        Ok(FinalCounters {
+            cpu_usage_us: s.cpu_usage_us,
+            io_read_bytes: s.io_read_bytes,
+            io_write_bytes: s.io_write_bytes,
+            oom_kills: s.oom_kills,
+            notes: vec!["no cgroup: no peak memory or peak pids".into()],
+            ..Default::default()
+        })
     }
     /// Kills every process of the workload, races with forks included.
     fn kill_all(&self) -> Result<(), CgroupError>;

@@ -279,6 +279,31 @@ impl WorkloadCgroup for V1Cgroup {
         })
     }
 
+    fn final_counters(&self) -> Result<FinalCounters, CgroupError> {
+        let s = self.sample()?;
+        let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+        let split = read(self.d.cpuacct.join("cpuacct.stat")).and_then(|t| {
+            crate::cores::workload::resources::parse_cpuacct_stat(&t, proc::clock_ticks_per_s())
+        });
+        let memory_peak_bytes = read(self.d.memory.join("memory.max_usage_in_bytes"))
+            .and_then(|t| t.trim().parse::<u64>().ok());
+        let mut notes = vec!["no peak pids: cgroup v1 does not keep it".to_string()];
+        if memory_peak_bytes.is_none() {
+            notes.push("no memory.max_usage_in_bytes".into());
+        }
+        Ok(FinalCounters {
+            cpu_usage_us: s.cpu_usage_us,
+            cpu_user_us: split.map(|(u, _)| u),
+            cpu_system_us: split.map(|(_, s)| s),
+            memory_peak_bytes,
+            pids_peak: None,
+            io_read_bytes: s.io_read_bytes,
+            io_write_bytes: s.io_write_bytes,
+            oom_kills: s.oom_kills,
+            notes,
+        })
+    }
+
     /// Freeze, SIGKILL everything, thaw: a process cannot fork away in between.
     fn kill_all(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -233,6 +233,33 @@ impl WorkloadCgroup for V2Cgroup {
         })
     }
 
+    fn final_counters(&self) -> Result<FinalCounters, CgroupError> {
+        let s = self.sample()?;
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).ok();
+        let cpu = read("cpu.stat").unwrap_or_default();
+        let mut notes = Vec::new();
+        let mut peak = |file: &str, why: &str| {
+            let v = read(file).and_then(|t| t.trim().parse::<u64>().ok());
+            if v.is_none() {
+                notes.push(format!("no {file}: {why}"));
+            }
+            v
+        };
+        let memory_peak_bytes = peak("memory.peak", "it needs Linux 5.19");
+        let pids_peak = peak("pids.peak", "it needs Linux 6.12");
+        Ok(FinalCounters {
+            cpu_usage_us: s.cpu_usage_us,
+            cpu_user_us: keyed_value(&cpu, "user_usec"),
+            cpu_system_us: keyed_value(&cpu, "system_usec"),
+            memory_peak_bytes,
+            pids_peak,
+            io_read_bytes: s.io_read_bytes,
+            io_write_bytes: s.io_write_bytes,
+            oom_kills: s.oom_kills,
+            notes,
+        })
+    }
+
     /// `cgroup.kill` (Linux 5.14+) kills the tree atomically; older kernels freeze, SIGKILL and
     /// thaw.
     fn kill_all(&self) -> Result<(), CgroupError> {

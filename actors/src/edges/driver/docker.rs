@@ -26,7 +26,9 @@ pub const LABEL_WORKLOAD: &str = "herd.workload_id";
 pub const LABEL_RUN: &str = "herd.run_id";
 pub const LABEL_NODE: &str = "herd.node";
 /// Where a run task's results directory appears inside its container.
-pub const OUTPUT_MOUNT: &str = "/herd/output";
+/// Where a container sees its working directory (its default cwd, HOME; a run task's
+/// HERD_OUTPUT_DIR is `output/` in it).
+pub const WORK_MOUNT: &str = "/herd/work";
 /// The default engine socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// How long to wait for the engine's answer to one request.
@@ -247,8 +249,7 @@ impl DockerDriver {
 
     fn create_body(&self, l: &Launch) -> ContainerCreateBody {
         let spec = &l.spec;
-        let output = l.output_dir.as_ref().map(|_| OUTPUT_MOUNT);
-        let mut env: BTreeMap<String, String> = l.herd_env(output).into_iter().collect();
+        let mut env: BTreeMap<String, String> = l.herd_env(WORK_MOUNT).into_iter().collect();
         env.extend(spec.env.clone());
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         labels.insert(LABEL_WORKLOAD.into(), l.workload_id.to_string());
@@ -261,7 +262,7 @@ impl DockerDriver {
             image: spec.image.clone(),
             cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
             env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            working_dir: spec.cwd.clone(),
+            working_dir: Some(spec.cwd.clone().unwrap_or_else(|| WORK_MOUNT.into())),
             user: spec.user.clone(),
             labels: Some(labels),
             attach_stdin: Some(false),
@@ -275,10 +276,7 @@ impl DockerDriver {
                 // No swap beyond the memory limit, like an exec workload's cgroup.
                 memory_swap: memory,
                 pids_limit: spec.limits.pids.map(|p| p.min(i64::MAX as u64) as i64),
-                binds: l
-                    .output_dir
-                    .as_ref()
-                    .map(|d| vec![format!("{}:{OUTPUT_MOUNT}", d.display())]),
+                binds: Some(vec![format!("{}:{WORK_MOUNT}", l.work_dir.display())]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -292,10 +290,16 @@ impl DockerDriver {
         let name = container_name(&self.node_id, &l.workload_id);
         // A container left by an earlier start of this workload (a restart) goes first.
         remove(&docker, &name).await;
-        if let Some(dir) = &l.output_dir {
-            // The container's user is unknown here: the task's own directory is open to it.
+        {
+            // The container's user is unknown here: its own directories are open to it.
             use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
+            let tmp = l.work_dir.join(super::TMP_SUBDIR);
+            for dir in [Some(&l.work_dir), Some(&tmp), l.output_dir.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
+            }
         }
         let created = docker
             .create_container(

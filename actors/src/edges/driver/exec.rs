@@ -73,21 +73,23 @@ impl ExecDriver {
             .create(&cgroup_name(&l.workload_id), &spec.limits)
             .map_err(|e| format!("cannot create the cgroup: {e}"))?;
         let oom_before = cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
-        if let Some(dir) = &l.output_dir {
-            // The task's results directory belongs to the workload's user.
-            if nix::unistd::Uid::effective().is_root() {
+        // The working directory (and what herd made in it) belongs to the workload's user.
+        if nix::unistd::Uid::effective().is_root() {
+            let tmp = l.work_dir.join(super::TMP_SUBDIR);
+            for dir in [Some(&l.work_dir), Some(&tmp), l.output_dir.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 nix::unistd::chown(dir, Some(r.uid), Some(r.gid))
                     .map_err(|e| format!("cannot hand {} to {}: {e}", dir.display(), r.user))?;
             }
         }
-        let output_dir = l.output_dir.as_ref().map(|d| d.to_string_lossy());
         let mut env = vec![
             ("PATH".to_string(), r.path_env.clone()),
-            ("HOME".to_string(), r.home.display().to_string()),
             ("USER".to_string(), r.user.clone()),
             ("LOGNAME".to_string(), r.user.clone()),
         ];
-        env.extend(l.herd_env(output_dir.as_deref()));
+        env.extend(l.herd_env(&l.work_dir.to_string_lossy()));
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let change_user = nix::unistd::Uid::effective() != r.uid;
         let launch = ShimLaunch {
@@ -95,7 +97,11 @@ impl ExecDriver {
             argv0: spec.command[0].clone(),
             args: spec.command[1..].to_vec(),
             env,
-            cwd: PathBuf::from(spec.cwd.as_deref().unwrap_or("/")),
+            cwd: spec
+                .cwd
+                .as_deref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| l.work_dir.clone()),
             user: change_user.then(|| {
                 (
                     r.uid.as_raw(),

@@ -8,7 +8,7 @@ pub mod inotify;
 
 use crate::cores::workload::lifecycle::Exit;
 use crate::cores::workload::validate::Resolved;
-use crate::edges::cgroup::WorkloadCgroup;
+use crate::edges::cgroup::{FinalCounters, WorkloadCgroup};
 use futures::future::LocalBoxFuture;
 use herd_bus::{LogStream, NodeId, WorkloadId, WorkloadSpec, WorkloadStatus};
 use nix::sys::signal::Signal;
@@ -22,17 +22,34 @@ pub struct Launch {
     pub node_id: NodeId,
     pub spec: WorkloadSpec,
     pub resolved: Resolved,
-    /// A run task's own results directory on this node, already created.
+    /// The workload's own working directory on this node (its default cwd, HOME and TMPDIR),
+    /// already created; kept across restarts of the workload, removed with its record.
+    pub work_dir: PathBuf,
+    /// A run task's results directory, inside `work_dir`, already created.
     pub output_dir: Option<PathBuf>,
 }
 
+/// Inside the working directory: the workload's TMPDIR and a run task's output directory.
+pub const TMP_SUBDIR: &str = "tmp";
+pub const OUTPUT_SUBDIR: &str = "output";
+
 impl Launch {
-    /// The variables herd gives every workload; `output_dir` as the workload sees it.
-    pub fn herd_env(&self, output_dir: Option<&str>) -> Vec<(String, String)> {
+    /// The variables herd gives every workload, with `work_dir` as the workload sees it (the
+    /// path on the node, or where a container has it mounted): HOME, TMPDIR and HERD_WORK_DIR
+    /// point into it, and a run task's HERD_OUTPUT_DIR is inside it. The spec's own `env`
+    /// comes after and wins.
+    pub fn herd_env(&self, work_dir: &str) -> Vec<(String, String)> {
         let mut env = vec![
             ("HERD_NODE".to_string(), self.node_id.to_string()),
             ("HERD_WORKLOAD_ID".to_string(), self.workload_id.to_string()),
+            ("HERD_WORK_DIR".to_string(), work_dir.to_string()),
+            ("HOME".to_string(), work_dir.to_string()),
+            ("TMPDIR".to_string(), format!("{work_dir}/{TMP_SUBDIR}")),
         ];
+        let output_dir = self
+            .output_dir
+            .as_ref()
+            .map(|_| format!("{work_dir}/{OUTPUT_SUBDIR}"));
         if let Some(run) = &self.spec.run_id {
             env.push(("HERD_RUN_ID".into(), run.to_string()));
         }
@@ -40,7 +57,7 @@ impl Launch {
             env.push(("HERD_REP".into(), rep.to_string()));
         }
         if let Some(dir) = output_dir {
-            env.push(("HERD_OUTPUT_DIR".into(), dir.to_string()));
+            env.push(("HERD_OUTPUT_DIR".into(), dir));
         }
         env
     }
@@ -78,6 +95,11 @@ pub trait Running: std::fmt::Debug {
     fn kill(&self);
     /// What telemetry samples: the workload's cgroup, when it can be read.
     fn sampler(&self) -> Option<Arc<dyn WorkloadCgroup>>;
+    /// Its cgroup's counters as it ends, for its resource summary; None when they cannot be
+    /// read (a container's cgroup is gone with it).
+    fn final_counters(&self) -> Option<FinalCounters> {
+        self.sampler().and_then(|c| c.final_counters().ok())
+    }
     /// Removes what is left (the cgroup, the container); resolves when done.
     fn release(&self) -> LocalBoxFuture<'static, ()>;
 }

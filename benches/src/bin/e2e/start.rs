@@ -72,6 +72,7 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
                 node_id: herd_bus::NodeId::new("bench")?,
                 spec: spec.clone(),
                 resolved: herd_actors::cores::workload::validate::Resolved::Exec(resolved.clone()),
+                work_dir: shim_dirs.path().to_path_buf(),
                 output_dir: None,
             };
             let t = Instant::now();

@@ -36,7 +36,6 @@ fn wid(j: &RunJournal, node: &str, rep: u32) -> WorkloadId {
 
 fn event(workload: WorkloadId, state: WorkloadState, code: Option<i32>, t: u64) -> WorkloadEvent {
     WorkloadEvent {
-        resources: None,
         event_id: format!("e{t}"),
         node_id: n("x"),
         workload_id: workload,
@@ -49,6 +48,7 @@ fn event(workload: WorkloadId, state: WorkloadState, code: Option<i32>, t: u64) 
         signal: None,
         reason: None,
         restarts: 0,
+        resources: None,
     }
 }
 
@@ -251,8 +251,6 @@ fn reported(
     times: (Option<u64>, Option<u64>),
 ) -> WorkloadStatus {
     WorkloadStatus {
-        resources: None,
-        work_dir: None,
         workload_id: wid(j, node, rep),
         node_id: n(node),
         state,
@@ -265,6 +263,8 @@ fn reported(
         signal: None,
         reason: None,
         restarts: 0,
+        resources: None,
+        work_dir: None,
     }
 }
 
@@ -388,4 +388,22 @@ fn the_catalog_is_newest_first_filtered_and_limited() {
         (line.state, line.tasks["COMPLETED"]),
         (RunState::Completed, 1)
     );
+}
+
+#[test]
+fn a_settled_task_keeps_what_its_workload_used() {
+    let (mut j, _) = RunJournal::new(RunId::new("r-res").unwrap(), spec(1), &[n("a")], 0);
+    ev(&mut j, "a", 1, WorkloadState::Running, None, 10);
+    let used = herd_bus::ResourceSummary {
+        cpu_user_s: 1.5,
+        cpu_system_s: 0.5,
+        cpu_mean_pct: Some(50.0),
+        memory_peak_bytes: Some(100 << 20),
+        ..Default::default()
+    };
+    let mut exited = event(wid(&j, "a", 1), WorkloadState::Exited, Some(0), 4010);
+    exited.resources = Some(used.clone());
+    j.on_workload_event(&n("a"), &exited, 4010);
+    assert_eq!(j.record.tasks[0].status, Completed);
+    assert_eq!(j.record.tasks[0].resources, Some(used));
 }
