@@ -16,8 +16,20 @@ use std::time::Duration;
 struct Node {
     _nats: NatsServer,
     _herdd: Herdd,
+    client: Client,
+}
+
+/// A client of one node.
+struct Client {
     client: async_nats::Client,
     id: String,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 async fn node(id: &str, extra: &str) -> Node {
@@ -46,12 +58,14 @@ async fn node(id: &str, extra: &str) -> Node {
     Node {
         _nats: nats,
         _herdd: herdd,
-        client,
-        id: id.to_string(),
+        client: Client {
+            client,
+            id: id.to_string(),
+        },
     }
 }
 
-impl Node {
+impl Client {
     async fn events(&self) -> async_nats::Subscriber {
         let sub = self
             .client
@@ -172,7 +186,7 @@ async fn benchmark_tools_run_as_the_default_user_in_a_directory_of_their_own() {
     .await;
     let newest = status["workload_id"].as_str().unwrap();
     let kept = call(
-        &n.client,
+        &n.client.client,
         &n.id,
         "workload.get",
         json!({"workload_id": newest}),
@@ -300,4 +314,62 @@ async fn a_run_journal_keeps_what_each_task_used() {
             t.task_id
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_workloads_stay_answerable_after_a_restart_and_keep_their_directory() {
+    let nats = NatsServer::start();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        state.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = format!(
+        "[cgroup]\nroot = \"herdtest-{}-wd-restart\"\n",
+        std::process::id()
+    );
+    let start = || {
+        Herdd::start_with(HerddOptions {
+            config_toml: Some(&config),
+            state_dir: Some(state.path()),
+            ..HerddOptions::new("wd-restart", nats.url())
+        })
+    };
+    let mut herdd = start();
+    let n = Client {
+        client: connect(&nats.url()).await,
+        id: "wd-restart".into(),
+    };
+    wait_for_node(&n.client, &n.id).await;
+    let (ev, status) = n
+        .run(
+            json!({"command": ["sh", "-c", "echo kept > result; exit 5"]}),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(ev.exit_code, Some(5));
+    let id = status["workload_id"].as_str().unwrap().to_string();
+    let dir = PathBuf::from(status["work_dir"].as_str().unwrap());
+    herdd.terminate(Duration::from_secs(15));
+    let _again = start();
+    wait_for_node(&n.client, &n.id).await;
+    let got = call(&n.client, &n.id, "workload.get", json!({"workload_id": id})).await;
+    assert_eq!(got["data"]["state"], "exited", "{got}");
+    assert_eq!(got["data"]["exit_code"], 5);
+    let listed = call(
+        &n.client,
+        &n.id,
+        "workload.list",
+        json!({"state": "exited"}),
+    )
+    .await;
+    assert_eq!(
+        listed["data"]["workloads"].as_array().map(|a| a.len()),
+        Some(1)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("result")).unwrap(),
+        "kept\n"
+    );
 }

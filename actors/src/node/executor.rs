@@ -441,8 +441,19 @@ impl Actor for WorkloadExecutor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (exec, docker): (Vec<_>, Vec<_>) = self
-            .unsettled_records()
+        let (settled, unsettled): (Vec<_>, Vec<_>) = self
+            .records()
+            .into_iter()
+            .partition(|s| s.state.is_terminal());
+        // Settled workloads stay answerable (get, list) until retention forgets them, which
+        // also removes their directories.
+        for status in settled {
+            self.table.adopt(status, now_ms());
+        }
+        self.remove_orphan_work_dirs();
+        self.retention_due = true;
+        self.after_message(ctx);
+        let (exec, docker): (Vec<_>, Vec<_>) = unsettled
             .into_iter()
             .partition(|s| s.spec.driver == herd_bus::Driver::Exec);
         for recovering in [self.exec.recover(exec), self.docker.recover(docker)] {
@@ -468,16 +479,31 @@ impl Actor for WorkloadExecutor {
 }
 
 impl WorkloadExecutor {
-    /// Saved statuses of workloads that had not settled when herdd last stopped.
-    fn unsettled_records(&self) -> Vec<WorkloadStatus> {
+    /// The saved status of every workload an earlier herdd kept a record of.
+    fn records(&self) -> Vec<WorkloadStatus> {
         let Ok(dir) = std::fs::read_dir(self.cfg.state_dir.join("workloads")) else {
             return vec![];
         };
         dir.filter_map(|e| e.ok())
             .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
             .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
-            .filter(|s: &WorkloadStatus| !s.state.is_terminal())
             .collect()
+    }
+
+    /// Working directories of workloads with no record left (forgotten while a directory's
+    /// removal was still queued when herdd stopped).
+    fn remove_orphan_work_dirs(&self) {
+        let Ok(dirs) = std::fs::read_dir(self.cfg.state_dir.join("work")) else {
+            return;
+        };
+        for dir in dirs.filter_map(|e| e.ok()) {
+            let name = dir.file_name();
+            let known = WorkloadId::new(name.to_string_lossy().to_string())
+                .is_ok_and(|id| self.table.get(&id).is_some() || self.record_path(&id).exists());
+            if !known {
+                self.records.remove_dir(dir.path());
+            }
+        }
     }
 
     /// Follows again what a driver recovered after a restart; reports what it lost.
