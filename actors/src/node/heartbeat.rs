@@ -1,6 +1,7 @@
 //! Heartbeat: every `interval` (±10 % jitter) publishes this node's capacity, usage, state and
 //! workload inventory on `hb.<node>`. A state change (lameduck) is published at once.
 
+use crate::cores::heartbeat::inventory;
 use crate::edges::clock::now_ms;
 use crate::edges::host::{self, HostCpu};
 use crate::node::bus::{Bus, GetNodeState, NodeIdentity, StateChanged};
@@ -8,7 +9,7 @@ use crate::node::executor::{self, WorkloadExecutor};
 use crate::node::monitor::{LastSamples, ProcessMonitor};
 use actix::prelude::*;
 use herd_bus::codec::{self, Encoding};
-use herd_bus::{GpuInfo, Heartbeat, Subjects, WorkloadFilter, WorkloadSummary};
+use herd_bus::{GpuInfo, Heartbeat, Subjects, WorkloadFilter};
 use std::time::Duration;
 
 pub struct HeartbeatActor {
@@ -98,23 +99,7 @@ impl HeartbeatActor {
                     act.seq += 1;
                     let (mut capacity, usage) = host::read(&mut act.cpu);
                     capacity.gpus = act.gpus.clone();
-                    let workloads = list
-                        .workloads
-                        .into_iter()
-                        .filter(|w| !w.state.is_terminal())
-                        .map(|w| {
-                            let (cpu_percent, memory) =
-                                last.get(&w.workload_id).copied().unwrap_or((None, 0));
-                            WorkloadSummary {
-                                workload_id: w.workload_id,
-                                state: w.state,
-                                run_id: w.spec.run_id,
-                                rep: w.spec.rep,
-                                cpu_percent,
-                                memory: (memory > 0).then_some(memory),
-                            }
-                        })
-                        .collect();
+                    let workloads = inventory(list.workloads, &last);
                     let hb = Heartbeat {
                         node_id: act.identity.node_id.clone(),
                         seq: act.seq,
