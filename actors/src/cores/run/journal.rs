@@ -4,8 +4,9 @@
 use super::plan::task_workload_id;
 use super::stop::{StopProtocol, StopVerdict};
 use herd_bus::{
-    NodeId, RunId, RunList, RunListQuery, RunRecord, RunSpec, RunState, RunSummary, TaskRecord,
-    TaskStatus, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStatus,
+    NodeId, ResourceSummary, RunId, RunList, RunListQuery, RunRecord, RunSpec, RunState,
+    RunSummary, TaskRecord, TaskStatus, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState,
+    WorkloadStatus,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -221,7 +222,28 @@ impl RunJournal {
             started_at_ms: (ev.state == WorkloadState::Running).then_some(ev.ts_ms),
             ts_ms: ev.ts_ms,
         };
-        self.observe(node, &ev.workload_id, seen, now_ms)
+        let mut fx = self.record_resources(node, &ev.workload_id, ev.resources.as_ref());
+        fx.extend(self.observe(node, &ev.workload_id, seen, now_ms));
+        fx
+    }
+
+    /// What a task's workload used, as its node measured it at the end (in the settled event,
+    /// or the settled status after a coordinator restart): kept on the task, even when the
+    /// event is late for the task's status.
+    fn record_resources(
+        &mut self,
+        node: &NodeId,
+        workload: &WorkloadId,
+        resources: Option<&ResourceSummary>,
+    ) -> Vec<RunEffect> {
+        let (Some(used), Some(t)) = (resources, self.task_mut(node, workload)) else {
+            return vec![];
+        };
+        if t.resources.as_ref() == Some(used) {
+            return vec![];
+        }
+        t.resources = Some(used.clone());
+        vec![RunEffect::Persist]
     }
 
     /// A task's workload as its node reports it (`workload.get`, or an element of
@@ -241,7 +263,9 @@ impl RunJournal {
             started_at_ms: status.started_at_ms,
             ts_ms: status.finished_at_ms.unwrap_or(now_ms),
         };
-        self.observe(node, &status.workload_id, seen, now_ms)
+        let mut fx = self.record_resources(node, &status.workload_id, status.resources.as_ref());
+        fx.extend(self.observe(node, &status.workload_id, seen, now_ms));
+        fx
     }
 
     /// A node's answer to `workload.list {run_id}`: each listed workload as
