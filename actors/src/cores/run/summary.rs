@@ -61,6 +61,8 @@ fn workload_name(run: &RunRecord, task: &TaskRecord) -> String {
 struct Collected {
     completed: u32,
     left_out: u32,
+    /// Completed tasks whose node has not uploaded their results (yet).
+    without_results: u32,
     metrics: BTreeMap<String, Vec<f64>>,
     resources: BTreeMap<String, Vec<f64>>,
     notes: Vec<String>,
@@ -77,9 +79,7 @@ impl Collected {
             self.resources.entry(name.into()).or_default().push(value);
         }
         match &task.results {
-            None => self
-                .notes
-                .push(format!("{}: no results uploaded (yet)", task.task_id)),
+            None => self.without_results += 1,
             Some(results) => {
                 for (name, value) in &results.metrics {
                     self.metrics.entry(name.clone()).or_default().push(*value);
@@ -92,7 +92,13 @@ impl Collected {
         }
     }
 
-    fn describe(self, workload: &str, node_id: Option<NodeId>) -> StatsGroup {
+    fn describe(mut self, workload: &str, node_id: Option<NodeId>) -> StatsGroup {
+        if self.without_results > 0 {
+            self.notes.push(format!(
+                "{} of {} completed tasks have no uploaded results (yet)",
+                self.without_results, self.completed
+            ));
+        }
         let describe_all = |m: BTreeMap<String, Vec<f64>>| {
             m.into_iter()
                 .filter_map(|(k, v)| Some((k, stats::describe(&v)?)))

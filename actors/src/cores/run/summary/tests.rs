@@ -210,7 +210,7 @@ fn a_summary_groups_across_nodes_then_per_node_over_completed_tasks() {
         across.notes,
         [
             "n2::bench::2: metrics.json: expected an object",
-            "n2::bench::3: no results uploaded (yet)"
+            "1 of 5 completed tasks have no uploaded results (yet)"
         ]
     );
     assert_eq!(s.groups[2].notes.len(), 2);
