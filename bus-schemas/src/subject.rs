@@ -70,10 +70,12 @@ pub enum ClusterVerb {
     RunStop,
     RunGet,
     RunList,
+    RunSummary,
+    RunCompare,
 }
 
 impl ClusterVerb {
-    pub const ALL: [ClusterVerb; 8] = [
+    pub const ALL: [ClusterVerb; 10] = [
         ClusterVerb::Nodes,
         ClusterVerb::NodeGet,
         ClusterVerb::Workloads,
@@ -82,6 +84,8 @@ impl ClusterVerb {
         ClusterVerb::RunStop,
         ClusterVerb::RunGet,
         ClusterVerb::RunList,
+        ClusterVerb::RunSummary,
+        ClusterVerb::RunCompare,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +98,8 @@ impl ClusterVerb {
             ClusterVerb::RunStop => "run.stop",
             ClusterVerb::RunGet => "run.get",
             ClusterVerb::RunList => "run.list",
+            ClusterVerb::RunSummary => "run.summary",
+            ClusterVerb::RunCompare => "run.compare",
         }
     }
 
@@ -436,6 +442,14 @@ mod tests {
         assert_eq!(
             s.cluster(ClusterVerb::RunSubmit),
             "herd.v1.cluster.run.submit"
+        );
+        assert_eq!(
+            s.cluster(ClusterVerb::RunCompare),
+            "herd.v1.cluster.run.compare"
+        );
+        assert_eq!(
+            s.parse("herd.v1.cluster.run.summary").unwrap(),
+            Subject::Cluster(ClusterVerb::RunSummary)
         );
         assert_eq!(
             s.cluster_event(ClusterEventKind::Node(NodeLiveness::Lost)),

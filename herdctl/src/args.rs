@@ -75,7 +75,7 @@ pub enum Command {
         payload: String,
     },
     /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...`; or manage runs across
-    /// nodes: `herdctl run submit|show|stop ...`.
+    /// nodes: `herdctl run submit|show|stop|compare ...`.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Run {
         #[command(subcommand)]
@@ -125,8 +125,30 @@ pub enum Command {
 pub enum RunCommand {
     /// Submit a run: a workload repeated on a set of nodes (from flags, or a TOML/JSON file).
     Submit(Box<SubmitArgs>),
-    /// A run's task table: timings, exit codes, errors.
-    Show { run_id: String },
+    /// A run's task table: timings, exit codes, errors, what each task used; or, with
+    /// --summary, its statistics per workload across nodes and per node.
+    Show {
+        run_id: String,
+        /// Statistics of every metric (from the tasks' metrics.json) and resource figure over
+        /// the completed tasks: n, mean, median, stddev, min, max, CV.
+        #[arg(long)]
+        summary: bool,
+        /// With --summary: CSV instead of a table.
+        #[arg(long, requires = "summary")]
+        csv: bool,
+    },
+    /// Compare run B with run A, figure by figure: means, relative change, Welch's t-test
+    /// p-value and whether the difference is significant.
+    Compare {
+        run_a: String,
+        run_b: String,
+        /// Significance level.
+        #[arg(long, default_value_t = herd_bus::DEFAULT_SIGNIFICANCE_LEVEL)]
+        alpha: f64,
+        /// CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Stop a run on every node and wait for the verdict (stopped or stop_failed).
     Stop { run_id: String },
 }

@@ -1,14 +1,16 @@
 //! `herdctl`: the operator's command line. Tables for people, `--json` for scripts.
 //!
 //! `args` is the command line; `node` (one node, or every node that answers), `cluster` (the
-//! coordinator's view) and `runs` are the commands; `ctl` makes their requests and `render`
-//! prints; `top` is the live fleet view. Commands use `ctl` and `render`, never the reverse.
+//! coordinator's view), `runs` and `report` (a run's statistics, two runs compared) are the
+//! commands; `ctl` makes their requests and `render` prints; `top` is the live fleet view.
+//! Commands use `ctl` and `render`, never the reverse.
 
 pub mod args;
 mod cluster;
 mod ctl;
 mod node;
 mod render;
+mod report;
 mod runs;
 mod top;
 
@@ -79,7 +81,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: Some(cmd), ..
         } => match cmd {
             RunCommand::Submit(a) => runs::submit(ctl, *a).await,
-            RunCommand::Show { run_id } => runs::show(ctl, &run_id).await,
+            RunCommand::Show {
+                run_id,
+                summary: false,
+                ..
+            } => runs::show(ctl, &run_id).await,
+            RunCommand::Show {
+                run_id,
+                summary: true,
+                csv,
+            } => report::summary(ctl, &run_id, csv).await,
+            RunCommand::Compare {
+                run_a,
+                run_b,
+                alpha,
+                csv,
+            } => report::compare(ctl, &run_a, &run_b, alpha, csv).await,
             RunCommand::Stop { run_id } => runs::stop(ctl, &run_id).await,
         },
         // Not `Option<RunArgs>`: clap then read `herdctl --nats-url U run NODE -- CMD` (a
@@ -92,7 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { command: None, .. } => anyhow::bail!(
             "usage: herdctl run NODE -- CMD..., herdctl run NODE --image IMAGE [-- CMD...], \
-             or herdctl run submit|show|stop"
+             or herdctl run submit|show|stop|compare"
         ),
         Command::Runs { state, limit } => runs::list(ctl, state, limit).await,
         Command::Ps { node, all } => node::ps(ctl, node, all).await,

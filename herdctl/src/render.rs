@@ -1,6 +1,6 @@
 //! What herdctl prints: tables, human units, a run's progress and task table.
 
-use herd_bus::{Driver, RunRecord, TaskStatus, WorkloadSpec};
+use herd_bus::{Driver, ResourceSummary, RunRecord, TaskStatus, WorkloadSpec};
 use serde::Serialize;
 
 /// Prints to stdout; a closed pipe (`herdctl ps | head`) ends the program quietly.
@@ -73,21 +73,51 @@ pub fn progress(run: &RunRecord) -> String {
     s
 }
 
-/// One line per task: status, duration, exit code, error.
+/// One line per task: status, duration, exit code, what it used once its node measured it
+/// (CPU time, mean CPU where 100% is one core, peak memory, bytes read/written), error.
 pub fn task_table(run: &RunRecord) -> String {
-    let mut t = Table::new(&["TASK", "STATUS", "DURATION", "EXIT", "ERROR"]);
+    let measured = run.tasks.iter().any(|t| t.resources.is_some());
+    let mut header = vec!["TASK", "STATUS", "DURATION", "EXIT"];
+    if measured {
+        header.extend(["CPU", "CPU%", "MEM PEAK", "IO R/W"]);
+    }
+    header.push("ERROR");
+    let mut t = Table::new(&header);
     for task in &run.tasks {
-        t.row(vec![
+        let mut cells = vec![
             task.task_id.clone(),
             state_name(task.status),
             task.duration_s
                 .map(|d| format!("{d:.2}s"))
                 .unwrap_or_default(),
             task.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            task.error.clone().unwrap_or_default(),
-        ]);
+        ];
+        if measured {
+            cells.extend(resource_cells(task.resources.as_ref()));
+        }
+        cells.push(task.error.clone().unwrap_or_default());
+        t.row(cells);
     }
     t.render()
+}
+
+/// CPU time, mean CPU, peak memory and IO of a task; blank where not measured.
+fn resource_cells(used: Option<&ResourceSummary>) -> [String; 4] {
+    let Some(r) = used else {
+        return Default::default();
+    };
+    [
+        format!("{:.2}s", r.cpu_user_s + r.cpu_system_s),
+        r.cpu_mean_pct
+            .map(|p| format!("{p:.0}%"))
+            .unwrap_or_default(),
+        r.memory_peak_bytes.map(human_bytes).unwrap_or_default(),
+        format!(
+            "{}/{}",
+            human_bytes(r.io_read_bytes),
+            human_bytes(r.io_write_bytes)
+        ),
+    ]
 }
 
 /// Wall-clock milliseconds since the epoch, the unit of the bus's timestamps.
@@ -237,6 +267,44 @@ mod tests {
         let table = task_table(&run);
         assert!(table.starts_with("TASK"), "{table}");
         assert!(table.contains("b::bench::0  FAILED"), "{table}");
+        assert!(!table.contains("CPU"), "nothing measured yet: {table}");
+
+        let mut run = run;
+        run.tasks[2].resources = Some(ResourceSummary {
+            cpu_user_s: 1.5,
+            cpu_system_s: 0.25,
+            cpu_mean_pct: Some(87.5),
+            memory_peak_bytes: Some(96 << 20),
+            io_read_bytes: 2048,
+            io_write_bytes: 3 << 20,
+            ..Default::default()
+        });
+        let table = task_table(&run);
+        let lines: Vec<&str> = table.lines().collect();
+        let header: Vec<&str> = lines[0]
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(
+            header,
+            ["TASK", "STATUS", "DURATION", "EXIT", "CPU", "CPU%", "MEM PEAK", "IO R/W", "ERROR"]
+        );
+        let measured: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(
+            measured,
+            [
+                "b::bench::0",
+                "FAILED",
+                "9.00s",
+                "0",
+                "1.75s",
+                "88%",
+                "96M",
+                "2.0K/3.0M"
+            ]
+        );
+        assert_eq!(lines[1].split_whitespace().count(), 4, "{table}");
         assert_eq!(shorten("abcdef", 4), "abc…");
     }
 

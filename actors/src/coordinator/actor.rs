@@ -18,8 +18,8 @@ use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
     ClusterEvent, ClusterEventKind, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, Heartbeat,
     NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord, NodesQuery,
-    RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState, RunSubmitted, Subject,
-    Subjects, WorkloadEvent, WorkloadSpec, WorkloadsQuery,
+    RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState,
+    RunStats, RunSubmitted, Subject, Subjects, WorkloadEvent, WorkloadSpec, WorkloadsQuery,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -471,6 +471,23 @@ impl ClusterApi for Serving<'_> {
 
     fn run_list(&mut self, q: RunListQuery) -> Answer<RunList> {
         Ok(run::catalog(self.act.runs.values(), &q)).into()
+    }
+
+    fn run_summary(&mut self, r: RunRef) -> Answer<RunStats> {
+        self.act
+            .run(&r.run_id)
+            .map(|j| run::run_stats(&j.record))
+            .into()
+    }
+
+    fn run_compare(&mut self, q: RunCompare) -> Answer<RunComparison> {
+        let compared = || {
+            let alpha = run::significance_level(q.alpha).map_err(ErrorBody::bad_request)?;
+            let a = run::run_stats(&self.act.run(&q.run_a)?.record);
+            let b = run::run_stats(&self.act.run(&q.run_b)?.record);
+            Ok(run::compare(&a, &b, alpha))
+        };
+        compared().into()
     }
 }
 

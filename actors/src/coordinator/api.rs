@@ -6,8 +6,8 @@ use crate::edges::service::{self, Answer, Routed};
 use herd_bus::codec::{DecodeLimits, Encoding};
 use herd_bus::{
     ClusterVerb, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, NodeGet, NodeList,
-    NodeRecord, NodesQuery, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunSubmitted,
-    SubjectError, WorkloadsQuery,
+    NodeRecord, NodesQuery, RunCompare, RunComparison, RunList, RunListQuery, RunRecord, RunRef,
+    RunSpec, RunStats, RunSubmitted, SubjectError, WorkloadsQuery,
 };
 
 /// What the coordinator answers.
@@ -28,6 +28,10 @@ pub trait ClusterApi {
     fn run_get(&mut self, r: RunRef) -> Answer<RunRecord>;
     /// `cluster.run.list`: the run catalog, newest first.
     fn run_list(&mut self, q: RunListQuery) -> Answer<RunList>;
+    /// `cluster.run.summary`: a run's statistics per workload, across nodes and per node.
+    fn run_summary(&mut self, r: RunRef) -> Answer<RunStats>;
+    /// `cluster.run.compare`: two runs' figures side by side, with a test of each difference.
+    fn run_compare(&mut self, q: RunCompare) -> Answer<RunComparison>;
 }
 
 /// Decodes a verb's request, hands it to `api`, encodes the answer.
@@ -48,6 +52,8 @@ pub fn dispatch(
         ClusterVerb::RunStop => serve(payload, enc, limits, |q| api.run_stop(q)),
         ClusterVerb::RunGet => serve(payload, enc, limits, |q| api.run_get(q)),
         ClusterVerb::RunList => serve(payload, enc, limits, |q| api.run_list(q)),
+        ClusterVerb::RunSummary => serve(payload, enc, limits, |q| api.run_summary(q)),
+        ClusterVerb::RunCompare => serve(payload, enc, limits, |q| api.run_compare(q)),
     }
 }
 
@@ -104,6 +110,12 @@ mod tests {
         fn run_list(&mut self, _: RunListQuery) -> Answer<RunList> {
             self.answer(ClusterVerb::RunList)
         }
+        fn run_summary(&mut self, _: RunRef) -> Answer<RunStats> {
+            self.answer(ClusterVerb::RunSummary)
+        }
+        fn run_compare(&mut self, _: RunCompare) -> Answer<RunComparison> {
+            self.answer(ClusterVerb::RunCompare)
+        }
     }
 
     fn error(api: &mut Named, verb: ClusterVerb, body: &str) -> ErrorBody {
@@ -134,6 +146,8 @@ mod tests {
             (ClusterVerb::RunStop, r#"{"run_id": "r"}"#),
             (ClusterVerb::RunGet, r#"{"run_id": "r"}"#),
             (ClusterVerb::RunList, ""),
+            (ClusterVerb::RunSummary, r#"{"run_id": "r"}"#),
+            (ClusterVerb::RunCompare, r#"{"run_a": "r", "run_b": "s"}"#),
         ] {
             let e = error(&mut api, verb, body);
             assert_eq!(
@@ -148,6 +162,12 @@ mod tests {
             (ClusterVerb::RunGet, "{}"),
             (ClusterVerb::RunSubmit, "{}"),
             (ClusterVerb::Nodes, r#"{"state": 7}"#),
+            (ClusterVerb::RunSummary, ""),
+            (ClusterVerb::RunCompare, r#"{"run_a": "r"}"#),
+            (
+                ClusterVerb::RunCompare,
+                r#"{"run_a": "r", "run_b": "s", "alpha": "x"}"#,
+            ),
         ] {
             assert_eq!(
                 error(&mut api, verb, body).code,

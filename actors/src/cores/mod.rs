@@ -9,4 +9,5 @@ pub mod placement;
 pub mod registry;
 pub mod run;
 pub mod shutdown;
+pub mod stats;
 pub mod workload;

@@ -7,8 +7,9 @@ use crate::edges::nats::{reply_message, Handled};
 use futures::future::LocalBoxFuture;
 use herd_bus::codec::{self, CodecError, DecodeLimits, Encoding};
 use herd_bus::{
-    Empty, ErrorBody, FitQuery, LameduckRequest, NodeGet, NodesQuery, Reply, RunListQuery, RunRef,
-    RunSpec, StopRequest, WorkloadFilter, WorkloadGet, WorkloadSpec, WorkloadsQuery,
+    Empty, ErrorBody, FitQuery, LameduckRequest, NodeGet, NodesQuery, Reply, RunCompare,
+    RunListQuery, RunRef, RunSpec, StopRequest, WorkloadFilter, WorkloadGet, WorkloadSpec,
+    WorkloadsQuery,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,6 +52,7 @@ impl Request for WorkloadGet {}
 impl Request for NodeGet {}
 impl Request for RunSpec {}
 impl Request for RunRef {}
+impl Request for RunCompare {}
 
 /// A handler's answer: now, or once another actor has answered.
 pub enum Answer<T> {

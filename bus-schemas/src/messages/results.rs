@@ -116,3 +116,108 @@ pub struct MetricStats {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<f64>,
 }
+
+/// Below this p-value a difference is called significant, unless a comparison asks otherwise.
+pub const DEFAULT_SIGNIFICANCE_LEVEL: f64 = 0.05;
+
+/// Statistics of one workload of a run over its completed tasks: on one node, or across nodes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StatsGroup {
+    /// The workload's name (`task` when the spec has none).
+    pub workload: String,
+    /// The node; absent for the group across all nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<NodeId>,
+    /// Completed tasks: the only ones counted.
+    #[serde(default)]
+    pub completed: u32,
+    /// Tasks that did not complete (failed, stopped, lost, skipped, not settled yet).
+    #[serde(default)]
+    pub left_out: u32,
+    /// Per metric of the tasks' `metrics.json`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, MetricStats>,
+    /// Per figure measured by the nodes: `duration_s`, `cpu_s`, `cpu_mean_pct`,
+    /// `memory_peak_bytes`, `io_read_bytes`, `io_write_bytes`, … (see docs/bus.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, MetricStats>,
+    /// What was left out of the figures and why (e.g. a task's unreadable `metrics.json`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Reply data of `cluster.run.summary`: per workload, the group across nodes first, then one
+/// group per node when the workload ran on more than one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub run_id: RunId,
+    pub state: super::RunState,
+    #[serde(default)]
+    pub groups: Vec<StatsGroup>,
+}
+
+/// `cluster.run.compare` request: run B against run A.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCompare {
+    pub run_a: RunId,
+    pub run_b: RunId,
+    /// Significance level, in (0, 1); default [`DEFAULT_SIGNIFICANCE_LEVEL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+}
+
+/// Where a compared figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FigureKind {
+    /// Reported by the task in its `metrics.json`.
+    Metric,
+    /// Measured by the node (duration, CPU, memory, IO).
+    Resource,
+}
+
+impl FigureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FigureKind::Metric => "metric",
+            FigureKind::Resource => "resource",
+        }
+    }
+}
+
+/// One figure of one workload in two runs, across nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricComparison {
+    pub workload: String,
+    pub kind: FigureKind,
+    pub metric: String,
+    /// In run A; absent when run A has no value of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a: Option<MetricStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b: Option<MetricStats>,
+    /// Relative change of the mean, (b − a) / a; absent when a's mean is 0 or a side is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<f64>,
+    /// Two-sided p-value of the test; absent when no test could be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// p < alpha.
+    #[serde(default)]
+    pub significant: bool,
+    /// The test made: `welch_t`, or `none`.
+    pub test: String,
+    /// Why there is no p-value, or why it is 0 or 1 exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Reply data of `cluster.run.compare`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunComparison {
+    pub run_a: RunId,
+    pub run_b: RunId,
+    pub alpha: f64,
+    #[serde(default)]
+    pub rows: Vec<MetricComparison>,
+}

@@ -48,8 +48,6 @@ struct Observed {
     started_at_ms: Option<u64>,
     /// When it reached `state`.
     ts_ms: u64,
-    /// What it used, once settled.
-    resources: Option<ResourceSummary>,
 }
 
 fn is_settled(s: TaskStatus) -> bool {
@@ -223,9 +221,29 @@ impl RunJournal {
             reason: ev.reason.clone(),
             started_at_ms: (ev.state == WorkloadState::Running).then_some(ev.ts_ms),
             ts_ms: ev.ts_ms,
-            resources: ev.resources.clone(),
         };
-        self.observe(node, &ev.workload_id, seen, now_ms)
+        let mut fx = self.record_resources(node, &ev.workload_id, ev.resources.as_ref());
+        fx.extend(self.observe(node, &ev.workload_id, seen, now_ms));
+        fx
+    }
+
+    /// What a task's workload used, as its node measured it at the end (in the settled event,
+    /// or the settled status after a coordinator restart): kept on the task, even when the
+    /// event is late for the task's status.
+    fn record_resources(
+        &mut self,
+        node: &NodeId,
+        workload: &WorkloadId,
+        resources: Option<&ResourceSummary>,
+    ) -> Vec<RunEffect> {
+        let (Some(used), Some(t)) = (resources, self.task_mut(node, workload)) else {
+            return vec![];
+        };
+        if t.resources.as_ref() == Some(used) {
+            return vec![];
+        }
+        t.resources = Some(used.clone());
+        vec![RunEffect::Persist]
     }
 
     /// A task's workload as its node reports it (`workload.get`, or an element of
@@ -244,9 +262,10 @@ impl RunJournal {
             reason: status.reason.clone(),
             started_at_ms: status.started_at_ms,
             ts_ms: status.finished_at_ms.unwrap_or(now_ms),
-            resources: status.resources.clone(),
         };
-        self.observe(node, &status.workload_id, seen, now_ms)
+        let mut fx = self.record_resources(node, &status.workload_id, status.resources.as_ref());
+        fx.extend(self.observe(node, &status.workload_id, seen, now_ms));
+        fx
     }
 
     /// A node's answer to `workload.list {run_id}`: each listed workload as
@@ -302,7 +321,6 @@ impl RunJournal {
             reason,
             started_at_ms,
             ts_ms,
-            resources,
         } = seen;
         // During a stop, and after its verdict, an ended task counts as stopped.
         let stopping = !matches!(self.record.state, RunState::Pending | RunState::Running);
@@ -341,7 +359,6 @@ impl RunJournal {
             .started_at_ms
             .map(|s| ts_ms.saturating_sub(s) as f64 / 1e3);
         t.exit_code = exit_code;
-        t.resources = resources;
         if matches!(outcome, TaskStatus::Failed | TaskStatus::Lost) {
             t.error = reason.or_else(|| Some(format!("workload {}", state.as_str())));
         }

@@ -10,7 +10,9 @@
 pub mod journal;
 pub mod plan;
 pub mod stop;
+pub mod summary;
 
 pub use journal::{catalog, RunEffect, RunJournal, DEFAULT_STOP_TIMEOUT_S};
 pub use plan::{plan, task_workload_id};
 pub use stop::{StopProtocol, StopVerdict};
+pub use summary::{compare, run_stats, significance_level};

@@ -1,7 +1,7 @@
 //! The journal, fed by hand: events, statuses, stops, losses and restarts.
 
 use super::*;
-use herd_bus::{RunTargets, TaskStatus::*};
+use herd_bus::{ResourceSummary, RunTargets, TaskStatus::*};
 
 fn n(s: &str) -> NodeId {
     NodeId::new(s).unwrap()
@@ -391,19 +391,33 @@ fn the_catalog_is_newest_first_filtered_and_limited() {
 }
 
 #[test]
-fn a_settled_task_keeps_what_its_workload_used() {
-    let (mut j, _) = RunJournal::new(RunId::new("r-res").unwrap(), spec(1), &[n("a")], 0);
-    ev(&mut j, "a", 1, WorkloadState::Running, None, 10);
-    let used = herd_bus::ResourceSummary {
+fn a_task_keeps_what_its_workload_used_from_the_settled_event_or_status() {
+    let (mut j, _) = RunJournal::new(RunId::new("r9").unwrap(), spec(2), &[n("a")], 0);
+    let used = ResourceSummary {
         cpu_user_s: 1.5,
         cpu_system_s: 0.5,
-        cpu_mean_pct: Some(50.0),
-        memory_peak_bytes: Some(100 << 20),
+        memory_peak_bytes: Some(64 << 20),
         ..Default::default()
     };
-    let mut exited = event(wid(&j, "a", 1), WorkloadState::Exited, Some(0), 4010);
-    exited.resources = Some(used.clone());
-    j.on_workload_event(&n("a"), &exited, 4010);
+    ev(&mut j, "a", 1, WorkloadState::Running, None, 1);
+    let settled = WorkloadEvent {
+        resources: Some(used.clone()),
+        ..event(wid(&j, "a", 1), WorkloadState::Exited, Some(0), 2)
+    };
+    let fx = j.on_workload_event(&n("a"), &settled, 2);
+    assert!(fx.contains(&RunEffect::Persist));
+    assert_eq!(j.record.tasks[0].resources.as_ref(), Some(&used));
     assert_eq!(j.record.tasks[0].status, Completed);
-    assert_eq!(j.record.tasks[0].resources, Some(used));
+    // The same event again changes nothing.
+    assert!(j.on_workload_event(&n("a"), &settled, 3).is_empty());
+    assert_eq!(j.record.tasks[1].resources, None, "rep 2 has not run");
+
+    // After a coordinator restart, the node's settled status carries them.
+    let status = WorkloadStatus {
+        resources: Some(used.clone()),
+        ..reported(&j, "a", 2, WorkloadState::Exited, (Some(3), Some(4)))
+    };
+    j.on_task_status(&n("a"), &status, 5);
+    assert_eq!(j.record.tasks[1].resources, Some(used));
+    assert_eq!(j.state(), RunState::Completed);
 }
