@@ -1,6 +1,17 @@
 //! Rates from successive counter readings: cpu % (100 = one core) and I/O bytes/s.
 
-use crate::edges::cgroup::CgroupSample;
+/// Raw counters of one workload at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CgroupSample {
+    pub cpu_usage_us: u64,
+    pub memory_current: u64,
+    pub memory_inactive_file: u64,
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+    pub oom_kills: u64,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Rates {

@@ -17,6 +17,7 @@ pub mod v2;
 pub use detect::detect;
 pub use mounts::{own_unified_path, Mount, MountInfo};
 
+pub use crate::cores::workload::rates::CgroupSample;
 pub use crate::cores::workload::resources::FinalCounters;
 use herd_bus::Limits;
 use std::path::PathBuf;
@@ -56,19 +57,6 @@ pub enum CgroupError {
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CgroupError {
     let path = path.into();
     move |source| CgroupError::Io { path, source }
-}
-
-/// Raw counters of one workload at one instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CgroupSample {
-    pub cpu_usage_us: u64,
-    pub memory_current: u64,
-    pub memory_inactive_file: u64,
-    pub memory_limit: Option<u64>,
-    pub pids: u64,
-    pub io_read_bytes: u64,
-    pub io_write_bytes: u64,
-    pub oom_kills: u64,
 }
 
 /// Creates workload cgroups on one hierarchy layout.
