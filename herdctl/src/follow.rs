@@ -27,6 +27,10 @@ const DRAIN_WAIT: Duration = Duration::from_secs(3);
 /// How often the workload's state is asked for, in case its terminal event was missed (NATS
 /// reconnected meanwhile).
 const POLL_EVERY: Duration = Duration::from_secs(5);
+/// A failed workload under `restart: on_failure` starts again within 30 s (docs/bus.md), and a
+/// little more for the clocks of node and herdctl: past that, a settled status is final even
+/// when its terminal event was missed.
+const RESTART_DUE_WITHIN: Duration = Duration::from_secs(40);
 
 /// Which output to follow, and from where.
 #[derive(Debug, Clone)]
@@ -280,8 +284,10 @@ pub async fn follow(
 ) -> anyhow::Result<Followed> {
     let limits = DecodeLimits::default();
     let streams = q.streams();
+    // The `restarts` of the attempt running now, once known.
+    let mut attempt = None;
     let mut watch = if follow {
-        first_look(ctl, q).await
+        first_look(ctl, q, &mut attempt).await
     } else {
         Watch::HistoryOnly
     };
@@ -337,10 +343,13 @@ pub async fn follow(
                 let Ok(ev) = codec::decode::<WorkloadEvent>(&msg.payload, Encoding::MsgPack, &limits) else {
                     continue;
                 };
-                if ev.workload_id == q.workload && ev.state.is_terminal() {
-                    if let Some(settled) = settled_after(ctl, q, &ev).await {
-                        watch = settling(settled, now_ms());
-                    }
+                if ev.workload_id != q.workload {
+                    continue;
+                }
+                if !ev.state.is_terminal() {
+                    attempt = Some(ev.restarts);
+                } else if let Some(settled) = settled_after(ctl, q, &ev, attempt).await {
+                    watch = settling(settled, now_ms());
                 }
             }
             Some(msg) = ending.lost.next(), if matches!(watch, Watch::Running) => {
@@ -353,7 +362,7 @@ pub async fn follow(
             }
             _ = poll.tick(), if matches!(watch, Watch::Running) => {
                 if let Ok(status) = get(ctl, q).await {
-                    if status.state.is_terminal() && !may_restart(&status) {
+                    if settled_for_good(&status) {
                         watch = settling(Settled::of(&status), status.finished_at_ms.unwrap_or_else(now_ms));
                     }
                 }
@@ -413,12 +422,17 @@ async fn get(ctl: &Ctl, q: &LogQuery) -> anyhow::Result<WorkloadStatus> {
 }
 
 /// Where following starts: the workload's state now, or why only its history can be printed.
-async fn first_look(ctl: &Ctl, q: &LogQuery) -> Watch {
+async fn first_look(ctl: &Ctl, q: &LogQuery, attempt: &mut Option<u32>) -> Watch {
     match get(ctl, q).await {
-        Ok(status) if status.state.is_terminal() => settling(
+        Ok(status) if !status.state.is_terminal() => {
+            *attempt = Some(status.restarts);
+            Watch::Running
+        }
+        Ok(status) if settled_for_good(&status) => settling(
             Settled::of(&status),
             status.finished_at_ms.unwrap_or_else(now_ms),
         ),
+        // Running, or ended with a restart perhaps due: events tell (see `settled_after`).
         Ok(_) => Watch::Running,
         Err(e) => {
             let unknown = e
@@ -448,24 +462,47 @@ fn settling(settled: Settled, finished_at_ms: u64) -> Watch {
 }
 
 /// After a terminal event: settled for good, or about to start again (restart policy)? The
-/// node counts a restart in the same step that publishes the event, so a status whose
-/// `restarts` went past the event's says a restart is due.
-async fn settled_after(ctl: &Ctl, q: &LogQuery, ev: &WorkloadEvent) -> Option<Settled> {
-    match get(ctl, q).await {
-        Ok(status) if !status.state.is_terminal() || status.restarts > ev.restarts => None,
-        Ok(status) => Some(Settled::of(&status)),
-        Err(_) => Some(Settled {
+/// node counts a due restart in `restarts` before it publishes the terminal event, so an event
+/// whose `restarts` went past the attempt's (from its `starting`/`running` event or status)
+/// announces a restart. Without the attempt's count, the status decides.
+async fn settled_after(
+    ctl: &Ctl,
+    q: &LogQuery,
+    ev: &WorkloadEvent,
+    attempt: Option<u32>,
+) -> Option<Settled> {
+    match attempt {
+        Some(restarts) if ev.restarts > restarts => None,
+        Some(_) => Some(Settled {
             state: ev.state,
             exit_code: ev.exit_code,
             signal: ev.signal.clone(),
-            started: ev.state != WorkloadState::Failed || ev.pid.is_some(),
+            started: ev.state != WorkloadState::Failed,
         }),
+        None => match get(ctl, q).await {
+            Ok(status) if settled_for_good(&status) => Some(Settled::of(&status)),
+            Ok(_) => None,
+            Err(_) => Some(Settled {
+                state: ev.state,
+                exit_code: ev.exit_code,
+                signal: ev.signal.clone(),
+                started: ev.state != WorkloadState::Failed,
+            }),
+        },
     }
 }
 
+/// Whether a status is the workload's end: terminal, and no restart can be due any more (a
+/// status alone cannot tell a failure's last restart from one that is due; events tell, see
+/// [`settled_after`]).
+fn settled_for_good(status: &WorkloadStatus) -> bool {
+    let finished_at = status.finished_at_ms.unwrap_or_else(now_ms);
+    let since = Duration::from_millis(now_ms().saturating_sub(finished_at));
+    status.state.is_terminal() && (!may_restart(status) || since > RESTART_DUE_WITHIN)
+}
+
 /// Whether a settled status may still be followed by a restart: only a failure under
-/// `on_failure` may, and the status alone cannot tell its last restart from one that is due
-/// (events tell; see [`settled_after`]).
+/// `on_failure` may.
 fn may_restart(status: &WorkloadStatus) -> bool {
     let failed = match status.state {
         WorkloadState::Exited => status.exit_code != Some(0),

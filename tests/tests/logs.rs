@@ -131,7 +131,7 @@ async fn ten_thousand_lines_are_kept_in_order_after_the_end_a_restart_and_a_sigk
             "--",
             "sh",
             "-c",
-            "seq 1 10000; echo on-stderr >&2",
+            "echo on-stderr >&2; sleep 0.5; seq 1 10000",
         ],
     )
     .await;
@@ -155,17 +155,14 @@ async fn ten_thousand_lines_are_kept_in_order_after_the_end_a_restart_and_a_sigk
     assert_eq!(stderr(&out), "on-stderr\n", "stderr lines go to stderr");
     history_is_complete(&n, "after the workload ended").await;
 
+    // The last lines of both streams together: the stderr line came long before them.
     let out = herdctl(
         &n.nats,
         &["logs", n.id, "big", "--no-follow", "--tail", "3"],
     )
     .await;
-    assert_eq!(stderr(&out), "on-stderr\n");
-    assert_eq!(
-        stdout(&out),
-        "9999\n10000\n",
-        "the last 3 lines, both streams"
-    );
+    assert_eq!(stdout(&out), "9998\n9999\n10000\n");
+    assert_eq!(stderr(&out), "");
     let out = herdctl(
         &n.nats,
         &["logs", n.id, "big", "--no-follow", "--stream", "stderr"],
@@ -267,6 +264,25 @@ async fn attach_prints_the_output_and_exits_with_the_workloads_code() {
         ("", "oops\n")
     );
     assert_eq!(out.status.code(), Some(0));
+
+    // Under a restart policy, attach follows every attempt and ends with the last.
+    let out = herdctl(
+        &n.nats,
+        &[
+            "run",
+            n.id,
+            "-a",
+            "--restart",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "echo try; exit 1",
+        ],
+    )
+    .await;
+    assert_eq!(stdout(&out), "try\ntry\n", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1));
 
     // Killed by a signal: 128 + N, as a shell says it.
     let out = herdctl(
