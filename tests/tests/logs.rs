@@ -35,13 +35,32 @@ fn start_herdd(nats: &NatsServer, node: &str, state: &Path, logs: &str) -> Herdd
     })
 }
 
-/// A node with a rate cap of `lines_per_s`, its NATS server and a client.
+/// A node with a rate cap of `lines_per_s`, its NATS server and a client. Fields drop in
+/// order: herdd stops while NATS still answers, and the cgroup root goes last.
 struct Node {
-    nats: NatsServer,
     herdd: Herdd,
+    nats: NatsServer,
     client: async_nats::Client,
     id: &'static str,
     state: tempfile::TempDir,
+    _root: CgroupRoot,
+}
+
+/// Removes this binary's cgroup root once empty: the last node of the binary to stop removes
+/// it, even when a test SIGKILLed its herdd.
+struct CgroupRoot;
+
+impl Drop for CgroupRoot {
+    fn drop(&mut self) {
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(hierarchy.path().join(root()));
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(root()));
+    }
 }
 
 async fn node(id: &'static str, lines_per_s: u32) -> Node {
@@ -61,11 +80,12 @@ async fn node(id: &'static str, lines_per_s: u32) -> Node {
     let client = connect(&nats.url()).await;
     wait_for_node(&client, id).await;
     Node {
-        nats,
         herdd,
+        nats,
         client,
         id,
         state,
+        _root: CgroupRoot,
     }
 }
 
