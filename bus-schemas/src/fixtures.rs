@@ -315,7 +315,8 @@ fixtures! {
         ts_ms: T0 + 1000,
         lines: vec!["iteration 1: 1043 ops/s".into(), "iteration 2: 1051 ops/s".into()],
         dropped: 0,
-    }, "logs.<node>.<workload>.<stdout|stderr>";
+        eof: false,
+    }, "logs.<node>.<workload>.<stdout|stderr> (stream HERD_LOGS_<node>)";
     "NodesQuery": NodesQuery = NodesQuery { state: Some(NodeLiveness::Up), labels: labels() }, "request of cluster.nodes";
     "NodeGet": NodeGet = NodeGet { node_id: node_id() }, "request of cluster.node.get";
     "NodeRecord": NodeRecord = NodeRecord {

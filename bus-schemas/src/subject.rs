@@ -180,6 +180,13 @@ impl Subjects {
         format!("{}_TELEMETRY", self.stream_stem())
     }
 
+    /// Name of the JetStream stream holding one node's logs: `HERD_LOGS_<node>` for prefix
+    /// `herd`. One stream per node, so that a node's byte cap bounds its own history and a
+    /// chatty node never pushes another's out.
+    pub fn logs_stream(&self, node: &NodeId) -> String {
+        format!("{}_LOGS_{node}", self.stream_stem())
+    }
+
     fn stream_stem(&self) -> String {
         self.prefix
             .chars()
@@ -230,6 +237,11 @@ impl Subjects {
         format!("{}.evt.*.workload.*", self.base)
     }
 
+    /// Workload events of one node.
+    pub fn workload_events_of(&self, node: &NodeId) -> String {
+        format!("{}.evt.{node}.workload.*", self.base)
+    }
+
     /// Every coordinator request (`nodes`, `run.submit`, …) and nothing else: cluster events
     /// have three tokens after `cluster`, verbs one or two.
     pub fn cluster_requests(&self) -> [String; 2] {
@@ -262,6 +274,11 @@ impl Subjects {
     /// Both streams of one workload's logs.
     pub fn logs_of(&self, node: &NodeId, workload: &WorkloadId) -> String {
         format!("{}.logs.{node}.{workload}.*", self.base)
+    }
+
+    /// Every log subject of one node: the subjects of its logs stream.
+    pub fn logs_of_node(&self, node: &NodeId) -> String {
+        format!("{}.logs.{node}.>", self.base)
     }
 
     pub fn cluster(&self, verb: ClusterVerb) -> String {
@@ -439,6 +456,9 @@ mod tests {
         assert_eq!(s.workload_events_all(), "herd.v1.evt.*.workload.*");
         assert_eq!(s.events_stream(), "HERD_EVENTS");
         assert_eq!(s.telemetry_stream(), "HERD_TELEMETRY");
+        assert_eq!(s.logs_stream(&node()), "HERD_LOGS_n1");
+        assert_eq!(s.logs_of_node(&node()), "herd.v1.logs.n1.>");
+        assert_eq!(s.workload_events_of(&node()), "herd.v1.evt.n1.workload.*");
         assert_eq!(
             s.cluster(ClusterVerb::RunSubmit),
             "herd.v1.cluster.run.submit"
@@ -462,6 +482,7 @@ mod tests {
         let custom = Subjects::new("acme.herd").unwrap();
         assert_eq!(custom.nodes_ping(), "acme.herd.v1.nodes.ping");
         assert_eq!(custom.events_stream(), "ACME_HERD_EVENTS");
+        assert_eq!(custom.logs_stream(&node()), "ACME_HERD_LOGS_n1");
     }
 
     /// NATS wildcard matching, enough to check which subjects a subscription gets.
@@ -511,6 +532,23 @@ mod tests {
         assert!(!matches(
             &s.events_all(),
             &s.logs(&node(), &w, LogStream::Stdout)
+        ));
+        assert!(matches(
+            &s.logs_of_node(&node()),
+            &s.logs(&node(), &w, LogStream::Stderr)
+        ));
+        let other = NodeId::new("n2").unwrap();
+        assert!(!matches(
+            &s.logs_of_node(&other),
+            &s.logs(&node(), &w, LogStream::Stdout)
+        ));
+        assert!(matches(
+            &s.workload_events_of(&node()),
+            &s.workload_event(&node(), WorkloadState::Exited)
+        ));
+        assert!(!matches(
+            &s.workload_events_of(&other),
+            &s.workload_event(&node(), WorkloadState::Exited)
         ));
     }
 

@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use herd_actors::cores::registry::{RegistryConfig, DEFAULT_HEARTBEAT_INTERVAL_MS};
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::driver::docker::DockerConfig;
+use herd_actors::edges::log_history::LogRetention;
 use herd_bus::{DecodeLimits, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -176,12 +177,28 @@ impl Default for WorkloadsConfig {
 pub struct LogsConfig {
     /// Lines per second and stream published for one workload; the rest are counted as dropped.
     pub max_lines_per_s: u32,
+    /// Seconds this node's log history (stream HERD_LOGS_<node>) is kept.
+    pub max_age_s: u64,
+    /// Bytes of log history kept for this node, all its workloads together; the oldest chunks
+    /// go first.
+    pub max_bytes: u64,
 }
 
 impl Default for LogsConfig {
     fn default() -> Self {
         LogsConfig {
             max_lines_per_s: 1000,
+            max_age_s: 24 * 3600,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+impl LogsConfig {
+    pub fn retention(&self) -> LogRetention {
+        LogRetention {
+            max_age: std::time::Duration::from_secs(self.max_age_s),
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -371,6 +388,16 @@ impl Config {
         if self.logs.max_lines_per_s == 0 {
             bail!("logs.max_lines_per_s must be > 0");
         }
+        if self.logs.max_age_s == 0 {
+            bail!("logs.max_age_s must be > 0");
+        }
+        // Below a few chunks the history would hold nothing useful.
+        if self.logs.max_bytes < 1 << 20 {
+            bail!(
+                "logs.max_bytes must be at least 1048576 (1 MiB), got {}",
+                self.logs.max_bytes
+            );
+        }
         Ok(())
     }
 
@@ -438,6 +465,10 @@ mod tests {
         let c = Config::parse("[nats]\nuser = \"u\"").unwrap();
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("password"));
         let c = Config::parse("[nats]\ntoken = \"t\"\ncreds_file = \"/x\"").unwrap();
+        assert!(c.validate().is_err());
+        let c = Config::parse("[logs]\nmax_bytes = 1000").unwrap();
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("logs.max_bytes"));
+        let c = Config::parse("[logs]\nmax_age_s = 0").unwrap();
         assert!(c.validate().is_err());
     }
 

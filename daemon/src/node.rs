@@ -101,6 +101,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ) {
             tracing::warn!("shutdown.on_shutdown = keep cannot be honoured here, workloads will be stopped when herdd stops: {why}");
         }
+        // Made before the first workload starts: the first chunk of each waits for it.
+        let logs_kept = herd_actors::edges::log_history::keep_logs(
+            client.clone(),
+            herd_actors::edges::log_history::logs_stream_config(
+                &subjects,
+                &node_id,
+                config.logs.retention(),
+            ),
+        );
         let nvml = herd_actors::edges::gpu::Nvml::load();
         gpus = nvml.devices();
         let monitor = ProcessMonitor::new(
@@ -124,6 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 host_cpus: herd_actors::edges::host::cpus(),
                 log_lines_per_s: config.logs.max_lines_per_s,
                 keep_settled: config.workloads.keep_settled,
+                logs_kept,
                 docker: config.docker.clone(),
                 shim_command: shim_command(),
             },

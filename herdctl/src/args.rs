@@ -74,9 +74,14 @@ pub enum Command {
         #[arg(default_value = "{}")]
         payload: String,
     },
-    /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...`; or manage runs across
-    /// nodes: `herdctl run submit|show|stop|compare ...`.
-    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...` (with --attach, follow its
+    /// output and exit with its code); or manage runs across nodes: `herdctl run
+    /// submit|show|stop|compare ...`.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = ATTACH_EXIT_CODES
+    )]
     Run {
         #[command(subcommand)]
         command: Option<RunCommand>,
@@ -109,17 +114,44 @@ pub enum Command {
         #[arg(long)]
         grace: Option<f64>,
     },
-    /// Follow a workload's stdout and stderr as they are published (herd keeps no history).
+    /// A workload's stdout and stderr: the history kept in NATS (stream HERD_LOGS_<node>, also
+    /// after the workload ended, after herdd restarted, while the node is down), then what it
+    /// writes until it ends. stdout lines go to stdout, stderr lines to stderr; lines the
+    /// node's rate cap dropped show as "[herd: N lines dropped by the rate cap]".
     Logs {
         node: String,
         workload: String,
-        /// Follow (the default; accepted for familiarity).
-        #[arg(short, long)]
+        /// Follow until the workload ends (the default; accepted for familiarity).
+        #[arg(short, long, conflicts_with = "no_follow")]
         follow: bool,
+        /// Print the history kept so far and exit.
+        #[arg(long)]
+        no_follow: bool,
+        /// Only the last N lines of the history.
+        #[arg(long, short = 'n', value_name = "N")]
+        tail: Option<usize>,
+        /// Only the history of this long ago and later: 30s, 10m, 2h, 1d, 1h30m.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Only stdout or stderr.
+        #[arg(long, value_name = "stdout|stderr")]
+        stream: Option<String>,
     },
     /// A live table of workload telemetry, refreshed at each batch.
     Watch { node: Option<String> },
 }
+
+/// The exit codes of `run --attach`, shown by `herdctl run --help` (as in the README).
+pub const ATTACH_EXIT_CODES: &str = "\
+Exit codes with --attach (otherwise 0 once the node accepted the workload):
+  N        exited: the workload's own exit code
+  128+N    stopped or killed by signal N (137 SIGKILL, 143 SIGTERM), unless it exited
+           with a code of its own on the signal
+  124      timed_out (after --timeout), as timeout(1)
+  125      failed: it could not start, or herdctl could not start it, as docker run
+  130      detached with a second Ctrl-C while it was stopping
+  250      oom_killed (apart from 137, a SIGKILL from elsewhere)
+  255      lost: its node was lost, or herd lost track of it";
 
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
@@ -269,6 +301,10 @@ pub struct RunArgs {
     /// Restart on failure up to this many times.
     #[arg(long)]
     pub restart: Option<u32>,
+    /// Print its output as it runs and exit with its exit code (see below); Ctrl-C stops it
+    /// (its kill_signal, then SIGKILL after its grace) and still waits for its end.
+    #[arg(long, short = 'a')]
+    pub attach: bool,
     /// The command and its arguments (optional with --image).
     #[arg(last = true)]
     pub command: Vec<String>,

@@ -95,5 +95,6 @@ pub fn decode_reply<T: DeserializeOwned>(msg: &async_nats::Message) -> anyhow::R
     );
     let reply: Reply<T> = codec::decode(&msg.payload, enc, &DecodeLimits::default())
         .context("cannot decode the reply")?;
-    reply.into_result().map_err(|e| anyhow::anyhow!("{e}"))
+    // Kept typed, so that a caller can tell `not_found` from no answer at all.
+    reply.into_result().map_err(anyhow::Error::new)
 }

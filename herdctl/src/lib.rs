@@ -1,13 +1,18 @@
 //! `herdctl`: the operator's command line. Tables for people, `--json` for scripts.
 //!
 //! `args` is the command line; `node` (one node, or every node that answers), `cluster` (the
-//! coordinator's view), `runs` and `report` (a run's statistics, two runs compared) are the
-//! commands; `ctl` makes their requests and `render` prints; `top` is the live fleet view.
+//! coordinator's view), `runs`, `report` (a run's statistics, two runs compared) and `attach`
+//! (a workload's output: `logs`, `run --attach`) are the commands; `ctl` makes their requests
+//! and `render` prints; `follow` reads a workload's output from NATS and `logs` decides what of
+//! it to print; `top` is the live fleet view.
 //! Commands use `ctl` and `render`, never the reverse.
 
 pub mod args;
+mod attach;
 mod cluster;
 mod ctl;
+mod follow;
+mod logs;
 mod node;
 mod render;
 mod report;
@@ -119,7 +124,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             signal,
             grace,
         } => node::stop(ctl, &node, &workload, signal, grace).await,
-        Command::Logs { node, workload, .. } => node::logs(ctl, &node, &workload).await,
+        Command::Logs {
+            node,
+            workload,
+            follow: _,
+            no_follow,
+            tail,
+            since,
+            stream,
+        } => {
+            let a = attach::LogsArgs {
+                node,
+                workload,
+                tail,
+                since,
+                no_follow,
+                stream,
+            };
+            attach::logs(ctl, a).await
+        }
         Command::Watch { node } => node::watch(ctl, node).await,
     }
 }

@@ -1,5 +1,5 @@
-//! Commands to one node, or to every node that answers a ping: ping, run, ps, stop, logs,
-//! watch, drain, and raw requests.
+//! Commands to one node, or to every node that answers a ping: ping, run, ps, stop, watch,
+//! drain, and raw requests (`logs` and `run --attach` are in `attach`).
 
 use crate::args::RunArgs;
 use crate::ctl::{decode_reply, msgpack_headers, Ctl};
@@ -8,9 +8,9 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    Accepted, Ack, Empty, LameduckRequest, LogChunk, LogStream, NodeId, NodeInfo, NodeVerb,
-    RestartPolicy, RestartPolicyKind, StopRequest, TelemetryBatch, WorkloadFilter, WorkloadGet,
-    WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
+    Accepted, Ack, Empty, LameduckRequest, NodeId, NodeInfo, NodeVerb, RestartPolicy,
+    RestartPolicyKind, StopRequest, TelemetryBatch, WorkloadFilter, WorkloadId, WorkloadList,
+    WorkloadSpec, WorkloadStatus,
 };
 use serde::Serialize;
 use std::process::ExitCode;
@@ -158,6 +158,9 @@ pub async fn run_workload(ctl: &Ctl, a: RunArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     a.workload.apply(&mut spec);
+    if a.attach {
+        return Ok(crate::attach::run_attached(ctl, node, spec).await);
+    }
     let accepted: Accepted = ctl.call(&node, NodeVerb::WorkloadStart, &spec).await?;
     if ctl.json {
         out(&format!("{}\n", serde_json::to_string_pretty(&accepted)?));
@@ -234,65 +237,6 @@ pub async fn stop(
     };
     let ack: Ack = ctl.call(&node, NodeVerb::WorkloadStop, &req).await?;
     out(&format!("{}\n", ack.message.unwrap_or_else(|| "ok".into())));
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn logs(ctl: &Ctl, node: &str, workload: &str) -> anyhow::Result<ExitCode> {
-    let node = NodeId::new(node)?;
-    let workload = WorkloadId::new(workload)?;
-    let mut sub = ctl
-        .client
-        .subscribe(ctl.subjects.logs_of(&node, &workload))
-        .await?;
-    // Known workload? Tell the user now rather than waiting silently.
-    let status: WorkloadStatus = ctl
-        .call(
-            &node,
-            NodeVerb::WorkloadGet,
-            &WorkloadGet {
-                workload_id: workload.clone(),
-            },
-        )
-        .await?;
-    if status.state.is_terminal() {
-        eprintln!(
-            "herdctl: {workload} is {}; no more output will come",
-            status.state.as_str()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut expected: std::collections::HashMap<LogStream, u64> = Default::default();
-    while let Some(msg) = sub.next().await {
-        let Ok(chunk) =
-            codec::decode::<LogChunk>(&msg.payload, Encoding::MsgPack, &DecodeLimits::default())
-        else {
-            continue;
-        };
-        let next = expected.entry(chunk.stream).or_insert(chunk.seq);
-        if chunk.seq > *next {
-            eprintln!(
-                "herdctl: [{} chunks of {} missed]",
-                chunk.seq - *next,
-                chunk.stream.as_str()
-            );
-        }
-        *next = chunk.seq + 1;
-        let mut text = String::new();
-        for line in &chunk.lines {
-            text.push_str(line);
-            text.push('\n');
-        }
-        match chunk.stream {
-            LogStream::Stdout => out(&text),
-            LogStream::Stderr => eprint!("{text}"),
-        }
-        if chunk.dropped > 0 {
-            eprintln!(
-                "herdctl: [{} lines dropped by the node's rate cap]",
-                chunk.dropped
-            );
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }
 

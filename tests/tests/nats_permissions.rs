@@ -1,7 +1,8 @@
 //! deploy/nats/herd.conf on a real nats-server, with two nodes added by deploy/nats/add-node:
 //! node A's credentials cannot publish in node B's name or read B's commands (the server's
 //! permission errors are checked), while herdd nodes, the coordinator and an operator work
-//! under their own users without a single permission violation.
+//! under their own users without a single permission violation (the operator reads a node's
+//! kept logs with herdctl).
 
 use futures::StreamExt;
 use herd_tests::{announce, node_call, wait_for_node, Herdd, HerddOptions, NatsServer};
@@ -272,6 +273,20 @@ async fn herdd_nodes_the_coordinator_and_an_operator_work_under_their_users() {
     .await;
     assert_eq!(ev.exit_code, Some(4));
     no_violation(&mut operator_errors).await;
+
+    // Node A kept the output in its own log stream; the operator reads it with herdctl.
+    let logs = tokio::process::Command::new(herd_tests::workspace_bin("herdctl"))
+        .args(["--nats-url", &nats.url(), "--nats-user", "operator"])
+        .args(["--nats-password", OPERATOR_PASSWORD, "logs", "a", "perm1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hi\n");
 
     // Nobody hit a permission the configuration lacks: herdd's own uses (streams, KV,
     // replies, heartbeats) are all allowed.

@@ -1,6 +1,8 @@
 //! Reads a workload's stdout or stderr line by line and publishes LogChunks in small batches,
 //! with a rate cap: lines past the cap are counted (`dropped`), never buffered without bound.
+//! The last chunk says `eof`. The node's log stream ([`super::log_history`]) keeps them all.
 
+use super::log_history::LogsKept;
 use herd_bus::codec::{self, Encoding};
 use herd_bus::{LogChunk, LogStream, NodeId, WorkloadId};
 use std::time::{Duration, Instant};
@@ -10,6 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 pub const MAX_LINE: usize = 16 * 1024;
 const BATCH_LINES: usize = 64;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Longest wait of a workload's first chunk for the node's log stream to be made.
+const KEPT_WAIT: Duration = Duration::from_secs(2);
 
 pub struct LogTarget {
     pub client: async_nats::Client,
@@ -18,6 +22,7 @@ pub struct LogTarget {
     pub workload_id: WorkloadId,
     pub stream: LogStream,
     pub max_lines_per_s: u32,
+    pub kept: LogsKept,
 }
 
 /// Token bucket: `rate` lines a second, bursting up to one second's worth.
@@ -61,8 +66,16 @@ pub struct Batcher {
     last_flush: Instant,
 }
 
-/// One chunk's worth: (seq, lines, dropped since the previous chunk).
-pub type Batch = (u64, Vec<String>, u64);
+/// One chunk's worth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub seq: u64,
+    pub lines: Vec<String>,
+    /// Lines dropped by the rate cap since the previous chunk.
+    pub dropped: u64,
+    /// The output ended: nothing follows this chunk.
+    pub eof: bool,
+}
 
 impl Batcher {
     pub fn new(max_lines_per_s: u32, now: Instant) -> Batcher {
@@ -105,22 +118,33 @@ impl Batcher {
         if self.lines.is_empty() && self.dropped == 0 {
             return None;
         }
+        Some(self.next(false))
+    }
+
+    /// The last chunk, sent even when empty: it tells followers that the output ended.
+    pub fn finish(&mut self) -> Batch {
+        self.next(true)
+    }
+
+    fn next(&mut self, eof: bool) -> Batch {
         self.seq += 1;
-        Some((
-            self.seq,
-            std::mem::take(&mut self.lines),
-            std::mem::take(&mut self.dropped),
-        ))
+        Batch {
+            seq: self.seq,
+            lines: std::mem::take(&mut self.lines),
+            dropped: std::mem::take(&mut self.dropped),
+            eof,
+        }
     }
 }
 
-pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
+pub async fn pump(reader: impl AsyncRead + Unpin, mut target: LogTarget) {
     let mut reader = BufReader::with_capacity(MAX_LINE, reader);
     let mut batcher = Batcher::new(target.max_lines_per_s, Instant::now());
     // Ticks only while something waits to go out: an idle workload's pumps cost nothing.
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut partial: Vec<u8> = Vec::new();
+    let mut first = true;
     loop {
         let eof = tokio::select! {
             read = reader.fill_buf() => match read {
@@ -150,28 +174,42 @@ pub async fn pump(reader: impl AsyncRead + Unpin, target: LogTarget) {
             partial.clear();
         }
         let now = Instant::now();
-        if eof || batcher.due(now) {
-            if let Some((seq, lines, dropped)) = batcher.take(now) {
-                let chunk = LogChunk {
-                    node_id: target.node_id.clone(),
-                    workload_id: target.workload_id.clone(),
-                    stream: target.stream,
-                    seq,
-                    ts_ms: crate::edges::clock::now_ms(),
-                    lines,
-                    dropped,
-                };
-                if let Ok(bytes) = codec::encode(&chunk, Encoding::MsgPack) {
-                    let _ = target
-                        .client
-                        .publish(target.subject.clone(), bytes.into())
-                        .await;
-                }
+        let batch = if eof {
+            Some(batcher.finish())
+        } else if batcher.due(now) {
+            batcher.take(now)
+        } else {
+            None
+        };
+        if let Some(batch) = batch {
+            if first {
+                target.kept.wait(KEPT_WAIT).await;
+                first = false;
             }
+            publish(&target, batch).await;
         }
         if eof {
             return;
         }
+    }
+}
+
+async fn publish(target: &LogTarget, batch: Batch) {
+    let chunk = LogChunk {
+        node_id: target.node_id.clone(),
+        workload_id: target.workload_id.clone(),
+        stream: target.stream,
+        seq: batch.seq,
+        ts_ms: crate::edges::clock::now_ms(),
+        lines: batch.lines,
+        dropped: batch.dropped,
+        eof: batch.eof,
+    };
+    if let Ok(bytes) = codec::encode(&chunk, Encoding::MsgPack) {
+        let _ = target
+            .client
+            .publish(target.subject.clone(), bytes.into())
+            .await;
     }
 }
 
@@ -191,14 +229,38 @@ mod tests {
         assert!(b.due(at(100)), "100 ms since the last flush");
         assert_eq!(
             b.take(at(100)),
-            Some((1, vec!["a".to_string(), "b".to_string()], 0))
+            Some(Batch {
+                seq: 1,
+                lines: vec!["a".to_string(), "b".to_string()],
+                dropped: 0,
+                eof: false
+            })
         );
         b.line("c".into(), at(150));
         assert!(!b.due(at(150)));
         assert!(b.due(at(200)));
-        assert_eq!(b.take(at(200)).unwrap().0, 2, "seq counts chunks");
+        assert_eq!(b.take(at(200)).unwrap().seq, 2, "seq counts chunks");
         assert!(!b.due(at(1000)), "nothing to say");
         assert_eq!(b.take(at(1000)), None);
+    }
+
+    #[test]
+    fn the_end_of_the_output_is_a_chunk_of_its_own_even_when_empty() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(1000, t0);
+        b.line("last words".into(), t0);
+        assert_eq!(
+            b.finish(),
+            Batch {
+                seq: 1,
+                lines: vec!["last words".to_string()],
+                dropped: 0,
+                eof: true
+            }
+        );
+        let mut quiet = Batcher::new(1000, t0);
+        let end = quiet.finish();
+        assert!(end.eof && end.lines.is_empty(), "{end:?}");
     }
 
     #[test]
@@ -209,14 +271,14 @@ mod tests {
             b.line(format!("{i}"), t0);
         }
         assert!(b.due(t0), "64 lines");
-        let (_, lines, dropped) = b.take(t0).unwrap();
-        assert_eq!((lines.len(), dropped), (64, 0));
+        let batch = b.take(t0).unwrap();
+        assert_eq!((batch.lines.len(), batch.dropped), (64, 0));
         for i in 0..100 {
             b.line(format!("{i}"), t0);
         }
-        let (_, lines, dropped) = b.take(t0).unwrap();
+        let batch = b.take(t0).unwrap();
         assert_eq!(
-            (lines.len(), dropped),
+            (batch.lines.len(), batch.dropped),
             (36, 64),
             "100 lines/s budget, 64 already used"
         );

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod driver;
 pub mod gpu;
 pub mod host;
+pub mod log_history;
 pub mod logs;
 pub mod metrics;
 pub mod nats;

@@ -39,6 +39,8 @@ pub struct ExecutorConfig {
     pub log_lines_per_s: u32,
     /// Settled workloads kept (records and working directories); the oldest go first.
     pub keep_settled: usize,
+    /// Whether the node's log stream is made (the first chunk of a workload waits for it).
+    pub logs_kept: crate::edges::log_history::LogsKept,
     pub docker: DockerConfig,
     /// How a supervisor for one exec workload is started (the shim directory is appended):
     /// `herd-shim` beside herdd, or herdd itself with `shim`.
@@ -380,6 +382,7 @@ impl WorkloadExecutor {
                     workload_id: id.clone(),
                     stream,
                     max_lines_per_s: self.cfg.log_lines_per_s,
+                    kept: self.cfg.logs_kept.clone(),
                 },
             ));
         }

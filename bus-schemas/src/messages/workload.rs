@@ -340,6 +340,10 @@ pub struct LogChunk {
     /// Lines dropped by the rate cap since the previous chunk.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped: u64,
+    /// The last chunk of this stream: the workload's output ended (its pipe or file reached
+    /// its end). Followers wait for it after a terminal state, so that no line is cut off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub eof: bool,
 }
 
 #[cfg(test)]
