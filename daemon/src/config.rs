@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use herd_actors::cores::registry::{RegistryConfig, DEFAULT_HEARTBEAT_INTERVAL_MS};
+use herd_actors::cores::results::ResultsPolicy;
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::driver::docker::DockerConfig;
 use herd_bus::{DecodeLimits, NodeId, Role};
@@ -34,6 +35,8 @@ pub struct Config {
     pub docker: DockerConfig,
     pub telemetry: TelemetryConfig,
     pub logs: LogsConfig,
+    /// What of a run task's output directory is uploaded to the `herd-results` bucket.
+    pub results: ResultsPolicy,
     pub metrics: MetricsConfig,
     pub heartbeat: HeartbeatConfig,
     pub coordinator: CoordinatorConfig,
@@ -101,6 +104,7 @@ impl Default for Config {
             docker: DockerConfig::default(),
             telemetry: TelemetryConfig::default(),
             logs: LogsConfig::default(),
+            results: ResultsPolicy::default(),
             metrics: MetricsConfig::default(),
             heartbeat: HeartbeatConfig::default(),
             coordinator: CoordinatorConfig::default(),
@@ -401,6 +405,8 @@ mod tests {
             password = "p"
             [log]
             format = "json"
+            [results]
+            max_bytes = 1048576
             "#,
         )
         .unwrap();
@@ -408,6 +414,8 @@ mod tests {
         assert_eq!(c.roles, vec![Role::Node, Role::Coordinator]);
         assert_eq!(c.nats.urls.len(), 2);
         assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.results.max_bytes, 1024 * 1024);
+        assert_eq!(c.results.max_files, ResultsPolicy::default().max_files);
         assert!(!c.to_redacted_toml().contains("\"p\""));
     }
 

@@ -6,6 +6,7 @@ pub mod node_state;
 pub mod outbox;
 pub mod placement;
 pub mod registry;
+pub mod results;
 pub mod run;
 pub mod shutdown;
 pub mod workload;

@@ -16,6 +16,7 @@ use crate::edges::logs::{self, LogTarget};
 use crate::node::events::EventIds;
 use crate::node::events::Publish;
 use crate::node::monitor::{ProcessMonitor, Track, Untrack};
+use crate::node::results::{ResultsSpool, SettledTask};
 use actix::prelude::*;
 use futures::FutureExt;
 use herd_bus::codec::{self, Encoding};
@@ -59,6 +60,8 @@ pub struct WorkloadExecutor {
     /// Retention runs once the current message is handled, never while effects are applied.
     retention_due: bool,
     records: crate::edges::records::RecordWriter,
+    /// Where settled run tasks' outputs go to be uploaded.
+    results: Option<ResultsSpool>,
 }
 
 impl WorkloadExecutor {
@@ -90,7 +93,14 @@ impl WorkloadExecutor {
             unsaved: Default::default(),
             retention_due: false,
             records: crate::edges::records::RecordWriter::start(),
+            results: None,
         }
+    }
+
+    /// Hands the output of each run task that settles to the results uploader.
+    pub fn with_results(mut self, spool: ResultsSpool) -> WorkloadExecutor {
+        self.results = Some(spool);
+        self
     }
 
     fn driver(&self, driver: herd_bus::Driver) -> &dyn Driver {
@@ -161,9 +171,40 @@ impl WorkloadExecutor {
                     }
                     self.retention_due = true;
                     self.after_message(ctx);
+                    self.hand_over_results(id);
                 }
             }
         }
+    }
+
+    /// A settled run task's output directory goes to the results uploader.
+    fn hand_over_results(&self, id: &WorkloadId) {
+        let (Some(spool), Some(entry)) = (&self.results, self.table.get(id)) else {
+            return;
+        };
+        let spec = &entry.lc.status.spec;
+        let (Some(run_id), Some(output_dir)) = (spec.run_id.clone(), self.output_dir(spec, id))
+        else {
+            return;
+        };
+        spool.hand_over(SettledTask {
+            run_id,
+            workload_id: id.clone(),
+            task: herd_bus::result_task_name(spec.name.as_deref(), spec.rep.unwrap_or(0)),
+            output_dir,
+        });
+    }
+
+    /// A run task's own output directory (None outside runs).
+    fn output_dir(&self, spec: &WorkloadSpec, id: &WorkloadId) -> Option<PathBuf> {
+        let run = spec.run_id.as_ref()?;
+        Some(
+            self.cfg
+                .state_dir
+                .join("runs")
+                .join(run.as_str())
+                .join(format!("{}-{id}", spec.rep.unwrap_or(0))),
+        )
     }
 
     /// Feeds an input to a workload's lifecycle; `generation` guards timers of an earlier run.
@@ -299,20 +340,11 @@ impl WorkloadExecutor {
                 r
             }
         };
-        let output_dir = match &spec.run_id {
-            Some(run) => {
-                let dir = self
-                    .cfg
-                    .state_dir
-                    .join("runs")
-                    .join(run.as_str())
-                    .join(format!("{}-{id}", spec.rep.unwrap_or(0)));
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                Some(dir)
-            }
-            None => None,
-        };
+        let output_dir = self.output_dir(&spec, id);
+        if let Some(dir) = &output_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
         Ok(Launch {
             workload_id: id.clone(),
             node_id: self.cfg.node_id.clone(),
