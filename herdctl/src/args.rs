@@ -75,7 +75,7 @@ pub enum Command {
         payload: String,
     },
     /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...`; or manage runs across
-    /// nodes: `herdctl run submit|show|stop ...`.
+    /// nodes: `herdctl run submit|show|stop|fetch ...`.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Run {
         #[command(subcommand)]
@@ -129,6 +129,17 @@ pub enum RunCommand {
     Show { run_id: String },
     /// Stop a run on every node and wait for the verdict (stopped or stop_failed).
     Stop { run_id: String },
+    /// Download every task's uploaded files into DIR/RUN/NODE/TASK/..., checking each one's
+    /// SHA-256, with the run's journal.json and summary.json beside them.
+    Fetch {
+        run_id: String,
+        /// Where the run's directory is made.
+        #[arg(long, default_value = ".")]
+        to: std::path::PathBuf,
+        /// Succeed even when some tasks' results are not uploaded yet (they are listed).
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]

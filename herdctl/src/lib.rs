@@ -1,12 +1,14 @@
 //! `herdctl`: the operator's command line. Tables for people, `--json` for scripts.
 //!
 //! `args` is the command line; `node` (one node, or every node that answers), `cluster` (the
-//! coordinator's view) and `runs` are the commands; `ctl` makes their requests and `render`
-//! prints; `top` is the live fleet view. Commands use `ctl` and `render`, never the reverse.
+//! coordinator's view), `runs` and `fetch` (a run's uploaded results) are the commands; `ctl`
+//! makes their requests and `render` prints; `top` is the live fleet view. Commands use `ctl`
+//! and `render`, never the reverse.
 
 pub mod args;
 mod cluster;
 mod ctl;
+mod fetch;
 mod node;
 mod render;
 mod runs;
@@ -81,6 +83,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             RunCommand::Submit(a) => runs::submit(ctl, *a).await,
             RunCommand::Show { run_id } => runs::show(ctl, &run_id).await,
             RunCommand::Stop { run_id } => runs::stop(ctl, &run_id).await,
+            RunCommand::Fetch {
+                run_id,
+                to,
+                partial,
+            } => fetch::fetch(ctl, &run_id, &to, partial).await,
         },
         // Not `Option<RunArgs>`: clap then read `herdctl --nats-url U run NODE -- CMD` (a
         // global flag or HERD_NATS_URL set) as no arguments at all.
@@ -92,7 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { command: None, .. } => anyhow::bail!(
             "usage: herdctl run NODE -- CMD..., herdctl run NODE --image IMAGE [-- CMD...], \
-             or herdctl run submit|show|stop"
+             or herdctl run submit|show|stop|fetch"
         ),
         Command::Runs { state, limit } => runs::list(ctl, state, limit).await,
         Command::Ps { node, all } => node::ps(ctl, node, all).await,
