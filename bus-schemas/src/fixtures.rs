@@ -375,6 +375,35 @@ fixtures! {
         updated_at_ms: T0 + 60_000,
         tasks: BTreeMap::from([("COMPLETED".to_string(), 9)]),
     }] }, "reply data of cluster.run.list";
+    "ResultsEvent": ResultsEvent = ResultsEvent {
+        event_id: "node-1-results-w-7f3a".into(),
+        node_id: node_id(),
+        run_id: run_id(),
+        workload_id: workload_id(),
+        task: "stress-2".into(),
+        ts_ms: T0 + 9500,
+        results: TaskResults {
+            objects: vec![
+                ResultObject {
+                    path: "metrics.json".into(),
+                    object: "bench-42/node-1/stress-2/metrics.json".into(),
+                    size: 31,
+                    sha256: "5e0f3c8a0c1b8f6d2f1a4e3b7c9d0a1b2c3d4e5f60718293a4b5c6d7e8f90123".into(),
+                },
+                ResultObject {
+                    path: "out/latency.csv".into(),
+                    object: "bench-42/node-1/stress-2/out/latency.csv".into(),
+                    size: 1_048_576,
+                    sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                },
+            ],
+            bytes: 1_048_607,
+            truncated: true,
+            skipped: vec!["out/trace.bin: 300000000 bytes would pass results.max_bytes (268435456)".into()],
+            metrics: [("ops_per_s".to_string(), 52000.0), ("p99_ms".to_string(), 4.2)].into(),
+            metrics_error: None,
+        },
+    }, "evt.<node>.results (stream HERD_EVENTS)";
     "ClusterEvent": ClusterEvent = ClusterEvent {
         kind: "run.stop_failed".into(),
         ts_ms: T0 + 60_000,

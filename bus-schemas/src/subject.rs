@@ -124,6 +124,10 @@ pub enum Subject {
         node: NodeId,
         kind: NodeEventKind,
     },
+    /// `evt.<node>.results`: a run task's output was uploaded.
+    Results {
+        node: NodeId,
+    },
     Heartbeat {
         node: NodeId,
     },
@@ -222,7 +226,12 @@ impl Subjects {
         format!("{}.evt.{node}.node.{}", self.base, kind.as_str())
     }
 
-    /// All node and workload events of every node: the subjects of the events stream.
+    /// A node's results events (a run task's output uploaded): [`crate::ResultsEvent`].
+    pub fn results_event(&self, node: &NodeId) -> String {
+        format!("{}.evt.{node}.results", self.base)
+    }
+
+    /// All node, workload and results events of every node: the subjects of the events stream.
     pub fn events_all(&self) -> String {
         format!("{}.evt.>", self.base)
     }
@@ -316,12 +325,18 @@ impl Subjects {
             "nodes" if rest == "ping" => Ok(Subject::NodesPing),
             "evt" => {
                 let mut parts = rest.splitn(3, '.');
-                let (Some(node), Some(kind), Some(what)) =
-                    (parts.next(), parts.next(), parts.next())
+                let (Some(node), Some(kind), what) = (parts.next(), parts.next(), parts.next())
                 else {
                     return Err(unknown());
                 };
                 let node = NodeId::new(node)?;
+                if kind == "results" {
+                    return match what {
+                        None => Ok(Subject::Results { node }),
+                        Some(_) => Err(unknown()),
+                    };
+                }
+                let what = what.ok_or_else(unknown)?;
                 match kind {
                     "workload" => Ok(Subject::WorkloadEvent {
                         node,
@@ -426,6 +441,10 @@ mod tests {
                 kind: NodeEventKind::Started
             }
         );
+        assert_eq!(
+            s.parse(&s.results_event(&node())).unwrap(),
+            Subject::Results { node: node() }
+        );
         for kind in ClusterEventKind::all() {
             assert_eq!(
                 s.parse(&s.cluster_event(kind)).unwrap(),
@@ -451,6 +470,7 @@ mod tests {
             s.node_event(&node(), NodeEventKind::Stopping),
             "herd.v1.evt.n1.node.stopping"
         );
+        assert_eq!(s.results_event(&node()), "herd.v1.evt.n1.results");
         assert_eq!(s.events_all(), "herd.v1.evt.>");
         assert_eq!(s.node_events_all(), "herd.v1.evt.*.node.*");
         assert_eq!(s.workload_events_all(), "herd.v1.evt.*.workload.*");
@@ -529,6 +549,13 @@ mod tests {
             &s.node_events_all(),
             &s.node_event(&node(), NodeEventKind::Stopping)
         ));
+        // Results events travel in the events stream, apart from node and workload events.
+        assert!(matches(&s.events_all(), &s.results_event(&node())));
+        assert!(!matches(&s.node_events_all(), &s.results_event(&node())));
+        assert!(!matches(
+            &s.workload_events_all(),
+            &s.results_event(&node())
+        ));
         assert!(!matches(
             &s.events_all(),
             &s.logs(&node(), &w, LogStream::Stdout)
@@ -579,6 +606,12 @@ mod tests {
             s.parse("herd.v1.logs.n1.w1.stdin"),
             Err(SubjectError::Unknown(_))
         ));
+        for subject in ["herd.v1.evt.n1.results.x", "herd.v1.evt.n1.workload"] {
+            assert!(
+                matches!(s.parse(subject), Err(SubjectError::Unknown(_))),
+                "{subject}"
+            );
+        }
         for (subject, bad_kind) in [
             ("herd.v1.evt.n1.node.rebooted", "rebooted"),
             ("herd.v1.evt.n1.workload.queued", "queued"),

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use herd_actors::cores::registry::{RegistryConfig, DEFAULT_HEARTBEAT_INTERVAL_MS};
+use herd_actors::cores::results::ResultsPolicy;
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::driver::docker::DockerConfig;
 use herd_actors::edges::log_history::LogRetention;
@@ -36,6 +37,8 @@ pub struct Config {
     pub docker: DockerConfig,
     pub telemetry: TelemetryConfig,
     pub logs: LogsConfig,
+    /// What of a run task's output directory is uploaded to the `herd-results` bucket.
+    pub results: ResultsPolicy,
     pub metrics: MetricsConfig,
     pub heartbeat: HeartbeatConfig,
     pub coordinator: CoordinatorConfig,
@@ -104,6 +107,7 @@ impl Default for Config {
             docker: DockerConfig::default(),
             telemetry: TelemetryConfig::default(),
             logs: LogsConfig::default(),
+            results: ResultsPolicy::default(),
             metrics: MetricsConfig::default(),
             heartbeat: HeartbeatConfig::default(),
             coordinator: CoordinatorConfig::default(),
@@ -446,6 +450,8 @@ mod tests {
             password = "p"
             [log]
             format = "json"
+            [results]
+            max_bytes = 1048576
             "#,
         )
         .unwrap();
@@ -453,6 +459,8 @@ mod tests {
         assert_eq!(c.roles, vec![Role::Node, Role::Coordinator]);
         assert_eq!(c.nats.urls.len(), 2);
         assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.results.max_bytes, 1024 * 1024);
+        assert_eq!(c.results.max_files, ResultsPolicy::default().max_files);
         assert!(!c.to_redacted_toml().contains("\"p\""));
     }
 

@@ -13,6 +13,7 @@ use herd_actors::node::events::{EventIds, EventPublisher};
 use herd_actors::node::executor::{ExecutorConfig, WorkloadExecutor};
 use herd_actors::node::heartbeat::HeartbeatActor;
 use herd_actors::node::monitor::ProcessMonitor;
+use herd_actors::node::results::{ResultsSpool, ResultsUploader};
 use herd_actors::node::shutdown::{shut_down, NodeActors, ShutdownPolicy};
 use herd_bus::{NodeEventKind, Role, Subjects};
 use herd_nats::{self as nats, Persistence};
@@ -21,6 +22,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// File in the state directory holding events not yet acknowledged.
 pub const OUTBOX_FILE: &str = "outbox.msgpack";
+/// Directory in the state directory holding run task outputs until they are uploaded.
+pub const RESULTS_SPOOL_DIR: &str = "results";
 
 /// Runs the node until SIGTERM or SIGINT. Must be called inside an actix System.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -121,6 +124,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             nvml,
         )
         .start();
+        let results_spool = config.state_dir.join(RESULTS_SPOOL_DIR);
+        let uploader = ResultsUploader::new(
+            client.clone(),
+            subjects.clone(),
+            node_id.clone(),
+            config.results.clone(),
+            results_spool.clone(),
+            publisher.clone(),
+        )
+        .start();
         let executor = WorkloadExecutor::new(
             ExecutorConfig {
                 node_id: node_id.clone(),
@@ -143,6 +156,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ids.clone(),
             monitor.clone(),
         )
+        .with_results(ResultsSpool::new(
+            results_spool.clone(),
+            uploader.recipient(),
+        ))
         .start();
         bus = bus.with_executor(executor.clone(), backend.version().as_str());
         node_actors = Some((executor, monitor, backend));

@@ -76,7 +76,8 @@ pub enum Command {
     },
     /// Start a workload: `herdctl run NODE [options] -- CMD ARGS...` (with --attach, follow its
     /// output and exit with its code); or manage runs across nodes: `herdctl run
-    /// submit|show|stop|compare ...`.
+    /// submit|show|stop|fetch|compare
+    /// ...`.
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
@@ -183,6 +184,17 @@ pub enum RunCommand {
     },
     /// Stop a run on every node and wait for the verdict (stopped or stop_failed).
     Stop { run_id: String },
+    /// Download every task's uploaded files into DIR/RUN/NODE/TASK/..., checking each one's
+    /// SHA-256, with the run's journal.json and summary.json beside them.
+    Fetch {
+        run_id: String,
+        /// Where the run's directory is made.
+        #[arg(long, default_value = ".")]
+        to: std::path::PathBuf,
+        /// Succeed even when some tasks' results are not uploaded yet (they are listed).
+        #[arg(long)]
+        partial: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,16 +1,17 @@
 //! `herdctl`: the operator's command line. Tables for people, `--json` for scripts.
 //!
 //! `args` is the command line; `node` (one node, or every node that answers), `cluster` (the
-//! coordinator's view), `runs`, `report` (a run's statistics, two runs compared) and `attach`
-//! (a workload's output: `logs`, `run --attach`) are the commands; `ctl` makes their requests
-//! and `render` prints; `follow` reads a workload's output from NATS and `logs` decides what of
-//! it to print; `top` is the live fleet view.
-//! Commands use `ctl` and `render`, never the reverse.
+//! coordinator's view), `runs`, `fetch` (a run's uploaded results), `report` (a run's
+//! statistics, two runs compared) and `attach` (a workload's output: `logs`, `run --attach`)
+//! are the commands; `ctl` makes their requests and `render` prints; `follow` reads a
+//! workload's output from NATS and `logs` decides what of it to print; `top` is the live fleet
+//! view. Commands use `ctl` and `render`, never the reverse.
 
 pub mod args;
 mod attach;
 mod cluster;
 mod ctl;
+mod fetch;
 mod follow;
 mod logs;
 mod node;
@@ -103,6 +104,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 csv,
             } => report::compare(ctl, &run_a, &run_b, alpha, csv).await,
             RunCommand::Stop { run_id } => runs::stop(ctl, &run_id).await,
+            RunCommand::Fetch {
+                run_id,
+                to,
+                partial,
+            } => fetch::fetch(ctl, &run_id, &to, partial).await,
         },
         // Not `Option<RunArgs>`: clap then read `herdctl --nats-url U run NODE -- CMD` (a
         // global flag or HERD_NATS_URL set) as no arguments at all.
@@ -114,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { command: None, .. } => anyhow::bail!(
             "usage: herdctl run NODE -- CMD..., herdctl run NODE --image IMAGE [-- CMD...], \
-             or herdctl run submit|show|stop|compare"
+             or herdctl run submit|show|stop|fetch|compare"
         ),
         Command::Runs { state, limit } => runs::list(ctl, state, limit).await,
         Command::Ps { node, all } => node::ps(ctl, node, all).await,

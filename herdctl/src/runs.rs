@@ -67,7 +67,7 @@ pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
     follow(ctl, &submitted.run_id).await
 }
 
-async fn get_run(ctl: &Ctl, run_id: &RunId) -> anyhow::Result<RunRecord> {
+pub(crate) async fn get_run(ctl: &Ctl, run_id: &RunId) -> anyhow::Result<RunRecord> {
     ctl.cluster(
         ClusterVerb::RunGet,
         &RunRef {

@@ -39,6 +39,21 @@ ensure_python_msgpack() {
   python3 -c 'import msgpack'
 }
 
+# nats-py: the results tests read an object of the herd-results bucket with it, as any
+# NATS client would (PyPI only; Debian has no package of it).
+ensure_python_nats() {
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "installing python3..." >&2
+    apt_install python3 python3-pip
+  fi
+  if python3 -c 'import nats' 2>/dev/null; then return 0; fi
+  echo "installing Python's nats-py..." >&2
+  python3 -m pip install -q nats-py 2>/dev/null \
+    || python3 -m pip install -q --user nats-py 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages nats-py
+  python3 -c 'import nats'
+}
+
 ensure_rust_components() {
   if command -v rustup >/dev/null 2>&1; then
     for c in rustfmt clippy; do

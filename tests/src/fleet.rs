@@ -15,28 +15,32 @@ pub struct Fleet {
     pub nats: NatsServer,
     pub heartbeat_s: f64,
     pub lost_after_s: f64,
+    tag: String,
+    /// Configuration every agent gets besides its heartbeat and cgroup root.
+    agent_toml: String,
 }
 
 impl Fleet {
     /// `tag-coord` and agents `tag-<name>`, heartbeating every `heartbeat_s`.
     pub async fn start(tag: &str, agents: &[&str], heartbeat_s: f64, lost_after_s: f64) -> Fleet {
+        Fleet::start_configured(tag, agents, heartbeat_s, lost_after_s, "").await
+    }
+
+    /// Like [`Fleet::start`], with `agent_toml` (whole sections, e.g. `[results]`) in every
+    /// agent's configuration.
+    pub async fn start_configured(
+        tag: &str,
+        agents: &[&str],
+        heartbeat_s: f64,
+        lost_after_s: f64,
+        agent_toml: &str,
+    ) -> Fleet {
         let nats = NatsServer::start();
         let coordinator =
             Fleet::start_coordinator(&nats, &format!("{tag}-coord"), heartbeat_s, lost_after_s);
         let agents: Vec<Herdd> = agents
             .iter()
-            .map(|n| {
-                let config = format!(
-                    "[heartbeat]\ninterval_s = {heartbeat_s}\n[cgroup]\nroot = \"{}\"\n",
-                    Fleet::cgroup_root(tag, n)
-                );
-                let mut agent = Herdd::start_with(HerddOptions {
-                    config_toml: Some(&config),
-                    ..HerddOptions::new(&format!("{tag}-{n}"), nats.url())
-                });
-                agent.cgroup_root = Fleet::cgroup_root(tag, n);
-                agent
-            })
+            .map(|n| Fleet::start_agent(&nats, tag, n, heartbeat_s, agent_toml, None))
             .collect();
         let client = connect(&nats.url()).await;
         for a in &agents {
@@ -49,6 +53,8 @@ impl Fleet {
             nats,
             heartbeat_s,
             lost_after_s,
+            tag: tag.to_string(),
+            agent_toml: agent_toml.to_string(),
         };
         let n = fleet.agents.len();
         eventually(
@@ -63,6 +69,50 @@ impl Fleet {
         )
         .await;
         fleet
+    }
+
+    fn start_agent(
+        nats: &NatsServer,
+        tag: &str,
+        name: &str,
+        heartbeat_s: f64,
+        agent_toml: &str,
+        state_dir: Option<&Path>,
+    ) -> Herdd {
+        let config = format!(
+            "[heartbeat]\ninterval_s = {heartbeat_s}\n[cgroup]\nroot = \"{}\"\n{agent_toml}",
+            Fleet::cgroup_root(tag, name)
+        );
+        let mut agent = Herdd::start_with(HerddOptions {
+            config_toml: Some(&config),
+            state_dir,
+            ..HerddOptions::new(&format!("{tag}-{name}"), nats.url())
+        });
+        agent.cgroup_root = Fleet::cgroup_root(tag, name);
+        agent
+    }
+
+    /// Stops agent `i` (SIGTERM) and starts it again on the same state directory and
+    /// configuration, whether NATS answers or not. Answers the stopped one: it owns that state
+    /// directory, so keep it until the fleet is dropped.
+    pub fn restart_agent(&mut self, i: usize) -> Herdd {
+        let old = &mut self.agents[i];
+        old.terminate(Duration::from_secs(30))
+            .expect("the agent stops within 30 s");
+        let name = old
+            .node_id
+            .strip_prefix(&format!("{}-", self.tag))
+            .expect("an agent of this fleet")
+            .to_string();
+        let again = Fleet::start_agent(
+            &self.nats,
+            &self.tag,
+            &name,
+            self.heartbeat_s,
+            &self.agent_toml,
+            Some(&old.state_dir.clone()),
+        );
+        std::mem::replace(&mut self.agents[i], again)
     }
 
     /// The cgroup root of agent `name` of fleet `tag`.

@@ -92,6 +92,23 @@ async fn client_as(
     (client, rx)
 }
 
+/// A JSON request to the coordinator; its JSON reply.
+async fn cluster(
+    client: &async_nats::Client,
+    verb: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let msg = herd_tests::request(
+        client,
+        &format!("herd.v1.cluster.{verb}"),
+        None,
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{verb}: {e}"));
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
 /// The next server error within 5 s; it must name `subject`.
 async fn expect_violation(errors: &mut mpsc::UnboundedReceiver<String>, what: &str, subject: &str) {
     let err = tokio::time::timeout(Duration::from_secs(5), errors.recv())
@@ -287,9 +304,44 @@ async fn herdd_nodes_the_coordinator_and_an_operator_work_under_their_users() {
         String::from_utf8_lossy(&logs.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hi\n");
+    // A run task's output goes to the results bucket under A's user (the object store's
+    // stream, chunks, infos and purges), its results event to the coordinator; the operator
+    // reads the object by its name.
+    let spec = json!({
+        "run_id": "perm-run",
+        "workload": {"name": "w", "command": ["sh", "-c", "echo result > \"$HERD_OUTPUT_DIR/out.txt\""]},
+        "targets": {"nodes": ["a"]},
+        "repetitions": 1
+    });
+    let reply = cluster(&operator, "run.submit", spec).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = cluster(&operator, "run.get", json!({"run_id": "perm-run"})).await;
+        if run["data"]["tasks"][0]["results"]["objects"][0]["object"] == "perm-run/a/w-1/out.txt" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no results in the journal: {run}\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let bucket = async_nats::jetstream::new(operator.clone())
+        .get_object_store("herd-results")
+        .await
+        .unwrap();
+    let mut object = bucket.get("perm-run/a/w-1/out.txt").await.unwrap();
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut object, &mut text)
+        .await
+        .unwrap();
+    assert_eq!(text, "result\n");
+    no_violation(&mut operator_errors).await;
 
     // Nobody hit a permission the configuration lacks: herdd's own uses (streams, KV,
-    // replies, heartbeats) are all allowed.
+    // replies, heartbeats, the results bucket) are all allowed.
     for herdd in [&a, &b, &coordinator] {
         assert!(!herdd.log().contains("Violation"), "{}", herdd.log());
     }
@@ -302,5 +354,5 @@ async fn herdd_nodes_the_coordinator_and_an_operator_work_under_their_users() {
         "permission violations:\n{}",
         violations.join("\n")
     );
-    announce("nats permissions: herdd nodes a and b, the coordinator and an operator ran a workload with no violation");
+    announce("nats permissions: herdd nodes a and b, the coordinator and an operator ran a workload and a run task (its output uploaded, read back) with no violation");
 }

@@ -18,8 +18,9 @@ use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
     ClusterEvent, ClusterEventKind, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, Heartbeat,
     NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord, NodesQuery,
-    RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState,
-    RunStats, RunSubmitted, Subject, Subjects, WorkloadEvent, WorkloadSpec, WorkloadsQuery,
+    ResultsEvent, RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord, RunRef,
+    RunSpec, RunState, RunStats, RunSubmitted, Subject, Subjects, WorkloadEvent, WorkloadSpec,
+    WorkloadsQuery,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -187,6 +188,29 @@ impl Coordinator {
             return Saved::nothing();
         };
         self.on_run(&run_id, ctx, |j| j.on_workload_event(node, &ev, now_ms()))
+    }
+
+    /// A node uploaded a run task's output: recorded in the task (acked once saved).
+    fn on_results_event(
+        &mut self,
+        payload: &[u8],
+        node: &NodeId,
+        ctx: &mut Context<Self>,
+    ) -> Saved {
+        let ev = match codec::decode::<ResultsEvent>(payload, Encoding::MsgPack, &self.limits) {
+            Ok(ev) if ev.node_id == *node => Ok(ev),
+            Ok(ev) => Err(format!("it names node {}", ev.node_id)),
+            Err(e) => Err(e.to_string()),
+        };
+        match ev {
+            Ok(ev) => self.on_run(&ev.run_id, ctx, |j| {
+                j.on_results(node, &ev.workload_id, ev.results, now_ms())
+            }),
+            Err(why) => {
+                tracing::warn!(%node, "ignoring a results event: {why}");
+                Saved::nothing()
+            }
+        }
     }
 
     fn on_node_event(
@@ -575,6 +599,7 @@ impl Handler<LifecycleEvent> for Coordinator {
             Ok(Subject::WorkloadEvent { node, .. }) => {
                 self.on_workload_event(&msg.payload, &node, ctx)
             }
+            Ok(Subject::Results { node }) => self.on_results_event(&msg.payload, &node, ctx),
             Ok(Subject::NodeEvent { node, kind }) => {
                 self.on_node_event(&msg.payload, &node, kind, ctx);
                 Saved::nothing()

@@ -107,9 +107,10 @@ const EVENTS_ACK_WAIT: Duration = Duration::from_secs(10);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// Hands every lifecycle event (`evt.<node>.workload.*`, `evt.<node>.node.*`) to `deliver`, in
-/// order, until `deliver` answers false; each must be acknowledged once handled. Waits for the
-/// stream (the nodes create it) and comes back after an outage.
+/// Hands every event of the stream (`evt.<node>.workload.*`, `evt.<node>.node.*`,
+/// `evt.<node>.results`) to `deliver`, in order, until `deliver` answers false; each must be
+/// acknowledged once handled. Waits for the stream (the nodes create it) and comes back after
+/// an outage.
 ///
 /// The consumer is durable: one that exists resumes where the last coordinator left it, events
 /// it had delivered but not acknowledged included. A new one starts after what the stream held

@@ -7,6 +7,7 @@ pub mod node_state;
 pub mod outbox;
 pub mod placement;
 pub mod registry;
+pub mod results;
 pub mod run;
 pub mod shutdown;
 pub mod stats;

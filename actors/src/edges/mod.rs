@@ -1,5 +1,6 @@
 //! Edges: what touches the outside world on behalf of the roles — cgroup backends, workload
-//! drivers, NATS helpers, GPUs, the host, workload records, logs, metrics and the wall clock.
+//! drivers, NATS helpers, GPUs, the host, workload records, the results bucket, logs, metrics
+//! and the wall clock.
 
 pub mod cgroup;
 pub mod clock;
@@ -11,4 +12,5 @@ pub mod logs;
 pub mod metrics;
 pub mod nats;
 pub mod records;
+pub mod results;
 pub mod service;

@@ -16,6 +16,7 @@ use crate::edges::logs::{self, LogTarget};
 use crate::node::events::EventIds;
 use crate::node::events::Publish;
 use crate::node::monitor::{ProcessMonitor, Track, Untrack};
+use crate::node::results::{ResultsSpool, SettledTask};
 use actix::prelude::*;
 use futures::FutureExt;
 use herd_bus::codec::{self, Encoding};
@@ -64,6 +65,8 @@ pub struct WorkloadExecutor {
     retention_due: bool,
     settle_scheduled: bool,
     records: crate::edges::records::RecordWriter,
+    /// Where settled run tasks' outputs go to be uploaded.
+    results: Option<ResultsSpool>,
 }
 
 impl WorkloadExecutor {
@@ -96,7 +99,14 @@ impl WorkloadExecutor {
             retention_due: false,
             settle_scheduled: false,
             records: crate::edges::records::RecordWriter::start(),
+            results: None,
         }
+    }
+
+    /// Hands the output of each run task that settles to the results uploader.
+    pub fn with_results(mut self, spool: ResultsSpool) -> WorkloadExecutor {
+        self.results = Some(spool);
+        self
     }
 
     fn driver(&self, driver: herd_bus::Driver) -> &dyn Driver {
@@ -167,9 +177,35 @@ impl WorkloadExecutor {
                     }
                     self.retention_due = true;
                     self.after_message(ctx);
+                    self.hand_over_results(id);
                 }
             }
         }
+    }
+
+    /// A settled run task's output directory goes to the results uploader.
+    fn hand_over_results(&self, id: &WorkloadId) {
+        let (Some(spool), Some(entry)) = (&self.results, self.table.get(id)) else {
+            return;
+        };
+        let spec = &entry.lc.status.spec;
+        let (Some(run_id), Some(output_dir)) = (spec.run_id.clone(), self.output_dir(spec, id))
+        else {
+            return;
+        };
+        spool.hand_over(SettledTask {
+            run_id,
+            workload_id: id.clone(),
+            task: herd_bus::result_task_name(spec.name.as_deref(), spec.rep.unwrap_or(0)),
+            output_dir,
+        });
+    }
+
+    /// A run task's own output directory (None outside runs).
+    fn output_dir(&self, spec: &WorkloadSpec, id: &WorkloadId) -> Option<PathBuf> {
+        spec.run_id
+            .as_ref()
+            .map(|_| self.work_dir(id).join(crate::edges::driver::OUTPUT_SUBDIR))
     }
 
     /// Feeds an input to a workload's lifecycle; `generation` guards timers of an earlier run.

@@ -1,5 +1,5 @@
 //! The node role (every herdd): the Bus that answers node commands, the WorkloadExecutor, the
-//! ProcessMonitor, the Heartbeat and the EventPublisher. Each actor is a shell around a core
+//! ProcessMonitor, the Heartbeat, the EventPublisher and the ResultsUploader. Each actor is a shell around a core
 //! in [`crate::cores`].
 
 pub mod api;
@@ -8,6 +8,7 @@ pub mod events;
 pub mod executor;
 pub mod heartbeat;
 pub mod monitor;
+pub mod results;
 pub mod shutdown;
 
 pub use bus::{Bus, EmitNodeEvent, NodeIdentity, SetNodeState};

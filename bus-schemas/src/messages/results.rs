@@ -11,9 +11,32 @@ pub const RESULTS_BUCKET: &str = "herd-results";
 /// The file a task may write in its output directory: an object of metric name → number.
 pub const METRICS_FILE: &str = "metrics.json";
 
+/// The JetStream stream behind [`RESULTS_BUCKET`], by the object store's convention
+/// (`OBJ_<bucket>`, chunks on `$O.<bucket>.C.<nuid>`, object infos on `$O.<bucket>.M.<name>`).
+pub const RESULTS_STREAM: &str = "OBJ_herd-results";
+
 /// The object name of `path` (relative, `/`-separated) in task `task` of `run` on `node`.
 pub fn result_object_name(run: &RunId, node: &NodeId, task: &str, path: &str) -> String {
     format!("{run}/{node}/{task}/{path}")
+}
+
+/// A run task's directory in [`RESULTS_BUCKET`] (the `TASK` of `RUN/NODE/TASK/…`) and in what
+/// `herdctl run fetch` writes: its workload's name (`task` without one) and repetition,
+/// `name-rep`. Characters other than `[A-Za-z0-9._-]` become `_`, so that it is one path
+/// segment whatever the name.
+pub fn result_task_name(name: Option<&str>, rep: u32) -> String {
+    let name = name.filter(|n| !n.is_empty()).unwrap_or("task");
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}-{rep}")
 }
 
 /// What a settled workload used, read from its cgroup's counters when it ended (not estimated
@@ -220,4 +243,23 @@ pub struct RunComparison {
     pub alpha: f64,
     #[serde(default)]
     pub rows: Vec<MetricComparison>,
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_are_one_path_segment() {
+        assert_eq!(result_task_name(Some("bench"), 2), "bench-2");
+        assert_eq!(result_task_name(None, 1), "task-1");
+        assert_eq!(result_task_name(Some(""), 3), "task-3");
+        assert_eq!(result_task_name(Some("a/../b c"), 1), "a_.._b_c-1");
+        assert_eq!(result_task_name(Some(".."), 1), "..-1");
+        let run = RunId::new("r1").unwrap();
+        let node = NodeId::new("n1").unwrap();
+        assert_eq!(
+            result_object_name(&run, &node, "bench-2", "out/data.bin"),
+            "r1/n1/bench-2/out/data.bin"
+        );
+    }
 }

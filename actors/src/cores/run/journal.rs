@@ -5,8 +5,8 @@ use super::plan::task_workload_id;
 use super::stop::{StopProtocol, StopVerdict};
 use herd_bus::{
     NodeId, ResourceSummary, RunId, RunList, RunListQuery, RunRecord, RunSpec, RunState,
-    RunSummary, TaskRecord, TaskStatus, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState,
-    WorkloadStatus,
+    RunSummary, TaskRecord, TaskResults, TaskStatus, WorkloadEvent, WorkloadId, WorkloadSpec,
+    WorkloadState, WorkloadStatus,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -366,6 +366,27 @@ impl RunJournal {
         self.record.updated_at_ms = now_ms;
         fx.extend(self.advance(now_ms));
         fx
+    }
+
+    /// A node uploaded a task's output (`evt.<node>.results`). Recorded whatever the task's
+    /// status: the upload may be reported before its last lifecycle event is, and a run that
+    /// has settled still gets its tasks' results. It changes nothing else.
+    pub fn on_results(
+        &mut self,
+        node: &NodeId,
+        workload: &WorkloadId,
+        results: TaskResults,
+        now_ms: u64,
+    ) -> Vec<RunEffect> {
+        let Some(t) = self.task_mut(node, workload) else {
+            return vec![];
+        };
+        if t.results.as_ref() == Some(&results) {
+            return vec![]; // sent again after a node restart
+        }
+        t.results = Some(results);
+        self.record.updated_at_ms = now_ms;
+        vec![RunEffect::Persist]
     }
 
     /// A start request failed (the node refused or did not answer).

@@ -421,3 +421,54 @@ fn a_task_keeps_what_its_workload_used_from_the_settled_event_or_status() {
     assert_eq!(j.record.tasks[1].resources, Some(used));
     assert_eq!(j.state(), RunState::Completed);
 }
+
+#[test]
+fn uploaded_results_are_recorded_in_their_task_whatever_its_status() {
+    let (mut j, _) = RunJournal::new(RunId::new("r1").unwrap(), spec(2), &[n("a"), n("b")], 0);
+    let results = TaskResults {
+        objects: vec![herd_bus::ResultObject {
+            path: "out/data.bin".into(),
+            object: "r1/a/bench-1/out/data.bin".into(),
+            size: 3,
+            sha256: "ab".repeat(32),
+        }],
+        bytes: 3,
+        metrics: [("ops".to_string(), 12.5)].into(),
+        ..TaskResults::default()
+    };
+    // Before the task's exit is seen (the events come in any order): recorded, nothing else.
+    ev(&mut j, "a", 1, WorkloadState::Running, None, 10);
+    let fx = j.on_results(&n("a"), &wid(&j, "a", 1), results.clone(), 20);
+    assert_eq!(fx, [RunEffect::Persist]);
+    assert_eq!(j.record.tasks[0].results.as_ref(), Some(&results));
+    assert_eq!(j.record.tasks[0].status, Running);
+    assert_eq!(j.record.updated_at_ms, 20);
+    assert_eq!(j.record.tasks[2].results, None, "b's task is another");
+    // The same event again (a node that restarted before removing its spool): no save.
+    assert!(j
+        .on_results(&n("a"), &wid(&j, "a", 1), results.clone(), 30)
+        .is_empty());
+    // After the run settled, a task's results still arrive.
+    for (node, rep, t) in [("a", 1, 40), ("b", 1, 41), ("a", 2, 50), ("b", 2, 51)] {
+        ev(&mut j, node, rep, WorkloadState::Running, None, t);
+        ev(&mut j, node, rep, WorkloadState::Exited, Some(0), t + 1);
+    }
+    assert_eq!(j.state(), RunState::Completed);
+    let truncated = TaskResults {
+        truncated: true,
+        ..TaskResults::default()
+    };
+    let fx = j.on_results(&n("b"), &wid(&j, "b", 2), truncated, 60);
+    assert_eq!(fx, [RunEffect::Persist], "saved, not announced");
+    assert!(j.record.tasks[3].results.as_ref().unwrap().truncated);
+    assert_eq!(j.state(), RunState::Completed);
+    // A workload this run does not have, or a node that is not the task's: ignored.
+    let other = task_workload_id(&RunId::new("other").unwrap(), &n("a"), 1);
+    assert!(j
+        .on_results(&n("a"), &other, TaskResults::default(), 70)
+        .is_empty());
+    assert!(j
+        .on_results(&n("b"), &wid(&j, "a", 2), TaskResults::default(), 70)
+        .is_empty());
+    assert_eq!(j.record.tasks[1].results, None);
+}
