@@ -122,8 +122,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Duration::from_secs_f64(config.telemetry.interval_s),
             Duration::from_secs(config.telemetry.max_age_s),
             nvml,
-        )
-        .start();
+        );
+        let gpu_use = monitor.gpu_use();
+        let monitor = monitor.start();
         let results_spool = config.state_dir.join(RESULTS_SPOOL_DIR);
         let uploader = ResultsUploader::new(
             client.clone(),
@@ -160,6 +161,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             results_spool.clone(),
             uploader.recipient(),
         ))
+        .with_gpu_use(gpu_use)
         .start();
         bus = bus.with_executor(executor.clone(), backend.version().as_str());
         node_actors = Some((executor, monitor, backend));

@@ -15,7 +15,7 @@ use crate::edges::driver::{Driver, DriverError, Launch, Running, Started};
 use crate::edges::logs::{self, LogTarget};
 use crate::node::events::EventIds;
 use crate::node::events::Publish;
-use crate::node::monitor::{ProcessMonitor, Track, Untrack};
+use crate::node::monitor::{GpuUseBoard, ProcessMonitor, Track, Untrack};
 use crate::node::results::{ResultsSpool, SettledTask};
 use actix::prelude::*;
 use futures::FutureExt;
@@ -66,6 +66,7 @@ pub struct WorkloadExecutor {
     records: crate::edges::records::RecordWriter,
     /// Where settled run tasks' outputs go to be uploaded.
     results: Option<ResultsSpool>,
+    gpu_use: Option<GpuUseBoard>,
 }
 
 impl WorkloadExecutor {
@@ -99,10 +100,17 @@ impl WorkloadExecutor {
             settle_scheduled: false,
             records: crate::edges::records::RecordWriter::start(),
             results: None,
+            gpu_use: None,
         }
     }
 
     /// Hands the output of each run task that settles to the results uploader.
+    /// Reads each workload's GPU use from the monitor's board when it ends.
+    pub fn with_gpu_use(mut self, board: GpuUseBoard) -> WorkloadExecutor {
+        self.gpu_use = Some(board);
+        self
+    }
+
     pub fn with_results(mut self, spool: ResultsSpool) -> WorkloadExecutor {
         self.results = Some(spool);
         self
@@ -538,9 +546,18 @@ impl Handler<ChildExited> for WorkloadExecutor {
                     .filter(|e| e.generation == msg.generation)
                     .and_then(|e| e.running.as_ref())
                     .and_then(|r| r.final_counters());
+                let gpu = self.gpu_use.as_ref().and_then(|b| {
+                    b.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&id)
+                        .copied()
+                });
                 self.table.input(&id, Some(msg.generation), |lc| {
                     if let Some(c) = counters {
                         lc.on_final_counters(c, now_ms());
+                    }
+                    if let (Some(g), Some(r)) = (gpu, lc.status.resources.as_mut()) {
+                        g.fill(r);
                     }
                     lc.on_exit(exit, now_ms())
                 })

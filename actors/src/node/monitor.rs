@@ -3,6 +3,7 @@
 //! goes out.
 
 use crate::cores::workload::rates::rates;
+use crate::cores::workload::resources::GpuUse;
 use crate::edges::cgroup::{CgroupSample, WorkloadCgroup};
 use crate::edges::clock::now_ms;
 use actix::prelude::*;
@@ -31,7 +32,13 @@ pub struct Collector {
     seq: u64,
     epoch: Instant,
     gpus: Option<crate::edges::gpu::Nvml>,
+    /// Each tracked workload's GPU use so far, shared with the executor, which puts it in the
+    /// workload's resource summary when it ends.
+    gpu_use: GpuUseBoard,
 }
+
+/// GPU use per workload, written by the monitor each tick and read by the executor at exit.
+pub type GpuUseBoard = Arc<std::sync::Mutex<BTreeMap<WorkloadId, GpuUse>>>;
 
 impl Collector {
     pub fn new(node_id: NodeId) -> Collector {
@@ -42,7 +49,13 @@ impl Collector {
             seq: 0,
             epoch: Instant::now(),
             gpus: None,
+            gpu_use: GpuUseBoard::default(),
         }
+    }
+
+    /// The board the executor reads each workload's GPU use from.
+    pub fn gpu_use(&self) -> GpuUseBoard {
+        self.gpu_use.clone()
     }
 
     /// Adds per-workload GPU use from NVML, when it loaded.
@@ -71,6 +84,10 @@ impl Collector {
     pub fn untrack(&mut self, workload_id: &WorkloadId) {
         self.tracked.remove(workload_id);
         self.last.remove(workload_id);
+        self.gpu_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(workload_id);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,6 +144,12 @@ impl Collector {
                     if !gpu_processes.is_empty() {
                         sample.gpus =
                             crate::edges::gpu::for_workload(&t.cgroup.pids(), &gpu_processes);
+                        self.gpu_use
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(id.clone())
+                            .or_default()
+                            .add(&sample.gpus);
                     }
                     t.prev = Some((now, raw));
                 }
@@ -165,6 +188,11 @@ pub struct ProcessMonitor {
 }
 
 impl ProcessMonitor {
+    /// Where each workload's GPU use accumulates (for its resource summary).
+    pub fn gpu_use(&self) -> GpuUseBoard {
+        self.collector.gpu_use()
+    }
+
     pub fn new(
         client: async_nats::Client,
         subjects: Subjects,

@@ -20,6 +20,37 @@ pub struct FinalCounters {
     pub notes: Vec<String>,
 }
 
+/// A workload's GPU use over its life, from the per-process readings NVML gives each tick (the
+/// kernel keeps no GPU counters in a cgroup).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpuUse {
+    utilization_sum: f64,
+    readings: u32,
+    memory_peak: u64,
+}
+
+impl GpuUse {
+    /// One tick's readings of the workload's GPUs: utilisation summed over them (100 = one
+    /// whole GPU busy), memory summed.
+    pub fn add(&mut self, samples: &[herd_bus::GpuSample]) {
+        if samples.is_empty() {
+            return;
+        }
+        self.utilization_sum += samples.iter().map(|g| g.utilization_percent).sum::<f64>();
+        self.readings += 1;
+        let memory: u64 = samples.iter().map(|g| g.memory_used).sum();
+        self.memory_peak = self.memory_peak.max(memory);
+    }
+
+    /// Puts the mean utilisation and the peak memory into `summary`, when there were readings.
+    pub fn fill(&self, summary: &mut ResourceSummary) {
+        if self.readings > 0 {
+            summary.gpu_util_mean_pct = Some(self.utilization_sum / self.readings as f64);
+            summary.gpu_memory_peak_bytes = Some(self.memory_peak);
+        }
+    }
+}
+
 /// The summary of `c` for a workload that ran `wall_s` seconds.
 pub fn summary(c: FinalCounters, wall_s: Option<f64>) -> ResourceSummary {
     let (user_us, system_us) = match (c.cpu_user_us, c.cpu_system_us) {
@@ -101,6 +132,25 @@ mod tests {
         assert_eq!(s.cpu_mean_pct, None, "no wall time, no mean");
         assert_eq!(s.memory_peak_bytes, None);
         assert_eq!(s.notes.len(), 2, "{:?}", s.notes);
+    }
+
+    #[test]
+    fn gpu_use_is_the_mean_utilisation_and_the_peak_memory_of_the_readings() {
+        let g = |u, m| herd_bus::GpuSample {
+            index: 0,
+            utilization_percent: u,
+            memory_used: m,
+        };
+        let mut used = GpuUse::default();
+        used.add(&[]);
+        let mut s = ResourceSummary::default();
+        used.fill(&mut s);
+        assert_eq!((s.gpu_util_mean_pct, s.gpu_memory_peak_bytes), (None, None));
+        used.add(&[g(80.0, 1 << 30)]);
+        used.add(&[g(40.0, 3 << 30), g(20.0, 1 << 30)]);
+        used.fill(&mut s);
+        assert_eq!(s.gpu_util_mean_pct, Some(70.0), "(80 + 60) / 2 ticks");
+        assert_eq!(s.gpu_memory_peak_bytes, Some(4 << 30));
     }
 
     #[test]
