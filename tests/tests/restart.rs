@@ -397,3 +397,94 @@ async fn workload_of(client: &async_nats::Client, node: &str, id: &str) -> serde
     assert_eq!(reply["ok"], true, "{reply}");
     reply["data"].clone()
 }
+
+/// systemd may remove an emptied cgroup while herdd is stopped: the exit the supervisor
+/// recorded is still reported, never `lost`.
+#[tokio::test]
+async fn an_exit_recorded_while_herdd_was_down_survives_a_removed_cgroup() {
+    let nats = NatsServer::start();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        state.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let root = format!("herdtest-{}-gone", std::process::id());
+    let node = "gone-cgroup";
+    let config = format!("[cgroup]\nroot = \"{root}\"\n");
+    let start = || {
+        Herdd::start_with(HerddOptions {
+            state_dir: Some(state.path()),
+            config_toml: Some(&config),
+            env: vec![("HERD_ON_SHUTDOWN", "keep".to_string())],
+            ..HerddOptions::new(node, nats.url())
+        })
+    };
+    let mut herdd = start();
+    let client = connect(&nats.url()).await;
+    wait_for_node(&client, node).await;
+    let flag = state.path().join("go");
+    let started = node_call(
+        &client,
+        node,
+        "workload.start",
+        json!({"workload_id": "goner",
+               "command": ["sh", "-c", format!("while [ ! -e {} ]; do sleep 0.1; done; exit 9", flag.display())]}),
+    )
+    .await;
+    assert_eq!(started["ok"], true, "{started}");
+    let mut running = serde_json::Value::Null;
+    for _ in 0..100 {
+        running = workload_of(&client, node, "goner").await;
+        if running["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(running["state"], "running", "{running}");
+    herdd.terminate(Duration::from_secs(15));
+
+    // While herdd is down: the workload ends, then its cgroup is removed from every hierarchy.
+    std::fs::write(&flag, b"").unwrap();
+    let pid = running["pid"].as_i64().unwrap() as i32;
+    for _ in 0..100 {
+        if !alive(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!alive(pid), "the workload ended");
+    let mut removed = 0;
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dir = hierarchy.path().join(&root).join("wl-goner");
+        for _ in 0..50 {
+            if !dir.exists() || std::fs::remove_dir(&dir).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        removed += usize::from(!dir.exists() && hierarchy.path().join(&root).exists());
+    }
+    let unified = Path::new("/sys/fs/cgroup").join(&root).join("wl-goner");
+    let _ = std::fs::remove_dir(&unified);
+    assert!(
+        removed > 0 || !unified.exists(),
+        "a workload cgroup was removed"
+    );
+    announce(&format!(
+        "removed the workload's cgroup in {removed} hierarchies while herdd was down"
+    ));
+
+    let _again = start();
+    wait_for_node(&client, node).await;
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..100 {
+        seen = workload_of(&client, node, "goner").await;
+        if seen["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["state"], "exited", "{seen}");
+    assert_eq!(seen["exit_code"], 9, "{seen}");
+}

@@ -152,9 +152,16 @@ impl ExecDriver {
                 "herdd stopped before its workload had started; nothing of it is left".into(),
             );
         };
-        let cgroup = match self.backend.open(&cgroup_name(id)) {
-            Ok(c) => c,
-            Err(e) => {
+        // How it ended is read before anything that can fail (systemd may have removed an
+        // emptied cgroup while herdd was stopped): an exit is never lost once recorded.
+        let ended: Option<ShimExit> = shim::read_json(&dir, shim::EXIT_FILE);
+        let cgroup = match (self.backend.open(&cgroup_name(id)), ended) {
+            (Ok(c), _) => c,
+            (Err(_), Some(exit)) if !state.is_running() => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Recovered::Ended(Exit::from(exit));
+            }
+            (Err(e), _) => {
                 // Nothing may run unseen: the workload leads its own session (setsid).
                 if state.is_running() {
                     let _ = nix::sys::signal::killpg(
@@ -173,7 +180,7 @@ impl ExecDriver {
             oom_before: launch.oom_before,
         };
         let alive = state.is_running();
-        let ended = shim::read_json::<ShimExit>(&prepared.dir, shim::EXIT_FILE).is_some();
+        let ended = ended.is_some();
         let done = Arc::new(Signals::default());
         if !alive || ended {
             done.set_done();

@@ -108,6 +108,8 @@ pub trait Running: std::fmt::Debug {
 pub enum Recovered {
     /// It is still there (running, or ended with its exit readable): followed as if launched.
     Found(Started),
+    /// It ended while herdd was away and nothing of it is left but how it ended.
+    Ended(Exit),
     /// Nothing of it can be followed; why.
     Lost(String),
 }

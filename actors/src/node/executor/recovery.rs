@@ -49,6 +49,10 @@ impl WorkloadExecutor {
                     tracing::info!(workload = %id, pid = started.pid, "adopting a workload after a restart");
                     self.launched(&id, Some(1), Ok(started), ctx);
                 }
+                Recovered::Ended(exit) => {
+                    tracing::info!(workload = %id, ?exit, "a workload ended while herdd was away");
+                    self.input(&id, None, ctx, |lc| lc.on_exit(exit, now_ms()));
+                }
                 Recovered::Lost(reason) => {
                     tracing::warn!(workload = %id, %reason, "a workload of the previous herdd is lost");
                     self.input(&id, None, ctx, |lc| lc.on_lost(reason, now_ms()));
