@@ -246,6 +246,7 @@ mod tests {
                 cpu: Some(0.5),
                 memory: Some(64 << 20),
                 pids: None,
+                swap: None,
             },
             ..Default::default()
         };

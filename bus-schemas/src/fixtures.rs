@@ -106,6 +106,7 @@ pub fn workload_spec() -> WorkloadSpec {
             cpu: Some(0.5),
             memory: Some(64 * 1024 * 1024),
             pids: Some(64),
+            swap: None,
         },
         timeout_s: Some(60.0),
         kill_signal: Some("SIGTERM".into()),

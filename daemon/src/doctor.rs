@@ -61,6 +61,27 @@ fn state_dir(config: &Config) -> Check {
     }
 }
 
+/// Whether a memory limit also bounds swap: the kernel must account swap per cgroup (v2
+/// `memory.swap.max`, v1 `memory.memsw.*`) on a host that has swap.
+fn swap_check(swap_accounted: bool) -> Check {
+    let swap_on = std::fs::read_to_string("/proc/swaps")
+        .map(|t| t.lines().count() > 1)
+        .unwrap_or(false);
+    match (swap_accounted, swap_on) {
+        (true, _) => ok(
+            "swap",
+            "memory limits bound swap too (limits.swap allows some beyond memory)",
+        ),
+        (false, false) => ok("swap", "no swap on this host: memory limits mean memory"),
+        (false, true) => bad(
+            "swap",
+            Status::Warn,
+            "this kernel does not account swap per cgroup: a workload can swap past its memory limit",
+            "boot with swapaccount=1 (cgroup v1) or a kernel with CONFIG_MEMCG_SWAP, or turn swap off",
+        ),
+    }
+}
+
 /// The backend herdd would pick, and a probe cgroup made and removed with it.
 fn cgroups(config: &Config) -> Vec<Check> {
     let (backend, warning) =
@@ -77,11 +98,16 @@ fn cgroups(config: &Config) -> Vec<Check> {
             let probe = backend.create("doctor-probe", &Default::default());
             match probe {
                 Ok(cg) => {
+                    let swap_file = cg
+                        .limit_files()
+                        .into_iter()
+                        .any(|(f, _)| f.ends_with("memory.swap.max") || f.ends_with("memory.memsw.limit_in_bytes"));
                     let _ = cg.remove();
                     checks.push(ok(
                         "cgroup",
                         format!("{} ({}), writable", v.as_str(), backend.describe()),
                     ));
+                    checks.push(swap_check(swap_file));
                 }
                 Err(e) => checks.push(bad(
                     "cgroup",

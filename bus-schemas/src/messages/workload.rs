@@ -49,6 +49,19 @@ pub struct Limits {
     /// Maximum number of processes and threads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u64>,
+    /// Swap the workload may use beyond `memory`, in bytes (needs `memory`). None: no swap at
+    /// all, so that a memory limit means memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<u64>,
+}
+
+impl Limits {
+    /// Memory plus the swap allowed beyond it, when memory is limited (v1's
+    /// `memory.memsw.limit_in_bytes`, Docker's `memory_swap`).
+    pub fn memory_and_swap(&self) -> Option<u64> {
+        self.memory
+            .map(|m| m.saturating_add(self.swap.unwrap_or(0)))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

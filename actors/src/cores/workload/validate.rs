@@ -185,6 +185,12 @@ fn check_common(
     if limits.pids == Some(0) {
         return Err(field("limits.pids", "must be ≥ 1"));
     }
+    if limits.swap.is_some() && limits.memory.is_none() {
+        return Err(field(
+            "limits.swap",
+            "needs limits.memory (swap is allowed beyond a memory limit)",
+        ));
+    }
     positive("timeout_s", spec.timeout_s, false)?;
     positive("grace_s", spec.grace_s, true)?;
     if let Some(g) = spec.grace_s {
@@ -388,6 +394,13 @@ mod tests {
                     ..Default::default()
                 }),
                 "limits.pids: must be ≥ 1",
+            ),
+            (
+                lim(Limits {
+                    swap: Some(1 << 20),
+                    ..Default::default()
+                }),
+                "limits.swap: needs limits.memory",
             ),
             (
                 WorkloadSpec {

@@ -122,8 +122,18 @@ impl CgroupBackend for V1Backend {
             .map(|c| cpu_quota_us(c, CPU_PERIOD_US).to_string())
             .unwrap_or_else(|| "-1".into());
         write_file(&cg.d.cpu.join("cpu.cfs_quota_us"), &quota)?;
+        // Memory plus swap (memory.memsw, where swap accounting is on) must stay ≥ memory:
+        // lifted first, set after, so a reused cgroup's old values never get in the way.
+        let memsw = cg.d.memory.join("memory.memsw.limit_in_bytes");
+        let swap_accounted = memsw.exists();
+        if swap_accounted {
+            write_file(&memsw, "-1")?;
+        }
         let memory = limit_text(limits.memory, "-1");
         write_file(&cg.d.memory.join("memory.limit_in_bytes"), &memory)?;
+        if swap_accounted {
+            write_file(&memsw, &limit_text(limits.memory_and_swap(), "-1"))?;
+        }
         let pids = limit_text(limits.pids, "max");
         write_file(&cg.d.pids.join("pids.max"), &pids)?;
         Ok(Arc::new(cg))
@@ -332,9 +342,10 @@ impl WorkloadCgroup for V1Cgroup {
             self.d.cpu.join("cpu.cfs_quota_us"),
             self.d.cpu.join("cpu.cfs_period_us"),
             self.d.memory.join("memory.limit_in_bytes"),
+            self.d.memory.join("memory.memsw.limit_in_bytes"),
             self.d.pids.join("pids.max"),
         ];
-        read_back(files)
+        read_back(files.into_iter().filter(|f| f.exists()).collect::<Vec<_>>())
     }
 
     fn remove(&self) -> Result<(), CgroupError> {

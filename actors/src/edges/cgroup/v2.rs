@@ -127,6 +127,16 @@ impl CgroupBackend for V2Backend {
         write_file(&cg.dir.join("cpu.max"), &cpu)?;
         let memory = limit_text(limits.memory, "max");
         write_file(&cg.dir.join("memory.max"), &memory)?;
+        // No swap beyond a memory limit unless asked for (the file exists where the kernel
+        // accounts swap; `doctor` says when it does not).
+        let swap_max = cg.dir.join("memory.swap.max");
+        if swap_max.exists() {
+            let swap = match limits.memory {
+                Some(_) => limits.swap.unwrap_or(0).to_string(),
+                None => "max".to_string(),
+            };
+            write_file(&swap_max, &swap)?;
+        }
         // An OOM kill takes the whole workload, not one random process of it.
         write_file(&cg.dir.join("memory.oom.group"), "1")?;
         let pids = limit_text(limits.pids, "max");
@@ -293,7 +303,17 @@ impl WorkloadCgroup for V2Cgroup {
 
     fn limit_files(&self) -> Vec<(PathBuf, String)> {
         read_back(
-            ["cpu.max", "memory.max", "memory.oom.group", "pids.max"].map(|f| self.dir.join(f)),
+            [
+                "cpu.max",
+                "memory.max",
+                "memory.swap.max",
+                "memory.oom.group",
+                "pids.max",
+            ]
+            .map(|f| self.dir.join(f))
+            .into_iter()
+            .filter(|f| f.exists())
+            .collect::<Vec<_>>(),
         )
     }
 
@@ -364,6 +384,7 @@ mod tests {
                     cpu: Some(0.5),
                     memory: Some(64 << 20),
                     pids: Some(32),
+                    swap: None,
                 },
             )
             .unwrap();

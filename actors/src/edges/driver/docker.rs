@@ -273,8 +273,12 @@ impl DockerDriver {
             host_config: Some(HostConfig {
                 nano_cpus: spec.limits.cpu.map(|c| (c * 1e9).round() as i64),
                 memory,
-                // No swap beyond the memory limit, like an exec workload's cgroup.
-                memory_swap: memory,
+                // Memory plus the swap allowed beyond it: none unless `limits.swap` asks, as
+                // for an exec workload's cgroup.
+                memory_swap: spec
+                    .limits
+                    .memory_and_swap()
+                    .map(|m| m.min(i64::MAX as u64) as i64),
                 pids_limit: spec.limits.pids.map(|p| p.min(i64::MAX as u64) as i64),
                 binds: Some(vec![format!("{}:{WORK_MOUNT}", l.work_dir.display())]),
                 ..Default::default()
