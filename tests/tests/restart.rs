@@ -398,6 +398,43 @@ async fn workload_of(client: &async_nats::Client, node: &str, id: &str) -> serde
     reply["data"].clone()
 }
 
+/// Kills whatever is left in a test's cgroup root and removes it, in every hierarchy.
+struct RemoveRoot(String);
+
+impl Drop for RemoveRoot {
+    fn drop(&mut self) {
+        let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for h in hierarchies.flatten() {
+            let root = h.path().join(&self.0);
+            let Ok(children) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                let procs = std::fs::read_to_string(child.path().join("cgroup.procs"));
+                for pid in procs
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.parse().ok())
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                for _ in 0..20 {
+                    if std::fs::remove_dir(child.path()).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            let _ = std::fs::remove_dir(&root);
+        }
+    }
+}
+
 /// systemd may remove an emptied cgroup while herdd is stopped: the exit the supervisor
 /// recorded is still reported, never `lost`.
 #[tokio::test]
@@ -410,6 +447,7 @@ async fn an_exit_recorded_while_herdd_was_down_survives_a_removed_cgroup() {
     )
     .unwrap();
     let root = format!("herdtest-{}-gone", std::process::id());
+    let _cleanup = RemoveRoot(root.clone());
     let node = "gone-cgroup";
     let config = format!("[cgroup]\nroot = \"{root}\"\n");
     let start = || {
