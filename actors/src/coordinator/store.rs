@@ -2,6 +2,7 @@
 //! journals, restored at start and saved on change) and its durable consumer of the lifecycle
 //! events in `HERD_EVENTS`, so that none is missed while it is down.
 
+use crate::cores::backoff::Backoff;
 use crate::edges::nats::open_bucket;
 use async_nats::jetstream::{self, consumer, kv};
 use futures::{Future, StreamExt};
@@ -32,7 +33,7 @@ pub struct Restored {
 impl Store {
     /// Opens (or creates) both buckets and reads them; tries again until JetStream answers.
     pub async fn open(client: async_nats::Client, limits: DecodeLimits) -> Restored {
-        let mut delay = RETRY_MIN;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         loop {
             let nodes = open_bucket(
                 client.clone(),
@@ -61,8 +62,7 @@ impl Store {
                 }
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(error = %e, "coordinator buckets not ready; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
+                    tokio::time::sleep(backoff.failed()).await;
                 }
             }
         }
@@ -123,14 +123,14 @@ pub async fn follow_events(
 ) {
     let js = jetstream::new(client);
     let mut seen = Seen::Nothing;
-    let mut delay = RETRY_MIN;
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
         match consume(&js, &subjects, &mut seen).await {
             Ok(mut messages) => {
                 while let Some(next) = messages.next().await {
                     match next {
                         Ok(m) => {
-                            delay = RETRY_MIN;
+                            backoff.succeeded();
                             if !deliver(m) {
                                 return;
                             }
@@ -142,13 +142,12 @@ pub async fn follow_events(
                     }
                 }
             }
-            Err(e) if delay == RETRY_MIN => {
+            Err(e) if backoff.is_fresh() => {
                 tracing::info!(error = %e, "waiting for lifecycle events")
             }
             Err(e) => tracing::debug!(error = %e, "waiting for lifecycle events"),
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
+        tokio::time::sleep(backoff.failed()).await;
     }
 }
 

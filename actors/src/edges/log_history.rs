@@ -7,6 +7,7 @@
 //! stream takes the live subjects (`logs.<node>.>`), so the pumps' plain publishes land in it
 //! with no acknowledgement round trip on the output path.
 
+use crate::cores::backoff::Backoff;
 use async_nats::jetstream::{self, stream};
 use herd_bus::{NodeId, Subjects};
 use std::time::Duration;
@@ -64,8 +65,7 @@ pub fn keep_logs(client: async_nats::Client, config: stream::Config) -> LogsKept
     let (tx, rx) = watch::channel(false);
     let js = jetstream::new(client);
     tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
-        let mut warned = false;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             match ensure(&js, &config).await {
                 Ok(()) => {
@@ -74,15 +74,13 @@ pub fn keep_logs(client: async_nats::Client, config: stream::Config) -> LogsKept
                     return;
                 }
                 Err(error) => {
-                    if !warned {
+                    if backoff.is_fresh() {
                         tracing::warn!(stream = %config.name, %error, "cannot make the log stream yet: logs are published live only until JetStream answers");
-                        warned = true;
                     }
                     let _ = tx.send(true);
                 }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
+            tokio::time::sleep(backoff.failed()).await;
         }
     });
     LogsKept(rx)

@@ -2,6 +2,7 @@
 //! for each acknowledgement. Events wait in a bounded [`Outbox`] while NATS is unreachable, and
 //! in a file of the state directory across restarts, so none is lost to an outage.
 
+use crate::cores::backoff::Backoff;
 use crate::cores::outbox::{Outbox, OutboxEntry};
 use actix::prelude::*;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -49,7 +50,7 @@ pub struct EventPublisher {
     state_file: Option<PathBuf>,
     in_flight: bool,
     stream_ready: bool,
-    retry: Duration,
+    retry: Backoff,
     failing_since: Option<std::time::Instant>,
     dirty: bool,
     flush_waiters: Vec<oneshot::Sender<()>>,
@@ -85,7 +86,7 @@ impl EventPublisher {
             state_file,
             in_flight: false,
             stream_ready: false,
-            retry: RETRY_MIN,
+            retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             failing_since: None,
             dirty: false,
             flush_waiters: Vec::new(),
@@ -129,7 +130,7 @@ impl EventPublisher {
             match res {
                 Ok(msg_id) => {
                     act.stream_ready = true;
-                    act.retry = RETRY_MIN;
+                    act.retry.succeeded();
                     if let Some(since) = act.failing_since.take() {
                         tracing::info!(
                             after_s = since.elapsed().as_secs_f64(),
@@ -153,8 +154,7 @@ impl EventPublisher {
                     } else {
                         tracing::debug!(%error, "event delivery retry failed");
                     }
-                    let delay = act.retry;
-                    act.retry = (act.retry * 2).min(RETRY_MAX);
+                    let delay = act.retry.failed();
                     ctx.run_later(delay, |act, ctx| act.pump(ctx));
                 }
             }

@@ -2,6 +2,7 @@
 //! publishes one TelemetryBatch. One failing sample is reported in its place; the batch still
 //! goes out.
 
+use crate::cores::backoff::Backoff;
 use crate::cores::workload::rates::rates;
 use crate::cores::workload::resources::GpuUse;
 use crate::edges::cgroup::{CgroupSample, WorkloadCgroup};
@@ -238,14 +239,13 @@ impl Actor for ProcessMonitor {
         let js = jetstream::new(self.client.clone());
         let config = telemetry_stream_config(&self.subjects, self.max_age);
         actix::spawn(async move {
-            let mut delay = Duration::from_millis(200);
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
             loop {
                 match js.get_or_create_stream(config.clone()).await {
                     Ok(_) => return,
                     Err(e) => tracing::debug!(error = %e, "telemetry stream not ready; retrying"),
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.failed()).await;
             }
         });
         ctx.run_interval(self.interval, |act, _| act.tick());

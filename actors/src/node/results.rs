@@ -11,6 +11,7 @@
 //! Spool layout: `<state>/results/<run>/<workload>/task.json` (what the task is) and
 //! `…/output/` (its output directory).
 
+use crate::cores::backoff::Backoff;
 use crate::cores::outbox::OutboxEntry;
 use crate::cores::results::{bound, hex, parse_metrics, plan, ResultsPolicy, MAX_METRICS_BYTES};
 use crate::edges::clock::now_ms;
@@ -116,7 +117,7 @@ pub struct ResultsUploader {
     spool: PathBuf,
     queue: VecDeque<PathBuf>,
     busy: bool,
-    retry: Duration,
+    retry: Backoff,
     failing_since: Option<Instant>,
     /// Chunks of uploads cut short, purged once NATS answers again.
     stale: Vec<String>,
@@ -142,7 +143,7 @@ impl ResultsUploader {
             spool,
             queue: VecDeque::new(),
             busy: false,
-            retry: RETRY_MIN,
+            retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             failing_since: None,
             stale: Vec::new(),
         }
@@ -203,7 +204,7 @@ impl ResultsUploader {
                         "results uploads resumed"
                     );
                 }
-                self.retry = RETRY_MIN;
+                self.retry.succeeded();
                 tracing::info!(spool = %entry.display(), "{done}");
                 self.pump(ctx);
             }
@@ -220,8 +221,7 @@ impl ResultsUploader {
                 }
                 // Behind the others: one task's trouble does not hold theirs.
                 self.queue.push_back(entry);
-                let delay = self.retry;
-                self.retry = (self.retry * 2).min(RETRY_MAX);
+                let delay = self.retry.failed();
                 ctx.run_later(delay, |act, ctx| act.pump(ctx));
             }
         }
@@ -432,7 +432,7 @@ async fn deliver_event(
         msg_id: event.event_id,
         payload,
     }));
-    let mut delay = RETRY_MIN;
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
         match job.events.send(Flush(FLUSH_WAIT)).await {
             Ok(0) => return Ok(()),
@@ -441,7 +441,6 @@ async fn deliver_event(
             }
             Err(e) => return Err(Unfinished::Retry(format!("the event publisher: {e}"))),
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
+        tokio::time::sleep(backoff.failed()).await;
     }
 }
