@@ -20,6 +20,20 @@ pub struct FinalCounters {
     pub notes: Vec<String>,
 }
 
+impl FinalCounters {
+    /// The counters every backend samples anyway; peaks, the CPU split and notes are added by
+    /// the backends that have them.
+    pub fn from_sample(s: &super::rates::CgroupSample) -> FinalCounters {
+        FinalCounters {
+            cpu_usage_us: s.cpu_usage_us,
+            io_read_bytes: s.io_read_bytes,
+            io_write_bytes: s.io_write_bytes,
+            oom_kills: s.oom_kills,
+            ..Default::default()
+        }
+    }
+}
+
 /// A workload's GPU use over its life, from the per-process readings NVML gives each tick (the
 /// kernel keeps no GPU counters in a cgroup).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

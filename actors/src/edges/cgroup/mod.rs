@@ -105,12 +105,8 @@ pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
     fn final_counters(&self) -> Result<FinalCounters, CgroupError> {
         let s = self.sample()?;
         Ok(FinalCounters {
-            cpu_usage_us: s.cpu_usage_us,
-            io_read_bytes: s.io_read_bytes,
-            io_write_bytes: s.io_write_bytes,
-            oom_kills: s.oom_kills,
             notes: vec!["no cgroup: no peak memory or peak pids".into()],
-            ..Default::default()
+            ..FinalCounters::from_sample(&s)
         })
     }
     /// Kills every process of the workload, races with forks included.

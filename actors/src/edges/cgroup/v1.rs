@@ -302,15 +302,11 @@ impl WorkloadCgroup for V1Cgroup {
             notes.push("no memory.max_usage_in_bytes".into());
         }
         Ok(FinalCounters {
-            cpu_usage_us: s.cpu_usage_us,
             cpu_user_us: split.map(|(u, _)| u),
             cpu_system_us: split.map(|(_, s)| s),
             memory_peak_bytes,
-            pids_peak: None,
-            io_read_bytes: s.io_read_bytes,
-            io_write_bytes: s.io_write_bytes,
-            oom_kills: s.oom_kills,
             notes,
+            ..FinalCounters::from_sample(&s)
         })
     }
 

@@ -258,15 +258,12 @@ impl WorkloadCgroup for V2Cgroup {
         let memory_peak_bytes = peak("memory.peak", "it needs Linux 5.19");
         let pids_peak = peak("pids.peak", "it needs Linux 6.12");
         Ok(FinalCounters {
-            cpu_usage_us: s.cpu_usage_us,
             cpu_user_us: keyed_value(&cpu, "user_usec"),
             cpu_system_us: keyed_value(&cpu, "system_usec"),
             memory_peak_bytes,
             pids_peak,
-            io_read_bytes: s.io_read_bytes,
-            io_write_bytes: s.io_write_bytes,
-            oom_kills: s.oom_kills,
             notes,
+            ..FinalCounters::from_sample(&s)
         })
     }
 
