@@ -317,6 +317,7 @@ fixtures! {
         lines: vec!["iteration 1: 1043 ops/s".into(), "iteration 2: 1051 ops/s".into()],
         dropped: 0,
         eof: false,
+        attempt: 0,
     }, "logs.<node>.<workload>.<stdout|stderr> (stream HERD_LOGS_<node>)";
     "NodesQuery": NodesQuery = NodesQuery { state: Some(NodeLiveness::Up), labels: labels() }, "request of cluster.nodes";
     "NodeGet": NodeGet = NodeGet { node_id: node_id() }, "request of cluster.node.get";

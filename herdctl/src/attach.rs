@@ -163,6 +163,7 @@ mod tests {
             exit_code,
             signal: signal.map(str::to_string),
             started: true,
+            attempt: 0,
         })
     }
 

@@ -72,6 +72,8 @@ pub struct Settled {
     pub signal: Option<String>,
     /// Whether it ever started (a process existed that could write).
     pub started: bool,
+    /// Which run of it settled (its `restarts`): the output to wait for is that run's.
+    pub attempt: u32,
 }
 
 impl Settled {
@@ -81,6 +83,7 @@ impl Settled {
             exit_code: status.exit_code,
             signal: status.signal.clone(),
             started: status.started_at_ms.is_some(),
+            attempt: status.restarts,
         }
     }
 
@@ -90,6 +93,7 @@ impl Settled {
             exit_code: None,
             signal: None,
             started: true,
+            attempt: 0,
         }
     }
 }
@@ -315,7 +319,9 @@ pub async fn follow(
                 Watch::HistoryOnly if printed_any => return Ok(Followed::History),
                 Watch::HistoryOnly => return nothing_kept(ctl, q).await,
                 Watch::Settled(s, until)
-                    if !s.started || printer.ended(&streams) || Instant::now() >= *until =>
+                    if !s.started
+                        || printer.ended(&streams, s.attempt)
+                        || Instant::now() >= *until =>
                 {
                     return Ok(Followed::Settled(s.clone()));
                 }
@@ -478,6 +484,7 @@ async fn settled_after(
             exit_code: ev.exit_code,
             signal: ev.signal.clone(),
             started: ev.state != WorkloadState::Failed,
+            attempt: ev.restarts,
         }),
         None => match get(ctl, q).await {
             Ok(status) if settled_for_good(&status) => Some(Settled::of(&status)),
@@ -487,6 +494,7 @@ async fn settled_after(
                 exit_code: ev.exit_code,
                 signal: ev.signal.clone(),
                 started: ev.state != WorkloadState::Failed,
+                attempt: ev.restarts,
             }),
         },
     }

@@ -20,8 +20,9 @@ pub fn missing_marker(chunks: u64, stream: LogStream) -> String {
 pub struct LogPrinter {
     /// The seq expected next, per stream.
     next_seq: HashMap<LogStream, u64>,
-    /// Whether the latest chunk of each stream was its last (`eof`).
-    ended: HashMap<LogStream, bool>,
+    /// Per stream, the run (`attempt`) whose output ended when the latest chunk was its last
+    /// (`eof`); absent while output goes on.
+    ended: HashMap<LogStream, Option<u32>>,
 }
 
 impl LogPrinter {
@@ -37,7 +38,8 @@ impl LogPrinter {
             _ => {}
         }
         self.next_seq.insert(chunk.stream, chunk.seq + 1);
-        self.ended.insert(chunk.stream, chunk.eof);
+        self.ended
+            .insert(chunk.stream, chunk.eof.then_some(chunk.attempt));
         out.extend(chunk.lines.iter().cloned());
         if chunk.dropped > 0 {
             out.push(dropped_marker(chunk.dropped));
@@ -45,11 +47,16 @@ impl LogPrinter {
         out
     }
 
-    /// Whether the output of every one of `streams` has ended (the latest chunk said `eof`).
-    pub fn ended(&self, streams: &[LogStream]) -> bool {
-        streams
-            .iter()
-            .all(|s| self.ended.get(s).copied().unwrap_or(false))
+    /// Whether the output of every one of `streams` has ended for run `attempt` (the latest
+    /// chunk said `eof`, and a run that came before it did not write that chunk).
+    pub fn ended(&self, streams: &[LogStream], attempt: u32) -> bool {
+        streams.iter().all(|s| {
+            self.ended
+                .get(s)
+                .copied()
+                .flatten()
+                .is_some_and(|ended| ended >= attempt)
+        })
     }
 }
 
@@ -127,6 +134,17 @@ mod tests {
     use herd_bus::{NodeId, WorkloadId};
 
     fn chunk(stream: LogStream, seq: u64, lines: &[&str], dropped: u64, eof: bool) -> LogChunk {
+        attempt_chunk(stream, seq, lines, dropped, eof, 0)
+    }
+
+    fn attempt_chunk(
+        stream: LogStream,
+        seq: u64,
+        lines: &[&str],
+        dropped: u64,
+        eof: bool,
+        attempt: u32,
+    ) -> LogChunk {
         LogChunk {
             node_id: NodeId::new("n1").unwrap(),
             workload_id: WorkloadId::new("w1").unwrap(),
@@ -136,6 +154,7 @@ mod tests {
             lines: lines.iter().map(|l| l.to_string()).collect(),
             dropped,
             eof,
+            attempt,
         }
     }
 
@@ -175,15 +194,31 @@ mod tests {
     fn output_has_ended_once_every_stream_said_eof_last() {
         let both = [LogStream::Stdout, LogStream::Stderr];
         let mut p = LogPrinter::default();
-        assert!(!p.ended(&both));
+        assert!(!p.ended(&both, 0));
         p.lines(&chunk(LogStream::Stdout, 1, &[], 0, true));
-        assert!(!p.ended(&both));
-        assert!(p.ended(&[LogStream::Stdout]));
+        assert!(!p.ended(&both, 0));
+        assert!(p.ended(&[LogStream::Stdout], 0));
         p.lines(&chunk(LogStream::Stderr, 1, &["e"], 0, true));
-        assert!(p.ended(&both));
+        assert!(p.ended(&both, 0));
         // A restarted workload writes again: not ended any more.
         p.lines(&chunk(LogStream::Stdout, 1, &["again"], 0, false));
-        assert!(!p.ended(&both));
+        assert!(!p.ended(&both, 0));
+    }
+
+    #[test]
+    fn an_earlier_runs_end_is_not_the_last_runs() {
+        let both = [LogStream::Stdout, LogStream::Stderr];
+        let mut p = LogPrinter::default();
+        for stream in both {
+            p.lines(&attempt_chunk(stream, 1, &["try"], 0, true, 0));
+        }
+        assert!(p.ended(&both, 0));
+        // The second run settled before its output arrived: wait for it.
+        assert!(!p.ended(&both, 1));
+        for stream in both {
+            p.lines(&attempt_chunk(stream, 1, &["try"], 0, true, 1));
+        }
+        assert!(p.ended(&both, 1));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct LogTarget {
     pub node_id: NodeId,
     pub workload_id: WorkloadId,
     pub stream: LogStream,
+    /// The workload's `restarts` when this run of it started.
+    pub attempt: u32,
     pub max_lines_per_s: u32,
     pub kept: LogsKept,
 }
@@ -204,6 +206,7 @@ async fn publish(target: &LogTarget, batch: Batch) {
         lines: batch.lines,
         dropped: batch.dropped,
         eof: batch.eof,
+        attempt: target.attempt,
     };
     if let Ok(bytes) = codec::encode(&chunk, Encoding::MsgPack) {
         let _ = target

@@ -415,6 +415,7 @@ impl WorkloadExecutor {
             return;
         };
         let generation = entry.generation;
+        let attempt = entry.lc.status.restarts;
         for (stream, reader) in started.output {
             actix::spawn(logs::pump(
                 reader,
@@ -424,6 +425,7 @@ impl WorkloadExecutor {
                     node_id: self.cfg.node_id.clone(),
                     workload_id: id.clone(),
                     stream,
+                    attempt,
                     max_lines_per_s: self.cfg.log_lines_per_s,
                     kept: self.cfg.logs_kept.clone(),
                 },

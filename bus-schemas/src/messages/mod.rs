@@ -36,6 +36,9 @@ fn is_false(b: &bool) -> bool {
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
 fn default_true() -> bool {
     true
 }

@@ -1,7 +1,7 @@
 //! Workloads: what to run (`workload.start`), how to stop and find them, their states and
 //! lifecycle events, and their logs.
 
-use super::{default_true, is_false, is_true, is_zero, Labels};
+use super::{default_true, is_false, is_true, is_zero, is_zero_u32, Labels};
 use crate::ids::{NodeId, RunId, WorkloadId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -357,6 +357,10 @@ pub struct LogChunk {
     /// its end). Followers wait for it after a terminal state, so that no line is cut off.
     #[serde(default, skip_serializing_if = "is_false")]
     pub eof: bool,
+    /// Which run of the workload wrote it: its `restarts` when that run started (0 for the
+    /// first). A follower waiting for the last run's `eof` tells it from an earlier run's.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempt: u32,
 }
 
 #[cfg(test)]
