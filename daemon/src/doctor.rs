@@ -10,6 +10,8 @@ use herd_nats::{connect, Persistence};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod service;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,
@@ -118,22 +120,25 @@ fn cgroups(config: &Config) -> Vec<Check> {
             }
         }
     }
+    let systemd = service::systemd_version()
+        .map(|(_, line)| line)
+        .unwrap_or_else(|| "no systemd".into());
     let delegation = match backend.version() {
-        CgroupVersion::V2 if std::env::var_os("INVOCATION_ID").is_some() => {
-            match backend.keeping_blocks_restart() {
-                None => ok("delegation", backend.describe()),
-                Some(why) => bad(
-                    "delegation",
-                    Status::Warn,
-                    why,
-                    "use systemd >= 254 (the unit sets DelegateSubgroup=supervisor); until then herdd stops its workloads when it stops, whatever shutdown.on_shutdown says",
-                ),
-            }
-        }
-        CgroupVersion::V2 => ok(
-            "delegation",
-            "not started by systemd: herd's own root under the cgroup2 mount",
-        ),
+        CgroupVersion::V2 => match backend.keeping_blocks_restart() {
+            Some(why) => bad(
+                "delegation",
+                Status::Warn,
+                why,
+                "use systemd >= 254 (DelegateSubgroup=supervisor) for a user service; until then herdd stops its workloads when it stops, whatever shutdown.on_shutdown says",
+            ),
+            None if backend.describe().contains("herd's own root:") => bad(
+                "delegation",
+                Status::Warn,
+                format!("{systemd}: {}", backend.describe()),
+                "install systemd-run and dbus (or make /run/systemd/private reachable) so that herd can make its scope; workloads still survive herdd restarts",
+            ),
+            None => ok("delegation", format!("{systemd}: {}", backend.describe())),
+        },
         CgroupVersion::V1 => ok(
             "delegation",
             "not used on cgroup v1: herd's own root in each hierarchy",
@@ -146,6 +151,10 @@ fn cgroups(config: &Config) -> Vec<Check> {
         ),
     };
     checks.push(delegation);
+    let unified = herd_actors::edges::cgroup::MountInfo::read()
+        .ok()
+        .and_then(|m| m.unified().map(|u| u.mount_point.clone()));
+    checks.push(service::check(unified.as_deref()));
     backend.remove_root_if_empty();
     checks
 }

@@ -11,6 +11,7 @@ mod detect;
 mod mounts;
 pub mod none;
 pub mod proc;
+pub mod scope;
 pub mod v1;
 pub mod v2;
 

@@ -1,7 +1,10 @@
-//! cgroup v2 (unified). When herdd's own cgroup is delegated to it (systemd `Delegate=yes`),
-//! herdd moves itself into a `supervisor` leaf and makes workload cgroups under `workloads/`
-//! beside it; otherwise under `<mount>/<root>/`.
+//! cgroup v2 (unified). As root under systemd, workload cgroups are made in herd's systemd
+//! scope ([`super::scope`], `…/herd.slice/herd-workloads.scope/workloads/`). Without root, in a
+//! cgroup delegated to herdd (a user service with `Delegate=yes`), herdd moves itself into a
+//! `supervisor` leaf and makes them under `workloads/` beside it. Otherwise under
+//! `<mount>/<root>/`.
 
+use super::scope::WorkloadScope;
 use super::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -12,12 +15,17 @@ const CONTROLLERS: &str = "+cpu +memory +pids +io";
 #[derive(Debug)]
 pub struct V2Backend {
     parent: PathBuf,
+    /// How the parent was chosen, when systemd was asked (for logs and `doctor`).
+    placed: Option<String>,
+    /// herd's systemd scope (the cgroup2 mount and `[cgroup] root`), made again when it is
+    /// gone (stopped by hand).
+    scope: Option<(PathBuf, String)>,
     /// Set when herdd was started in the delegated service cgroup itself rather than in its
     /// `supervisor` leaf: the next start would be refused (EBUSY) while workloads live below.
     blocks_restart: Option<String>,
 }
 
-fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+pub(super) fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let wanted: Vec<&str> = CONTROLLERS
         .split(' ')
@@ -55,7 +63,24 @@ fn delegated_base(mount: &Path) -> Option<PathBuf> {
 impl V2Backend {
     pub fn new(mount: &Path, root: &str) -> Result<V2Backend, CgroupError> {
         let mut blocks_restart = None;
-        let parent = if let Some(base) = delegated_base(mount) {
+        let as_root = nix::unistd::Uid::effective().is_root();
+        let mut placed = None;
+        let mut in_scope = None;
+        let scope = (as_root && super::scope::systemd_is_init()).then(|| {
+            WorkloadScope::ensure(mount, root).map_err(|e| {
+                // Still safe for restarts (not under herdd.service), but outside systemd's view.
+                tracing::warn!(
+                    "{e}; making workload cgroups under {}",
+                    mount.join(root).display()
+                );
+                e
+            })
+        });
+        let parent = if let Some(Ok(scope)) = scope {
+            placed = Some(format!("in the systemd scope {}", scope.unit));
+            in_scope = Some((mount.to_path_buf(), root.to_string()));
+            scope.workloads()
+        } else if let Some(base) = delegated_base(mount) {
             let started_in = super::mounts::own_unified_path()
                 .map(|own| mount.join(own.strip_prefix("/").unwrap_or(&own)));
             if started_in.as_deref() == Some(base.as_path()) {
@@ -73,6 +98,9 @@ impl V2Backend {
             enable_controllers(&base)?;
             base.join("workloads")
         } else {
+            if let Some(Err(e)) = scope {
+                placed = Some(format!("herd's own root: {e}"));
+            }
             enable_controllers(mount)?;
             mount.join(root)
         };
@@ -80,8 +108,25 @@ impl V2Backend {
         enable_controllers(&parent)?;
         Ok(V2Backend {
             parent,
+            placed,
+            scope: in_scope,
             blocks_restart,
         })
+    }
+}
+
+impl V2Backend {
+    /// The parent of workload cgroups, made again with its controllers when it was removed
+    /// meanwhile (`herdd doctor` removes an empty one; the scope may have been stopped).
+    fn ensure_parent(&self) -> Result<(), CgroupError> {
+        if self.parent.is_dir() {
+            return Ok(());
+        }
+        if let Some((mount, root)) = &self.scope {
+            WorkloadScope::ensure(mount, root)?;
+        }
+        std::fs::create_dir_all(&self.parent).map_err(io_err(&self.parent))?;
+        enable_controllers(&self.parent)
     }
 }
 
@@ -91,7 +136,10 @@ impl CgroupBackend for V2Backend {
     }
 
     fn describe(&self) -> String {
-        format!("cgroup v2 under {}", self.parent.display())
+        match &self.placed {
+            Some(how) => format!("cgroup v2 under {} ({how})", self.parent.display()),
+            None => format!("cgroup v2 under {}", self.parent.display()),
+        }
     }
 
     fn keeping_blocks_restart(&self) -> Option<String> {
@@ -111,6 +159,7 @@ impl CgroupBackend for V2Backend {
     }
 
     fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        self.ensure_parent()?;
         let dir = self.parent.join(name);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let cg = V2Cgroup::new(dir);
