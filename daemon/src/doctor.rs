@@ -84,6 +84,34 @@ fn swap_check(swap_accounted: bool) -> Check {
     }
 }
 
+/// How a workload enters its cgroup. On v2 a child that exits at once is cloned into the
+/// probe cgroup: that is the one way to know, as seccomp filters (container runtimes') may
+/// refuse clone3 on a kernel that has it; a kernel version would not say.
+fn placement_check(version: CgroupVersion, procs: &[std::path::PathBuf]) -> Check {
+    let dir = match (version, procs) {
+        (CgroupVersion::V2, [one]) => one.parent(),
+        _ => None,
+    };
+    let Some(dir) = dir else {
+        return ok(
+            "placement",
+            "cgroup v1: a workload joins its cgroups (one per hierarchy) between fork and exec",
+        );
+    };
+    match herd_shim::probe_clone_into_cgroup(dir) {
+        Ok(()) => ok(
+            "placement",
+            "a workload is created inside its cgroup (clone3 CLONE_INTO_CGROUP)",
+        ),
+        Err(e) => bad(
+            "placement",
+            Status::Warn,
+            format!("clone3(CLONE_INTO_CGROUP) fails here ({e}): a workload joins its cgroup between fork and exec"),
+            "use Linux >= 5.7, and a seccomp profile that allows clone3 if herdd runs in a container",
+        ),
+    }
+}
+
 /// The backend herdd would pick, and a probe cgroup made and removed with it.
 fn cgroups(config: &Config) -> Vec<Check> {
     let (backend, warning) =
@@ -104,11 +132,13 @@ fn cgroups(config: &Config) -> Vec<Check> {
                         .limit_files()
                         .into_iter()
                         .any(|(f, _)| f.ends_with("memory.swap.max") || f.ends_with("memory.memsw.limit_in_bytes"));
+                    let placement = placement_check(v, &cg.placement_files());
                     let _ = cg.remove();
                     checks.push(ok(
                         "cgroup",
                         format!("{} ({}), writable", v.as_str(), backend.describe()),
                     ));
+                    checks.push(placement);
                     checks.push(swap_check(swap_file));
                 }
                 Err(e) => checks.push(bad(
@@ -378,4 +408,51 @@ pub fn main(config: &Config) -> ExitCode {
         local.run_until(checks(config)).await
     });
     print(&checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cgroup2 mount point, from /proc/self/mountinfo.
+    fn cgroup2_mount() -> Option<std::path::PathBuf> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        info.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            right
+                .starts_with("cgroup2 ")
+                .then(|| left.split(' ').nth(4).map(Into::into))?
+        })
+    }
+
+    #[test]
+    fn placement_says_how_a_workload_enters_its_cgroup() {
+        let v1 = placement_check(CgroupVersion::V1, &["/a/cgroup.procs".into()]);
+        assert_eq!(v1.status, Status::Ok);
+        assert!(v1.detail.contains("between fork and exec"), "{}", v1.detail);
+        // Not a cgroup2 directory: the probe fails, and says why.
+        let tmp = tempfile::tempdir().unwrap();
+        let not_v2 = placement_check(CgroupVersion::V2, &[tmp.path().join("cgroup.procs")]);
+        assert_eq!(not_v2.status, Status::Warn);
+        assert!(
+            not_v2.detail.contains("not a cgroup2 directory"),
+            "{}",
+            not_v2.detail
+        );
+
+        let (Some(mount), true) = (cgroup2_mount(), nix::unistd::Uid::effective().is_root()) else {
+            eprintln!("herdd doctor test: no cgroup2 mount or not root, the probe itself not run");
+            return;
+        };
+        let dir = mount.join(format!("herd-doctor-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let v2 = placement_check(CgroupVersion::V2, &[dir.join("cgroup.procs")]);
+        // The reaped child may keep the cgroup busy for a few ms.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while std::fs::remove_dir(&dir).is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(v2.status, Status::Ok, "{}", v2.detail);
+        assert!(v2.detail.contains("CLONE_INTO_CGROUP"), "{}", v2.detail);
+    }
 }

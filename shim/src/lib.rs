@@ -3,12 +3,13 @@
 //!
 //! herdd does not fork a workload itself: it writes the launch to `<state>/workloads/<id>.shim/`
 //! ([`LAUNCH_FILE`]) and starts `herd-shim <dir>` (this crate's binary, installed beside herdd;
-//! `herdd shim <dir>` when it is missing). The shim starts its own session, forks the workload
-//! into its cgroup as its user, copies the workload's stdout and stderr into [`STDOUT_LOG`] and
-//! [`STDERR_LOG`] there (rotated at [`LOG_CAP_BYTES`], one old file kept), waits for it and
-//! writes how it ended to [`EXIT_FILE`]. It answers herdd on its stdout with one line, `ok <pid>`
-//! or `err <reason>` ([`parse_answer`]), and writes its own pid and start time to
-//! [`STATE_FILE`].
+//! `herdd shim <dir>` when it is missing). The shim starts its own session, starts the workload
+//! in its cgroup as its user (born in it with `clone3(CLONE_INTO_CGROUP)` on cgroup v2, else
+//! joining it before exec: [`Placement`]), copies the workload's stdout and stderr into
+//! [`STDOUT_LOG`] and [`STDERR_LOG`] there (rotated at [`LOG_CAP_BYTES`], one old file kept),
+//! waits for it and writes how it ended to [`EXIT_FILE`]. It answers herdd on its stdout with
+//! one line, `ok <pid>` or `err <reason>` ([`parse_answer`]), and writes its own pid, its start
+//! time and how the workload was placed to [`STATE_FILE`].
 //!
 //! Because the shim, not herdd, is the workload's parent, herdd may stop or restart (systemd
 //! `KillMode=process`) without the workload noticing: a new herdd finds the shim by its
@@ -16,12 +17,15 @@
 //! exit from `exit.json` once the shim ends (a pidfd says when). A workload that ended while
 //! herdd was away left its `exit.json`; one whose shim is gone without it is reported lost.
 //!
-//! This crate is small on purpose (serde, serde_json and nix): one shim runs per workload.
+//! This crate is small on purpose (serde, serde_json, nix and libc): one shim runs per workload.
 
+mod clone3;
 mod files;
 pub mod proc;
+mod spawn;
 mod supervise;
 
+pub use clone3::probe as probe_clone_into_cgroup;
 pub use files::{read_json, write_atomic, write_json};
 pub use supervise::{copy_rotating, main};
 
@@ -50,7 +54,9 @@ pub struct ShimLaunch {
     pub cwd: PathBuf,
     /// (uid, gid, supplementary groups) to switch to; None keeps the shim's user.
     pub user: Option<(u32, u32, Vec<u32>)>,
-    /// `cgroup.procs` files the workload joins before exec.
+    /// `cgroup.procs` files of the workload's cgroup: one on cgroup v2 (the workload is
+    /// created in its directory), one per hierarchy on v1 (joined before exec), none without
+    /// cgroups.
     pub cgroup_procs: Vec<PathBuf>,
     /// The cgroup's OOM kill count before the start, to tell an OOM kill from other ends.
     pub oom_before: u64,
@@ -63,6 +69,33 @@ pub struct ShimState {
     /// The shim's start time (clock ticks after boot): a reused pid is not taken for it.
     pub shim_start_ticks: u64,
     pub child_pid: u32,
+    /// How the workload entered its cgroup; None in a file an older shim wrote.
+    #[serde(default)]
+    pub placement: Option<Placement>,
+}
+
+/// How the shim put the workload into its cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Created inside its cgroup v2 directory by `clone3(CLONE_INTO_CGROUP)`: none of its
+    /// instructions ran outside it.
+    CloneIntoCgroup,
+    /// Forked, then joined its cgroup(s) by writing to `cgroup.procs` before exec: cgroup v1,
+    /// or a kernel (< 5.7) or sandbox without clone3.
+    JoinBeforeExec,
+    /// No cgroup (herd's none backend): its own session only.
+    NoCgroup,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::CloneIntoCgroup => "clone_into_cgroup",
+            Placement::JoinBeforeExec => "join_before_exec",
+            Placement::NoCgroup => "no_cgroup",
+        }
+    }
 }
 
 impl ShimState {
@@ -127,10 +160,21 @@ mod tests {
             shim_pid: me,
             shim_start_ticks: proc::stat(me as i32).unwrap().start_ticks,
             child_pid: 1,
+            placement: Some(Placement::CloneIntoCgroup),
         };
         write_json(dir.path(), STATE_FILE, &state).unwrap();
         let back: ShimState = read_json(dir.path(), STATE_FILE).unwrap();
+        assert_eq!(back, state);
         assert!(back.is_running());
+        let older: ShimState =
+            serde_json::from_str(r#"{"shim_pid":1,"shim_start_ticks":2,"child_pid":3}"#).unwrap();
+        assert_eq!(
+            older.placement, None,
+            "a file an older shim wrote still reads"
+        );
+        assert!(serde_json::to_string(&state)
+            .unwrap()
+            .contains(r#""placement":"clone_into_cgroup""#));
         assert!(!ShimState {
             shim_start_ticks: state.shim_start_ticks + 1,
             ..state

@@ -1,12 +1,13 @@
 //! The shim itself: start the workload, answer herdd, copy the output, record the exit.
 
+use crate::spawn::{spawn, Spawned, SHIM_IGNORES};
 use crate::{
     proc, read_json, write_json, ShimExit, ShimLaunch, ShimState, EXIT_FILE, LAUNCH_FILE,
     LOG_CAP_BYTES, STATE_FILE, STDERR_LOG, STDOUT_LOG,
 };
-use nix::sys::signal::{SigHandler, Signal};
+use nix::sys::signal::SigHandler;
 use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,28 +15,19 @@ use std::time::Duration;
 /// (a background process of it may hold the pipes open).
 const DRAIN: Duration = Duration::from_secs(2);
 
-/// The signals the shim ignores, so that a terminal's or herdd's do not end it (and a closed
-/// pipe to herdd does not either); its child restores them before exec.
-const SHIM_IGNORES: [Signal; 4] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGPIPE,
-];
-
 /// `herd-shim <dir>` (or `herdd shim <dir>`): runs one workload as the crate documentation
 /// describes. Answers the process exit code.
 pub fn main(dir: &Path) -> i32 {
     let mut answer = std::io::stdout();
     match start(dir) {
-        Ok((child, pipes)) => {
-            let _ = writeln!(answer, "ok {}", child.id());
+        Ok(spawned) => {
+            let _ = writeln!(answer, "ok {}", spawned.workload.id());
             let _ = answer.flush();
             // herdd reads to the end of this pipe: close it (stdout becomes /dev/null).
             if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(null);
             }
-            supervise(dir, child, pipes)
+            supervise(dir, spawned)
         }
         Err(reason) => {
             let _ = writeln!(answer, "err {reason}");
@@ -44,9 +36,7 @@ pub fn main(dir: &Path) -> i32 {
     }
 }
 
-type Pipes = Vec<(std::process::ChildStdout, std::process::ChildStderr)>;
-
-fn start(dir: &Path) -> Result<(std::process::Child, Pipes), String> {
+fn start(dir: &Path) -> Result<Spawned, String> {
     let launch: ShimLaunch = read_json(dir, LAUNCH_FILE)
         .ok_or_else(|| format!("cannot read {}", dir.join(LAUNCH_FILE).display()))?;
     // Its own session: a terminal's or herdd's signals are not the shim's.
@@ -58,97 +48,59 @@ fn start(dir: &Path) -> Result<(std::process::Child, Pipes), String> {
             let _ = nix::sys::signal::signal(sig, SigHandler::SigIgn);
         }
     }
-    let procs = launch
-        .cgroup_procs
-        .iter()
-        .map(|p| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(p)
-                .map(std::os::fd::OwnedFd::from)
-                .map_err(|e| format!("cannot open the cgroup ({}): {e}", p.display()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     for name in [STDOUT_LOG, STDERR_LOG] {
         std::fs::File::create(dir.join(name))
             .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))?;
     }
-    let mut cmd = std::process::Command::new(&launch.program);
-    cmd.arg0(&launch.argv0)
-        .args(&launch.args)
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&launch.cwd)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let user = launch.user.clone().map(|(uid, gid, groups)| {
-        (
-            nix::unistd::Uid::from_raw(uid),
-            nix::unistd::Gid::from_raw(gid),
-            groups
-                .into_iter()
-                .map(nix::unistd::Gid::from_raw)
-                .collect::<Vec<_>>(),
-        )
-    });
-    enter_in_child(&mut cmd, procs, user);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", launch.program.display()))?;
-    let pipes = match (child.stdout.take(), child.stderr.take()) {
-        (Some(o), Some(e)) => vec![(o, e)],
-        _ => vec![],
-    };
+    let mut spawned = spawn(&launch)?;
     let me = std::process::id();
     let state = ShimState {
         shim_pid: me,
         shim_start_ticks: proc::stat(me as i32).map(|s| s.start_ticks).unwrap_or(0),
-        child_pid: child.id(),
+        child_pid: spawned.workload.id(),
+        placement: Some(spawned.placement),
     };
     if let Err(e) = write_json(dir, STATE_FILE, &state) {
-        let _ = child.kill();
-        let _ = child.wait();
+        spawned.workload.kill();
+        let _ = spawned.workload.wait();
         return Err(format!(
             "cannot write {}: {e}",
             dir.join(STATE_FILE).display()
         ));
     }
-    Ok((child, pipes))
+    Ok(spawned)
 }
 
 /// Copies the output, waits for the workload, records its exit.
-fn supervise(dir: &Path, mut child: std::process::Child, pipes: Pipes) -> i32 {
+fn supervise(dir: &Path, spawned: Spawned) -> i32 {
+    let Spawned {
+        mut workload,
+        stdout,
+        stderr,
+        ..
+    } = spawned;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let mut copiers = 0;
-    for (out, err) in pipes {
-        for (reader, name) in [
-            (Box::new(out) as Box<dyn Read + Send>, STDOUT_LOG),
-            (Box::new(err) as Box<dyn Read + Send>, STDERR_LOG),
-        ] {
-            let path = dir.join(name);
-            let done = done_tx.clone();
+    for (fd, name) in [(stdout, STDOUT_LOG), (stderr, STDERR_LOG)] {
+        let reader = std::fs::File::from(fd);
+        let path = dir.join(name);
+        let done = done_tx.clone();
+        let started = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                copy_rotating(reader, &path, LOG_CAP_BYTES);
+                let _ = done.send(());
+            });
+        if started.is_ok() {
             copiers += 1;
-            let spawned = std::thread::Builder::new()
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    copy_rotating(reader, &path, LOG_CAP_BYTES);
-                    let _ = done.send(());
-                });
-            if spawned.is_err() {
-                copiers -= 1;
-            }
         }
     }
     drop(done_tx);
-    let status = loop {
-        match child.wait() {
-            Ok(s) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                eprintln!("herd shim: cannot wait for {}: {e}", child.id());
-                return 1;
-            }
+    let status = match workload.wait() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herd shim: cannot wait for {}: {e}", workload.id());
+            return 1;
         }
     };
     let deadline = std::time::Instant::now() + DRAIN;
@@ -204,37 +156,6 @@ pub fn copy_rotating(mut reader: impl Read, path: &Path, cap: u64) {
         if file.write_all(&buf[..n]).is_ok() {
             size += n as u64;
         }
-    }
-}
-
-/// In the forked child, before exec: join the cgroup (write `0` to each pre-opened
-/// `cgroup.procs`), start a new session, restore the signals the shim ignores, then drop to
-/// the workload's user.
-#[allow(unsafe_code)]
-fn enter_in_child(
-    cmd: &mut std::process::Command,
-    fds: Vec<std::os::fd::OwnedFd>,
-    user: Option<(nix::unistd::Uid, nix::unistd::Gid, Vec<nix::unistd::Gid>)>,
-) {
-    // SAFETY: the closure runs between fork and exec. It only makes system calls (write,
-    // setsid, sigaction, setgroups, setgid, setuid) on data prepared before the fork; it
-    // allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            for fd in &fds {
-                nix::unistd::write(fd, b"0")?;
-            }
-            nix::unistd::setsid()?;
-            for sig in SHIM_IGNORES {
-                nix::sys::signal::signal(sig, SigHandler::SigDfl)?;
-            }
-            if let Some((uid, gid, groups)) = &user {
-                nix::unistd::setgroups(groups)?;
-                nix::unistd::setgid(*gid)?;
-                nix::unistd::setuid(*uid)?;
-            }
-            Ok(())
-        });
     }
 }
 

@@ -40,6 +40,7 @@ fn doctor_passes_here_and_names_nats_when_it_is_down() {
     for check in [
         "state_dir",
         "cgroup",
+        "placement",
         "delegation",
         "exec_user",
         "nats ",

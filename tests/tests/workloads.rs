@@ -183,6 +183,22 @@ async fn limit_files_hold_exactly_the_requested_values() {
         uid_line.split_whitespace().nth(1) == Some(&nobody.to_string()),
         "{uid_line}"
     );
+    // Born in its cgroup on v2 (clone3 CLONE_INTO_CGROUP), joined before exec on v1: as the
+    // shim recorded it and herdd logged it.
+    let want = if n.backend == "v2" {
+        "clone_into_cgroup"
+    } else {
+        "join_before_exec"
+    };
+    let line = n
+        .herdd
+        .log()
+        .lines()
+        .find(|l| l.contains("started under its supervisor") && l.contains("lim1"))
+        .map(String::from)
+        .unwrap_or_else(|| panic!("no start line in:\n{}", n.herdd.log()));
+    announce(&format!("cgroup {}: placement {want}", n.backend));
+    assert!(line.contains(want), "{line}");
 }
 
 #[tokio::test]

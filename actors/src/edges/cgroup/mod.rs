@@ -81,7 +81,8 @@ pub trait CgroupBackend: Send + Sync {
 
 /// One workload's cgroup (or, without cgroups, its process group).
 pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
-    /// `cgroup.procs` files the workload's process joins (writing `0` to each before exec).
+    /// `cgroup.procs` files of the workload's cgroup: the shim creates the workload in the
+    /// directory of a single cgroup2 one (clone3), else it joins each (writes `0`) before exec.
     fn placement_files(&self) -> Vec<PathBuf>;
     /// Called once the leader is spawned (the none backend tracks its process group).
     fn set_leader(&self, _pid: u32) {}

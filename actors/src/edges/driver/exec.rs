@@ -1,5 +1,5 @@
 //! The exec driver: each workload runs under its own supervisor process (`herd-shim`, see
-//! [`herd_shim`]) that forks it into a cgroup made with the workload's limits, as its user,
+//! [`herd_shim`]) that starts it in a cgroup made with the workload's limits, as its user,
 //! keeps its output in files and records its exit, so that the workload outlives a restart
 //! of herdd and is re-adopted by the next one.
 
@@ -174,6 +174,13 @@ impl ExecDriver {
             }
         };
         cgroup.set_leader(state.child_pid);
+        tracing::info!(
+            workload = %id,
+            pid = state.child_pid,
+            running = state.is_running(),
+            placement = placement(Some(&state)),
+            "adopting an exec workload after a restart"
+        );
         let prepared = Prepared {
             cgroup,
             dir,
@@ -225,6 +232,17 @@ impl ExecDriver {
             let _ = cgroup.remove();
         }
         let _ = std::fs::remove_dir_all(self.shim_dir(id));
+    }
+}
+
+/// How the shim put the workload into its cgroup, for logs.
+fn placement(state: Option<&ShimState>) -> &'static str {
+    match state {
+        Some(ShimState {
+            placement: Some(p), ..
+        }) => p.as_str(),
+        Some(_) => "unrecorded (an older herd-shim)",
+        None => "unknown (no state.json)",
     }
 }
 
@@ -295,6 +313,7 @@ impl Driver for ExecDriver {
             Err(e) => return futures::future::ready(Err(DriverError::Launch(e))).boxed_local(),
         };
         let watcher = self.watcher.clone();
+        let id = launch.workload_id.clone();
         async move {
             let answer = match child.stdout.take() {
                 Some(out) => {
@@ -322,6 +341,13 @@ impl Driver for ExecDriver {
                 }
             };
             prepared.cgroup.set_leader(pid);
+            let state: Option<ShimState> = shim::read_json(&prepared.dir, shim::STATE_FILE);
+            tracing::info!(
+                workload = %id,
+                pid,
+                placement = placement(state.as_ref()),
+                "started under its supervisor"
+            );
             let done = Arc::new(Signals::default());
             let output = prepared
                 .tails(&watcher, &done, false)
