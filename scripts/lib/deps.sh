@@ -89,3 +89,15 @@ ensure_bench_tools() {
   echo "installing ${missing[*]} (Debian packages, for the workload tests)..." >&2
   apt_install "${missing[@]}"
 }
+
+# The VM lane (scripts/vm-test): QEMU to boot the VMs, debootstrap to make their Debian root,
+# mkfs.ext4 (e2fsprogs) for their disk images.
+ensure_vm_tools() {
+  local missing=()
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing ${missing[*]} (Debian packages, for the VM lane)..." >&2
+  apt_install "${missing[@]}"
+}
