@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// How long systemd may take to make the scope (under emulation, seconds).
 const START_WAIT: Duration = Duration::from_secs(20);
+/// How many times systemd-run is asked before herd gives up on the scope.
+const START_TRIES: u32 = 4;
 
 /// Whether systemd runs this host (as sd_booted(3) tells).
 pub fn systemd_is_init() -> bool {
@@ -36,6 +38,10 @@ pub struct WorkloadScope {
     pub unit: String,
     /// Its cgroup directory.
     pub dir: PathBuf,
+    /// Whether this process made it (it was not alive before).
+    pub made_here: bool,
+    mount: PathBuf,
+    root: String,
 }
 
 impl WorkloadScope {
@@ -49,7 +55,13 @@ impl WorkloadScope {
             dir.push(format!("{}.slice", parts[..i].join("-")));
         }
         dir.push(&unit);
-        WorkloadScope { unit, dir }
+        WorkloadScope {
+            unit,
+            dir,
+            made_here: false,
+            mount: mount.to_path_buf(),
+            root: root.to_string(),
+        }
     }
 
     /// The scope's `workloads/` directory, where workload cgroups are made.
@@ -75,9 +87,20 @@ impl WorkloadScope {
 
     /// The scope, made when it is not there yet, with controllers enabled for `workloads/`.
     pub fn ensure(mount: &Path, root: &str) -> Result<WorkloadScope, CgroupError> {
-        let scope = WorkloadScope::expected(mount, root);
+        let mut scope = WorkloadScope::expected(mount, root);
         if !scope.alive() {
-            scope.start(root)?;
+            // A scope that just lost its last process may still be known to systemd for a
+            // moment (stopping, not yet collected): systemd-run then refuses the name.
+            let mut tries = 0;
+            while let Err(e) = scope.start(root) {
+                tries += 1;
+                if tries == START_TRIES {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "making the workload scope again shortly");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            scope.made_here = true;
         }
         // No process may stay in a cgroup whose controllers are enabled for children.
         let holder = scope.dir.join("holder");
@@ -87,6 +110,27 @@ impl WorkloadScope {
         }
         enable_controllers(&scope.dir)?;
         Ok(scope)
+    }
+
+    /// The scope again, made anew when it ended meanwhile (stopped by hand, or ended by the
+    /// `herdd doctor` that made it).
+    pub fn ensure_again(&self) -> Result<WorkloadScope, CgroupError> {
+        WorkloadScope::ensure(&self.mount, &self.root)
+    }
+
+    /// Ends the scope once no workload is left in it, by ending its holder (systemd then
+    /// removes the scope); for the process that made it, as it leaves (`herdd doctor`, a herdd
+    /// that stopped its workloads), so that nothing of herd stays on a host that runs none.
+    pub fn end_if_unused(&self) {
+        if !self.made_here || self.workloads().exists() {
+            return;
+        }
+        for pid in read_pids(&self.dir.join("holder/cgroup.procs")) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
     }
 
     /// `systemd-run --scope`: systemd makes the scope with systemd-run's own process in it,

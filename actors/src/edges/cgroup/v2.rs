@@ -17,9 +17,8 @@ pub struct V2Backend {
     parent: PathBuf,
     /// How the parent was chosen, when systemd was asked (for logs and `doctor`).
     placed: Option<String>,
-    /// herd's systemd scope (the cgroup2 mount and `[cgroup] root`), made again when it is
-    /// gone (stopped by hand).
-    scope: Option<(PathBuf, String)>,
+    /// herd's systemd scope, made again when it is gone (stopped by hand).
+    scope: Option<WorkloadScope>,
     /// Set when herdd was started in the delegated service cgroup itself rather than in its
     /// `supervisor` leaf: the next start would be refused (EBUSY) while workloads live below.
     blocks_restart: Option<String>,
@@ -78,7 +77,7 @@ impl V2Backend {
         });
         let parent = if let Some(Ok(scope)) = scope {
             placed = Some(format!("in the systemd scope {}", scope.unit));
-            in_scope = Some((mount.to_path_buf(), root.to_string()));
+            in_scope = Some(scope.clone());
             scope.workloads()
         } else if let Some(base) = delegated_base(mount) {
             let started_in = super::mounts::own_unified_path()
@@ -122,8 +121,8 @@ impl V2Backend {
         if self.parent.is_dir() {
             return Ok(());
         }
-        if let Some((mount, root)) = &self.scope {
-            WorkloadScope::ensure(mount, root)?;
+        if let Some(scope) = &self.scope {
+            scope.ensure_again()?;
         }
         std::fs::create_dir_all(&self.parent).map_err(io_err(&self.parent))?;
         enable_controllers(&self.parent)
@@ -147,8 +146,15 @@ impl CgroupBackend for V2Backend {
     }
 
     fn remove_root_if_empty(&self) {
-        if let Err(e) = std::fs::remove_dir(&self.parent) {
-            tracing::debug!(dir = %self.parent.display(), error = %e, "herd's cgroup root stays");
+        match std::fs::remove_dir(&self.parent) {
+            Ok(()) => {
+                if let Some(scope) = &self.scope {
+                    scope.end_if_unused();
+                }
+            }
+            Err(e) => {
+                tracing::debug!(dir = %self.parent.display(), error = %e, "herd's cgroup root stays")
+            }
         }
     }
 
