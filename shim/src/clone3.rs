@@ -4,8 +4,8 @@
 //! join-before-exec path ([`crate::spawn`]), with system calls only: everything it needs is
 //! prepared before the clone ([`ExecPlan`]), it allocates nothing and takes no lock.
 
-use crate::spawn::SHIM_IGNORES;
 use crate::ShimLaunch;
+use crate::SHIM_IGNORES;
 use std::ffi::{CString, OsStr};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

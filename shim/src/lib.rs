@@ -29,8 +29,18 @@ pub use clone3::probe as probe_clone_into_cgroup;
 pub use files::{read_json, write_atomic, write_json};
 pub use supervise::{copy_rotating, main};
 
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+/// The signals the shim ignores, so that a terminal's or herdd's do not end it (and a closed
+/// pipe to herdd does not either); its child restores them before exec.
+pub(crate) const SHIM_IGNORES: [Signal; 4] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGPIPE,
+];
 
 /// A log file is rotated (to `<name>.1`, replacing the previous one) once it holds this much.
 pub const LOG_CAP_BYTES: u64 = 64 * 1024 * 1024;

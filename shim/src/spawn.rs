@@ -3,20 +3,12 @@
 //! sandbox without clone3) std's `Command` forks it and the child joins the cgroup before exec.
 
 use crate::clone3::{self, ChildStdio, CloneError, ExecPlan};
+use crate::SHIM_IGNORES;
 use crate::{Placement, ShimLaunch};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
-
-/// The signals the shim ignores, so that a terminal's or herdd's do not end it (and a closed
-/// pipe to herdd does not either); its child restores them before exec.
-pub(crate) const SHIM_IGNORES: [Signal; 4] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGPIPE,
-];
 
 /// The started workload's main process, a child of the shim.
 pub(crate) enum Workload {

@@ -1,6 +1,7 @@
 //! The shim itself: start the workload, answer herdd, copy the output, record the exit.
 
-use crate::spawn::{spawn, Spawned, SHIM_IGNORES};
+use crate::spawn::{spawn, Spawned};
+use crate::SHIM_IGNORES;
 use crate::{
     proc, read_json, write_json, ShimExit, ShimLaunch, ShimState, EXIT_FILE, LAUNCH_FILE,
     LOG_CAP_BYTES, STATE_FILE, STDERR_LOG, STDOUT_LOG,

@@ -230,6 +230,19 @@ pub(crate) fn read_back(paths: impl IntoIterator<Item = PathBuf>) -> Vec<(PathBu
         .collect()
 }
 
+/// The controllers herd enables for workload cgroups (cgroup v2), where the parent has them.
+const V2_CONTROLLERS: &str = "+cpu +memory +pids +io";
+
+/// Enables herd's controllers for the children of the cgroup v2 directory `dir`.
+pub(crate) fn enable_controllers(dir: &std::path::Path) -> Result<(), CgroupError> {
+    let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let wanted: Vec<&str> = V2_CONTROLLERS
+        .split(' ')
+        .filter(|c| available.split_whitespace().any(|a| a == &c[1..]))
+        .collect();
+    write_file(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
+}
+
 pub(crate) fn write_file(path: &std::path::Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(io_err(path))
 }

@@ -14,8 +14,7 @@
 //! the scope's `holder` leaf, controllers are enabled for `workloads/`, and workload cgroups go
 //! below it. A restarted herdd finds the scope alive and takes it as it is.
 
-use super::v2::enable_controllers;
-use super::{io_err, read_pids, write_file, CgroupError};
+use super::{enable_controllers, io_err, read_pids, write_file, CgroupError};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -10,8 +10,6 @@ use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const CONTROLLERS: &str = "+cpu +memory +pids +io";
-
 #[derive(Debug)]
 pub struct V2Backend {
     parent: PathBuf,
@@ -22,15 +20,6 @@ pub struct V2Backend {
     /// Set when herdd was started in the delegated service cgroup itself rather than in its
     /// `supervisor` leaf: the next start would be refused (EBUSY) while workloads live below.
     blocks_restart: Option<String>,
-}
-
-pub(super) fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
-    let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let wanted: Vec<&str> = CONTROLLERS
-        .split(' ')
-        .filter(|c| available.split_whitespace().any(|a| a == &c[1..]))
-        .collect();
-    write_file(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
 }
 
 /// The delegated service cgroup, from herdd's own cgroup path: the service's (`Delegate=yes`),
