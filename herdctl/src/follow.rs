@@ -87,6 +87,17 @@ impl Settled {
         }
     }
 
+    /// From a terminal event: a workload that failed to start wrote nothing.
+    fn of_event(ev: &WorkloadEvent) -> Settled {
+        Settled {
+            state: ev.state,
+            exit_code: ev.exit_code,
+            signal: ev.signal.clone(),
+            started: ev.state != WorkloadState::Failed,
+            attempt: ev.restarts,
+        }
+    }
+
     fn lost() -> Settled {
         Settled {
             state: WorkloadState::Lost,
@@ -479,23 +490,11 @@ async fn settled_after(
 ) -> Option<Settled> {
     match attempt {
         Some(restarts) if ev.restarts > restarts => None,
-        Some(_) => Some(Settled {
-            state: ev.state,
-            exit_code: ev.exit_code,
-            signal: ev.signal.clone(),
-            started: ev.state != WorkloadState::Failed,
-            attempt: ev.restarts,
-        }),
+        Some(_) => Some(Settled::of_event(ev)),
         None => match get(ctl, q).await {
             Ok(status) if settled_for_good(&status) => Some(Settled::of(&status)),
             Ok(_) => None,
-            Err(_) => Some(Settled {
-                state: ev.state,
-                exit_code: ev.exit_code,
-                signal: ev.signal.clone(),
-                started: ev.state != WorkloadState::Failed,
-                attempt: ev.restarts,
-            }),
+            Err(_) => Some(Settled::of_event(ev)),
         },
     }
 }

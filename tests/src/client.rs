@@ -131,3 +131,21 @@ pub async fn wait_for_node(client: &async_nats::Client, node: &str) {
     )
     .await;
 }
+
+/// The cgroup backend node `node` runs its workloads on (its ping says), announced once per
+/// test binary; fails unless it is a real v1 or v2 hierarchy.
+pub async fn real_cgroup_backend(client: &async_nats::Client, node: &str) -> String {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let ping = node_call(client, node, "ping", serde_json::json!({})).await;
+    let backend = ping["data"]["cgroup"].as_str().unwrap_or("?").to_string();
+    ONCE.call_once(|| {
+        crate::announce(&format!(
+            "backend cgroup {backend} (real cgroup filesystem)"
+        ))
+    });
+    assert!(
+        backend == "v1" || backend == "v2",
+        "these tests need a writable cgroup v1 or v2 hierarchy (run as root); herdd found '{backend}'"
+    );
+    backend
+}

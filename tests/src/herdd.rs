@@ -44,22 +44,29 @@ impl<'a> HerddOptions<'a> {
     }
 }
 
+/// A temporary directory for herdd's state, readable by all like /var/lib: workloads running
+/// as another user reach their work and output directories below it.
+pub fn state_dir() -> tempfile::TempDir {
+    state_dir_with_prefix(".tmp")
+}
+
+fn state_dir_with_prefix(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
 impl Herdd {
     pub fn start(node_id: &str, nats_url: String) -> Herdd {
         Herdd::start_with(HerddOptions::new(node_id, nats_url))
     }
 
     pub fn start_with(opts: HerddOptions) -> Herdd {
-        let dir = tempfile::Builder::new()
-            .prefix("herd-test-herdd-")
-            .tempdir()
-            .unwrap();
-        // Like /var/lib: workloads running as another user reach their HERD_OUTPUT_DIR.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let dir = state_dir_with_prefix("herd-test-herdd-");
         let state_dir = opts
             .state_dir
             .map(Path::to_path_buf)

@@ -12,13 +12,13 @@ mod nats;
 mod process;
 
 pub use client::{
-    connect, content_type, eventually, node_call, request, wait_for_node, wait_workload_event,
-    wait_workloads_events,
+    connect, content_type, eventually, node_call, real_cgroup_backend, request, wait_for_node,
+    wait_workload_event, wait_workloads_events,
 };
 pub use docker::{containers_of, docker_test_image};
 pub use fleet::Fleet;
 pub use herd_bus;
-pub use herdd::{Herdd, HerddOptions};
+pub use herdd::{state_dir, Herdd, HerddOptions};
 pub use nats::{nats_version, NatsServer, TEST_MAX_PAYLOAD};
 pub use process::{signal, workspace_bin};
 

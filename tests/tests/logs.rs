@@ -9,8 +9,8 @@ use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{LogChunk, LogStream, WorkloadState};
 use herd_tests::{
-    announce, connect, node_call, wait_for_node, wait_workload_event, workspace_bin, Herdd,
-    HerddOptions, NatsServer,
+    announce, connect, node_call, state_dir, wait_for_node, wait_workload_event, workspace_bin,
+    Herdd, HerddOptions, NatsServer,
 };
 use serde_json::json;
 use std::path::Path;
@@ -65,12 +65,7 @@ impl Drop for CgroupRoot {
 
 async fn node(id: &'static str, lines_per_s: u32) -> Node {
     let nats = NatsServer::start();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        state.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let state = state_dir();
     let herdd = start_herdd(
         &nats,
         id,

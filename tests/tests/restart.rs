@@ -7,8 +7,8 @@ use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{LogChunk, TelemetryBatch, WorkloadState};
 use herd_tests::{
-    announce, connect, node_call, wait_for_node, wait_workloads_events, Herdd, HerddOptions,
-    NatsServer,
+    announce, connect, node_call, state_dir, wait_for_node, wait_workloads_events, Herdd,
+    HerddOptions, NatsServer,
 };
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -59,12 +59,7 @@ fn decode<T: serde::de::DeserializeOwned>(msg: &async_nats::Message) -> T {
 #[tokio::test]
 async fn a_restarted_herdd_adopts_its_running_workloads_and_learns_exits_it_missed() {
     let nats = NatsServer::start();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        state.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let state = state_dir();
     let root = format!("herdtest-restart-{}", std::process::id());
     let go = state.path().join("go");
     let client = connect(&nats.url()).await;
@@ -440,12 +435,7 @@ impl Drop for RemoveRoot {
 #[tokio::test]
 async fn an_exit_recorded_while_herdd_was_down_survives_a_removed_cgroup() {
     let nats = NatsServer::start();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        state.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let state = state_dir();
     let root = format!("herdtest-{}-gone", std::process::id());
     let _cleanup = RemoveRoot(root.clone());
     let node = "gone-cgroup";

@@ -5,8 +5,8 @@
 
 use herd_bus::{RunRecord, TaskStatus, WorkloadState};
 use herd_tests::{
-    announce, connect, eventually, node_call as call, wait_for_node,
-    wait_workload_event as wait_event, Fleet, Herdd, HerddOptions, NatsServer,
+    announce, connect, eventually, node_call as call, real_cgroup_backend, state_dir,
+    wait_for_node, wait_workload_event as wait_event, Fleet, Herdd, HerddOptions, NatsServer,
 };
 use serde_json::{json, Value};
 use std::os::unix::fs::MetadataExt;
@@ -44,17 +44,7 @@ async fn node(id: &str, extra: &str) -> Node {
     });
     let client = connect(&nats.url()).await;
     wait_for_node(&client, id).await;
-    let backend = call(&client, id, "ping", json!({})).await["data"]["cgroup"]
-        .as_str()
-        .unwrap_or("?")
-        .to_string();
-    announce(&format!(
-        "backend cgroup {backend} (real cgroup filesystem)"
-    ));
-    assert!(
-        backend == "v1" || backend == "v2",
-        "these tests need a writable cgroup v1 or v2 hierarchy (run as root); herdd found '{backend}'"
-    );
+    real_cgroup_backend(&client, id).await;
     Node {
         _nats: nats,
         _herdd: herdd,
@@ -319,12 +309,7 @@ async fn a_run_journal_keeps_what_each_task_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settled_workloads_stay_answerable_after_a_restart_and_keep_their_directory() {
     let nats = NatsServer::start();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        state.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let state = state_dir();
     let config = format!(
         "[cgroup]\nroot = \"herdtest-{}-wd-restart\"\n",
         std::process::id()

@@ -6,12 +6,11 @@ use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{TelemetryBatch, WorkloadList, WorkloadState};
 use herd_tests::{
-    announce, connect, node_call as call, wait_for_node, wait_workload_event as wait_event, Herdd,
-    HerddOptions, NatsServer,
+    announce, connect, node_call as call, real_cgroup_backend, wait_for_node,
+    wait_workload_event as wait_event, Herdd, HerddOptions, NatsServer,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// herd's cgroup root for this test run, apart from a real installation's and from other runs.
@@ -40,18 +39,7 @@ async fn node(id: &str, extra_config: &str) -> Node {
     });
     let client = connect(&nats.url()).await;
     wait_for_node(&client, id).await;
-    let ping = call(&client, id, "ping", json!({})).await;
-    let backend = ping["data"]["cgroup"].as_str().unwrap_or("?").to_string();
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        announce(&format!(
-            "backend cgroup {backend} (real cgroup filesystem)"
-        ))
-    });
-    assert!(
-        backend == "v1" || backend == "v2",
-        "these tests need a writable cgroup v1 or v2 hierarchy (run as root); herdd found '{backend}'"
-    );
+    let backend = real_cgroup_backend(&client, id).await;
     Node {
         _nats: nats,
         herdd,
