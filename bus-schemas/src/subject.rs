@@ -241,6 +241,11 @@ impl Subjects {
         format!("{}.evt.*.node.*", self.base)
     }
 
+    /// Node events of one node.
+    pub fn node_events_of(&self, node: &NodeId) -> String {
+        format!("{}.evt.{node}.node.*", self.base)
+    }
+
     /// Workload events of every node.
     pub fn workload_events_all(&self) -> String {
         format!("{}.evt.*.workload.*", self.base)
@@ -297,6 +302,11 @@ impl Subjects {
     /// `herd.v1.cluster.evt.node.up`, `herd.v1.cluster.evt.run.completed`, …
     pub fn cluster_event(&self, kind: ClusterEventKind) -> String {
         format!("{}.cluster.evt.{}", self.base, kind.as_str())
+    }
+
+    /// Every cluster event: node liveness and run state changes.
+    pub fn cluster_events_all(&self) -> String {
+        format!("{}.cluster.evt.>", self.base)
     }
 
     /// Parses any subject under this prefix. Unknown verbs under a node are reported as such, so

@@ -40,6 +40,8 @@ pub struct Config {
     /// What of a run task's output directory is uploaded to the `herd-results` bucket.
     pub results: ResultsPolicy,
     pub metrics: MetricsConfig,
+    /// The coordinator's web dashboard.
+    pub dashboard: DashboardConfig,
     pub heartbeat: HeartbeatConfig,
     pub coordinator: CoordinatorConfig,
 }
@@ -109,6 +111,7 @@ impl Default for Config {
             logs: LogsConfig::default(),
             results: ResultsPolicy::default(),
             metrics: MetricsConfig::default(),
+            dashboard: DashboardConfig::default(),
             heartbeat: HeartbeatConfig::default(),
             coordinator: CoordinatorConfig::default(),
         }
@@ -158,6 +161,21 @@ pub struct MetricsConfig {
     /// `host:port` to serve `GET /metrics` on (e.g. `127.0.0.1:9464`); unset: no listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+}
+
+/// The coordinator's opt-in web dashboard (docs/dashboard.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// `host:port` to serve the dashboard on (e.g. `127.0.0.1:8080`); unset: no dashboard.
+    /// Only a herdd with the coordinator role serves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Whether the pages may stop workloads and runs and drain nodes (each needs the token).
+    pub allow_actions: bool,
+    /// File holding the token that actions must present; required when `allow_actions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -388,6 +406,14 @@ impl Config {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 bail!("metrics.listen must be host:port with an IP address (127.0.0.1:9464, [::]:9464), got {listen:?}");
             }
+        }
+        if let Some(listen) = &self.dashboard.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                bail!("dashboard.listen must be host:port with an IP address (127.0.0.1:8080), got {listen:?}");
+            }
+        }
+        if self.dashboard.allow_actions && self.dashboard.token_file.is_none() {
+            bail!("dashboard.allow_actions needs dashboard.token_file: actions are taken only with its token");
         }
         if self.logs.max_lines_per_s == 0 {
             bail!("logs.max_lines_per_s must be > 0");

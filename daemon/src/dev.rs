@@ -61,6 +61,15 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Where `herdd dev --nodes N` serves the dashboard: 127.0.0.1:8080, or a free port when
+/// something else has that one.
+pub fn dashboard_listen() -> String {
+    match TcpListener::bind("127.0.0.1:8080") {
+        Ok(_) => "127.0.0.1:8080".to_string(),
+        Err(_) => format!("127.0.0.1:{}", free_port().unwrap_or(8081)),
+    }
+}
+
 /// Starts `nats-server -js` on a free loopback port with a temporary store.
 pub fn start_nats() -> anyhow::Result<DevNats> {
     let Some(bin) = find_nats_server() else {

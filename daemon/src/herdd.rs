@@ -43,6 +43,10 @@ pub struct Cli {
     /// Serve Prometheus metrics on host:port (`GET /metrics`) [default: off].
     #[arg(long, env = "HERD_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<String>,
+    /// Serve the web dashboard on host:port (a coordinator only) [default: off; `herdd dev`
+    /// turns it on].
+    #[arg(long, env = "HERD_DASHBOARD_LISTEN", global = true)]
+    pub dashboard_listen: Option<String>,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(subcommand)]
@@ -118,6 +122,9 @@ impl Cli {
         if let Some(listen) = &self.metrics_listen {
             config.metrics.listen = Some(listen.clone());
         }
+        if let Some(listen) = &self.dashboard_listen {
+            config.dashboard.listen = Some(listen.clone());
+        }
         self.nats.apply(&mut config.nats);
         config.validate()?;
         Ok(config)
@@ -188,7 +195,13 @@ fn run_dev(mut config: Config, state_dir_given: bool, nodes: u32) -> anyhow::Res
     let fleet = if nodes > 0 {
         config.roles = vec![Role::Coordinator];
         let fleet = dev::start_fleet(&config, nodes)?;
+        let dashboard = config
+            .dashboard
+            .listen
+            .get_or_insert_with(dev::dashboard_listen)
+            .clone();
         eprintln!("{}", fleet.banner(&config.nats.urls[0]));
+        eprintln!("Dashboard: http://{dashboard}/\n");
         Some(fleet)
     } else {
         eprintln!(

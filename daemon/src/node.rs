@@ -182,7 +182,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .start();
         bus.do_send(OnStateChange(heartbeat.recipient()));
     }
-    if config.roles.contains(&Role::Coordinator) {
+    let is_coordinator = config.roles.contains(&Role::Coordinator);
+    if is_coordinator {
         let registry = config.coordinator.registry();
         let tick = Duration::from_secs_f64((config.heartbeat.interval_s / 4.0).clamp(0.05, 1.0));
         Coordinator::new(
@@ -199,10 +200,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     bus.do_send(EmitNodeEvent(NodeEventKind::Started, None));
-    if let Some(listen) = &config.metrics.listen {
+    let metrics_listen = config.metrics.listen.as_deref().map(|listen| {
         let executor = executor.as_ref().map(|(e, _)| e.clone());
-        let addr = crate::metrics::start(listen, executor).await?;
+        (listen, executor)
+    });
+    let dashboard = match (&config.dashboard.listen, is_coordinator) {
+        (Some(listen), true) => Some((listen.as_str(), dashboard(&config, &client, &subjects)?)),
+        (Some(_), false) => {
+            tracing::warn!("dashboard.listen is set but this herdd is no coordinator: only a coordinator serves the dashboard");
+            None
+        }
+        (None, _) => None,
+    };
+    let (metrics_addr, dashboard_addr) = crate::http::start(metrics_listen, dashboard)?;
+    if let Some(addr) = metrics_addr {
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+    }
+    if let Some(addr) = dashboard_addr {
+        tracing::info!(url = %format!("http://{addr}/"), actions = config.dashboard.allow_actions, "serving the dashboard");
     }
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -252,6 +267,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     System::current().stop();
     tracing::info!("herdd stopped");
     Ok(())
+}
+
+/// The dashboard of this coordinator, with actions when the configuration allows them.
+fn dashboard(
+    config: &Config,
+    client: &async_nats::Client,
+    subjects: &Subjects,
+) -> anyhow::Result<crate::dashboard::Shared> {
+    use crate::dashboard::actions::Policy;
+    let policy = match (&config.dashboard.token_file, config.dashboard.allow_actions) {
+        (Some(file), true) => {
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("dashboard.token_file: cannot read {}", file.display()))?;
+            Policy::with_token(&token)
+                .map_err(|e| anyhow::anyhow!("dashboard.token_file {}: {e}", file.display()))?
+        }
+        _ => Policy::off(),
+    };
+    Ok(crate::dashboard::Dashboard::new(
+        client.clone(),
+        subjects.clone(),
+        policy,
+    ))
 }
 
 /// `herd-shim` beside this herdd (small: starts fast, costs little memory per workload);

@@ -216,6 +216,38 @@ impl LogSource {
     }
 }
 
+/// The kept output of `q` as `herdctl logs --no-follow` prints it (markers included), at most
+/// the last `keep` lines, without waiting for more: what the dashboard shows.
+pub async fn history(
+    ctl: &Ctl,
+    q: &LogQuery,
+    keep: usize,
+) -> anyhow::Result<Vec<(LogStream, String)>> {
+    let mut source = LogSource::open(ctl, q, true).await?;
+    if !source.is_kept() {
+        anyhow::bail!(
+            "no log history of {} on {} is kept in NATS (stream {})",
+            q.workload,
+            q.node,
+            ctl.subjects.logs_stream(&q.node)
+        );
+    }
+    let mut printer = LogPrinter::default();
+    let mut tail = Tail::new(keep);
+    while !source.caught_up() {
+        match tokio::time::timeout(ctl.timeout, source.next()).await {
+            Err(_) => anyhow::bail!("the log history did not arrive within {:?}", ctl.timeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(chunk))) => {
+                let lines = printer.lines(&chunk);
+                tail.push(chunk.stream, lines);
+            }
+        }
+    }
+    Ok(tail.drain().collect())
+}
+
 /// What is known of the workload's end while following.
 enum Watch {
     /// Running (or starting): follow until it settles.

@@ -21,10 +21,13 @@ mod runs;
 mod top;
 
 pub use args::Cli;
+/// For herdd's dashboard, which asks what herdctl asks and shows a workload's output as
+/// `herdctl logs --no-follow` prints it.
+pub use ctl::Ctl;
+pub use follow::{history as log_history, LogQuery};
 
 use args::{Command, NodesCommand, RunCommand};
 use clap::Parser;
-use ctl::Ctl;
 use std::process::ExitCode;
 use std::time::Duration;
 
