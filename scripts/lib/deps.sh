@@ -101,3 +101,10 @@ ensure_vm_tools() {
   echo "installing ${missing[*]} (Debian packages, for the VM lane)..." >&2
   apt_install "${missing[@]}"
 }
+
+# Chromium: the dashboard tests drive a real headless browser through its DevTools protocol.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then return 0; fi
+  echo "installing chromium (Debian package)..." >&2
+  apt_install chromium fonts-dejavu-core
+}

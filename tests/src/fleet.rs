@@ -35,9 +35,27 @@ impl Fleet {
         lost_after_s: f64,
         agent_toml: &str,
     ) -> Fleet {
+        Fleet::start_with(tag, agents, heartbeat_s, lost_after_s, agent_toml, "").await
+    }
+
+    /// Like [`Fleet::start_configured`], with `coordinator_toml` (whole sections, e.g.
+    /// `[dashboard]`) in the coordinator's configuration.
+    pub async fn start_with(
+        tag: &str,
+        agents: &[&str],
+        heartbeat_s: f64,
+        lost_after_s: f64,
+        agent_toml: &str,
+        coordinator_toml: &str,
+    ) -> Fleet {
         let nats = NatsServer::start();
-        let coordinator =
-            Fleet::start_coordinator(&nats, &format!("{tag}-coord"), heartbeat_s, lost_after_s);
+        let coordinator = Fleet::start_coordinator_with(
+            &nats,
+            &format!("{tag}-coord"),
+            heartbeat_s,
+            lost_after_s,
+            coordinator_toml,
+        );
         let agents: Vec<Herdd> = agents
             .iter()
             .map(|n| Fleet::start_agent(&nats, tag, n, heartbeat_s, agent_toml, None))
@@ -126,8 +144,19 @@ impl Fleet {
         heartbeat_s: f64,
         lost_after_s: f64,
     ) -> Herdd {
+        Fleet::start_coordinator_with(nats, id, heartbeat_s, lost_after_s, "")
+    }
+
+    /// A coordinator with `extra_toml` (whole sections) in its configuration.
+    pub fn start_coordinator_with(
+        nats: &NatsServer,
+        id: &str,
+        heartbeat_s: f64,
+        lost_after_s: f64,
+        extra_toml: &str,
+    ) -> Herdd {
         let config = format!(
-            "roles = [\"coordinator\"]\n[heartbeat]\ninterval_s = {heartbeat_s}\n[coordinator]\nlost_after_s = {lost_after_s}\n"
+            "roles = [\"coordinator\"]\n[heartbeat]\ninterval_s = {heartbeat_s}\n[coordinator]\nlost_after_s = {lost_after_s}\n{extra_toml}"
         );
         Herdd::start_with(HerddOptions {
             config_toml: Some(&config),

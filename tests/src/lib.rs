@@ -4,6 +4,7 @@
 //! Docker engine and its test image, and a NATS client's requests and waits. Servers and daemons
 //! are stopped on drop. Each test binary prints which backends it exercised.
 
+mod browser;
 mod client;
 mod docker;
 mod fleet;
@@ -11,6 +12,7 @@ mod herdd;
 mod nats;
 mod process;
 
+pub use browser::Browser;
 pub use client::{
     connect, content_type, eventually, node_call, real_cgroup_backend, request, wait_for_node,
     wait_workload_event, wait_workloads_events,
