@@ -225,12 +225,7 @@ pub async fn history(
 ) -> anyhow::Result<Vec<(LogStream, String)>> {
     let mut source = LogSource::open(ctl, q, true).await?;
     if !source.is_kept() {
-        anyhow::bail!(
-            "no log history of {} on {} is kept in NATS (stream {})",
-            q.workload,
-            q.node,
-            ctl.subjects.logs_stream(&q.node)
-        );
+        return Err(no_history(ctl, q));
     }
     let mut printer = LogPrinter::default();
     let mut tail = Tail::new(keep);
@@ -246,6 +241,15 @@ pub async fn history(
         }
     }
     Ok(tail.drain().collect())
+}
+
+fn no_history(ctl: &Ctl, q: &LogQuery) -> anyhow::Error {
+    anyhow::anyhow!(
+        "no log history of {} on {} is kept in NATS (stream {})",
+        q.workload,
+        q.node,
+        ctl.subjects.logs_stream(&q.node)
+    )
 }
 
 /// What is known of the workload's end while following.
@@ -339,12 +343,7 @@ pub async fn follow(
         Watch::HistoryOnly
     };
     if matches!(watch, Watch::HistoryOnly) && !source.is_kept() {
-        anyhow::bail!(
-            "no log history of {} on {} is kept in NATS (stream {})",
-            q.workload,
-            q.node,
-            ctl.subjects.logs_stream(&q.node)
-        );
+        return Err(no_history(ctl, q));
     }
     let mut printer = LogPrinter::default();
     let mut tail = q.tail.filter(|n| *n > 0).map(Tail::new);

@@ -45,3 +45,20 @@ pub(crate) fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStat
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `herdctl --nats-url URL --wait 5 ARGS…` and answers its stdout and stderr; fails the
+/// test, with both, when it does not succeed.
+pub async fn herdctl(nats_url: &str, args: &[&str]) -> (String, String) {
+    let out = tokio::process::Command::new(workspace_bin("herdctl"))
+        .args(["--nats-url", nats_url, "--wait", "5"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "herdctl {args:?}: {stderr}\n{stdout}");
+    (stdout, stderr)
+}

@@ -7,7 +7,7 @@
 //! fails saying so, within a bound, rather than hanging.
 
 use herd_bus::{RunComparison, RunRecord, RunState, RunStats, TaskStatus};
-use herd_tests::{eventually, workspace_bin, Fleet};
+use herd_tests::{eventually, Fleet};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -90,20 +90,7 @@ async fn compare(f: &Fleet, a: &str, b: &str) -> RunComparison {
 }
 
 async fn herdctl(f: &Fleet, args: &[&str]) -> String {
-    let url = f.nats.url();
-    let out = tokio::process::Command::new(workspace_bin("herdctl"))
-        .args(["--nats-url", url.as_str(), "--wait", "5"])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "herdctl {args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    herd_tests::herdctl(&f.nats.url(), args).await.0
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@
 //! picture is one of them).
 
 use herd_tests::{
-    announce, eventually, free_port, nats_version, node_call, real_cgroup_backend, signal,
-    workspace_bin, Browser, Fleet,
+    announce, eventually, free_port, nats_version, node_call, real_cgroup_backend, signal, Browser,
+    Fleet,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -45,6 +45,16 @@ fn started(browser: &Browser) {
     });
 }
 
+/// A fleet of `agents` whose coordinator serves the dashboard (read-only) on a free port, and
+/// a browser.
+async fn fleet_and_browser(tag: &str, agents: &[&str]) -> (Fleet, Browser, u16) {
+    let port = free_port();
+    let f = Fleet::start_with(tag, agents, HB, 20.0, "", &dashboard_toml(port, None)).await;
+    let browser = b(|| Browser::start().expect("a headless Chromium"));
+    started(&browser);
+    (f, browser, port)
+}
+
 fn screenshot(browser: &mut Browser, name: &str) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     browser.screenshot(&root.join("target/screenshots").join(name));
@@ -60,19 +70,7 @@ async fn start(f: &Fleet, node: &str, spec: Value) -> String {
 }
 
 async fn herdctl(f: &Fleet, args: &[&str]) -> (String, String) {
-    let url = f.nats.url();
-    let out = tokio::process::Command::new(workspace_bin("herdctl"))
-        .args(["--nats-url", url.as_str(), "--wait", "5"])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "herdctl {args:?}: {stderr}\n{stdout}");
-    (stdout, stderr)
+    herd_tests::herdctl(&f.nats.url(), args).await
 }
 
 /// One HTTP/1.1 request with `headers`; the status and body.
@@ -106,21 +104,10 @@ fn wait(browser: &mut Browser, what: &str, js: &str, within: Duration) -> Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_follow_the_fleet_live() {
-    let port = free_port();
-    let f = Fleet::start_with(
-        "dash",
-        &["a", "b", "c"],
-        HB,
-        20.0,
-        "",
-        &dashboard_toml(port, None),
-    )
-    .await;
+    let (f, mut browser, port) = fleet_and_browser("dash", &["a", "b", "c"]).await;
     let node = f.agents[0].node_id.clone();
     real_cgroup_backend(&f.client, &node).await;
     let base = format!("http://127.0.0.1:{port}");
-    let mut browser = b(|| Browser::start().expect("a headless Chromium"));
-    started(&browser);
 
     // The fleet: three nodes up.
     b(|| {
@@ -242,7 +229,7 @@ async fn the_pages_follow_the_fleet_live() {
             "--",
             "sh",
             "-c",
-            "sleep 0.7",
+            "echo \"rep $HERD_REP\" > \"$HERD_OUTPUT_DIR/out.txt\"; echo \"{\\\"score\\\": $HERD_REP}\" > \"$HERD_OUTPUT_DIR/metrics.json\"; sleep 0.7",
         ],
     )
     .await;
@@ -294,6 +281,33 @@ async fn the_pages_follow_the_fleet_live() {
     assert_eq!(table.len(), 9);
     assert_eq!(table, expected);
 
+    // Each task's files are links to their bytes; the run compared with itself changes nothing.
+    b(|| {
+        wait(
+            &mut browser,
+            "every task's out.txt linked",
+            "Array.from(document.querySelectorAll('a[href^=\"/results/\"]')).filter(a => a.textContent === 'out.txt').length === 9",
+            Duration::from_secs(30),
+        );
+        let texts = browser.eval(
+            "Promise.all(Array.from(document.querySelectorAll('a[href^=\"/results/\"]')).filter(a => a.textContent === 'out.txt') \
+               .map(a => fetch(a.href).then(r => r.text()))).then(t => t.sort())",
+        );
+        let want: Vec<String> = (1..=3)
+            .flat_map(|r| std::iter::repeat_n(format!("rep {r}\n"), 3))
+            .collect();
+        assert_eq!(texts, json!(want));
+        browser.navigate(&format!("{base}/compare?a={run}&b={run}"));
+        let score = browser.eval(
+            "Array.from(document.querySelector('tr[data-metric=score]').cells).map(c => c.textContent)",
+        );
+        assert_eq!(score[5], "+0.0 %", "{score}");
+        assert_eq!(
+            browser.eval("document.querySelector('tr[data-metric=score]').dataset.significant"),
+            "false"
+        );
+    });
+
     // A node frozen with SIGSTOP turns stale on the fleet page.
     b(|| {
         browser.navigate(&format!("{base}/"));
@@ -322,13 +336,10 @@ async fn the_pages_follow_the_fleet_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_are_refused_unless_allowed_and_authorized() {
-    let port = free_port();
-    let mut f = Fleet::start_with("dact", &["a"], HB, 20.0, "", &dashboard_toml(port, None)).await;
+    let (mut f, mut browser, port) = fleet_and_browser("dact", &["a"]).await;
     let node = f.agents[0].node_id.clone();
     let w = start(&f, &node, json!({"command": ["sleep", "300"]})).await;
     let base = format!("http://127.0.0.1:{port}");
-    let mut browser = b(|| Browser::start().expect("a headless Chromium"));
-    started(&browser);
     let stop = format!("/action/stop-workload?node={node}&workload={w}");
 
     // Off: no button, and a forged POST (from the page, and from outside) is refused.
@@ -357,6 +368,18 @@ async fn actions_are_refused_unless_allowed_and_authorized() {
     let _ = headers;
 
     // On: without the token refused, with the wrong one refused, from another site refused.
+    // The coordinator restarts (now with actions on) under an open page: the page reconnects by
+    // itself and goes on showing what happens, without a reload.
+    b(|| {
+        browser.navigate(&format!("{base}/node/{node}"));
+        wait(
+            &mut browser,
+            "the node page's feed connected",
+            "document.getElementById('live').classList.contains('on')",
+            Duration::from_secs(5),
+        );
+        browser.eval("window.sameDocument = true");
+    });
     let token_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(token_file.path(), format!("{TOKEN}\n")).unwrap();
     f.coordinator.terminate(Duration::from_secs(10));
@@ -379,6 +402,25 @@ async fn actions_are_refused_unless_allowed_and_authorized() {
         },
     )
     .await;
+    b(|| {
+        wait(
+            &mut browser,
+            "the page reconnected to the new coordinator",
+            "document.getElementById('live').classList.contains('on') && window.sameDocument",
+            Duration::from_secs(10),
+        )
+    });
+    let later = start(&f, &node, json!({"command": ["sleep", "300"]})).await;
+    b(|| {
+        wait(
+            &mut browser,
+            "a workload started after the reconnect shown without a reload",
+            &format!(
+                "!!document.querySelector('tr[data-workload=\"{later}\"]') && window.sameDocument"
+            ),
+            Duration::from_secs(2),
+        )
+    });
     let (status, body) = http(port, "POST", &stop, &[]);
     assert_eq!(status, 401, "{body}");
     let (status, _) = http(
@@ -433,11 +475,8 @@ async fn actions_are_refused_unless_allowed_and_authorized() {
 async fn event_to_screen_latency() {
     use futures::StreamExt;
     const N: usize = 50;
-    let port = free_port();
-    let f = Fleet::start_with("dlat", &["a"], HB, 20.0, "", &dashboard_toml(port, None)).await;
+    let (f, mut browser, port) = fleet_and_browser("dlat", &["a"]).await;
     let node = f.agents[0].node_id.clone();
-    let mut browser = b(|| Browser::start().expect("a headless Chromium"));
-    started(&browser);
     b(|| {
         browser.navigate(&format!("http://127.0.0.1:{port}/node/{node}"));
         wait(

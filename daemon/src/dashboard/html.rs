@@ -82,8 +82,13 @@ impl Frame<'_> {
 /// A region the script fetches again from `fragment` when one of the `on` feeds says something
 /// changed (space-separated: `hb workload cluster run`).
 pub fn region(id: &str, fragment: &str, on: &str, inner: &str) -> String {
+    throttled_region(id, fragment, on, 0, inner)
+}
+
+/// A [`region`] fetched at most once every `min_ms`.
+pub fn throttled_region(id: &str, fragment: &str, on: &str, min_ms: u32, inner: &str) -> String {
     format!(
-        "<section id=\"{}\" data-fragment=\"{}\" data-on=\"{}\">{inner}</section>",
+        "<section id=\"{}\" data-fragment=\"{}\" data-on=\"{}\" data-min-ms=\"{min_ms}\">{inner}</section>",
         esc(id),
         esc(fragment),
         esc(on)

@@ -9,10 +9,13 @@ use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
 use futures::StreamExt;
 use serde::Deserialize;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Live connections one dashboard serves at once; past it, 503 (the browser tries again).
+pub const MAX_CLIENTS: usize = 64;
 /// A comment line this often keeps proxies and the browser from closing an idle connection.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -24,11 +27,30 @@ pub struct TopicsQuery {
 
 /// The pump from NATS into the queue, stopped when the response is dropped (the browser left).
 struct Pump {
+    /// Counts this connection among the dashboard's until it ends.
+    _client: Client,
     queue: Arc<Mutex<ClientQueue>>,
     ready: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
     next_id: u64,
     reported_drops: u64,
+}
+
+/// One open live connection, counted in [`super::Dashboard`]'s `clients` while it lasts.
+struct Client(Data);
+
+impl Client {
+    fn enter(d: &Data) -> Option<Client> {
+        let n = d.clients.fetch_add(1, Ordering::SeqCst);
+        let client = Client(d.clone());
+        (n < MAX_CLIENTS).then_some(client)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Pump {
@@ -42,6 +64,11 @@ pub async fn sse(d: Data, q: web::Query<TopicsQuery>) -> HttpResponse {
         Ok(t) if !t.is_empty() => t,
         Ok(_) => return HttpResponse::BadRequest().body("give ?topics="),
         Err(e) => return HttpResponse::BadRequest().body(e),
+    };
+    let Some(client) = Client::enter(&d) else {
+        return HttpResponse::ServiceUnavailable().body(format!(
+            "{MAX_CLIENTS} live connections are open: the most this dashboard serves"
+        ));
     };
     let ctl = &d.source.ctl;
     let mut subscriptions = vec![];
@@ -77,6 +104,7 @@ pub async fn sse(d: Data, q: web::Query<TopicsQuery>) -> HttpResponse {
         })
     };
     let pump = Pump {
+        _client: client,
         queue,
         ready,
         task,

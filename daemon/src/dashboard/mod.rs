@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub struct Dashboard {
     source: Source,
     policy: Policy,
+    /// Live connections open now (each holds NATS subscriptions): at most [`live::MAX_CLIENTS`].
+    clients: std::sync::atomic::AtomicUsize,
 }
 
 pub type Shared = Arc<Dashboard>;
@@ -35,6 +37,7 @@ impl Dashboard {
         Arc::new(Dashboard {
             source: Source::new(client, subjects),
             policy,
+            clients: Default::default(),
         })
     }
 
@@ -70,6 +73,8 @@ pub fn routes(d: Shared) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/f/runs", web::get().to(runs_fragment))
             .route("/run/{run}", web::get().to(run))
             .route("/f/run/{run}", web::get().to(run_fragment))
+            .route("/compare", web::get().to(compare))
+            .route("/results/{object:.+}", web::get().to(result))
             .route("/events", web::get().to(events))
             .route("/sse", web::get().to(live::sse))
             .route("/static/app.js", web::get().to(app_js))
@@ -268,6 +273,54 @@ async fn run_fragment(d: Data, path: web::Path<String>) -> HttpResponse {
         now_ms(),
         d.policy.allowed(),
     ))
+}
+
+#[derive(Deserialize)]
+struct CompareQuery {
+    a: String,
+    b: String,
+}
+
+async fn compare(d: Data, q: web::Query<CompareQuery>) -> HttpResponse {
+    let (a, b) = (
+        id!(RunId, q.a.trim().to_string()),
+        id!(RunId, q.b.trim().to_string()),
+    );
+    let cmp = ask!(d.source.compare(&a, &b));
+    html(run_pages::compare_page(
+        &d.frame("Compare", Section::Runs, ""),
+        &cmp,
+    ))
+}
+
+/// A file of a task's results, as uploaded (`herdctl fetch` checks digests; a browser gets the
+/// bytes with their length, so a cut download shows as one).
+async fn result(d: Data, path: web::Path<String>) -> HttpResponse {
+    use tokio::io::AsyncReadExt;
+    let name = path.into_inner();
+    let object = ask!(d.source.result(&name));
+    let size = object.info.size as u64;
+    let file = name.rsplit('/').next().unwrap_or("result").replace('"', "");
+    let body = futures::stream::unfold(Some(object), |object| async move {
+        let mut object = object?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match object.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(web::Bytes::from(buf)), Some(object)))
+            }
+            Err(e) => Some((Err(actix_web::error::ErrorBadGateway(e)), None)),
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file}\""),
+        ))
+        .no_chunking(size)
+        .streaming(body)
 }
 
 async fn events(d: Data) -> HttpResponse {

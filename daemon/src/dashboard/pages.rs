@@ -1,7 +1,7 @@
 //! The fleet, node and events pages: what the coordinator and the nodes answer, as HTML. Pure
 //! functions of the data; the handlers in `serve` ask for it.
 
-use super::html::{ago, bytes, chart, esc, region, url, Frame};
+use super::html::{ago, bytes, chart, esc, region, throttled_region, url, Frame};
 use herd_bus::{NodeEvent, NodeList, NodeRecord, WorkloadStatus};
 
 /// Whether a node has `label` (`key=value`, or a bare key).
@@ -92,7 +92,8 @@ pub fn fleet_page(frame: &Frame, label: Option<&str>, table: &str) -> String {
          <label>Label <input name=\"label\" placeholder=\"key=value\" value=\"{}\"></label>\
          <button>Filter</button></form>{}",
         esc(label.unwrap_or("")),
-        region("fleet", &fragment, "hb cluster node", table)
+        // Every heartbeat of every node would refresh it: once a second at most.
+        throttled_region("fleet", &fragment, "hb cluster node", 1000, table)
     ))
 }
 

@@ -2,7 +2,7 @@
 //! has it, the statistics of `run show --summary`, and where its results are.
 
 use super::html::{ago, bytes, esc, region, secs, url, Frame};
-use herd_bus::{RunList, RunRecord, RunStats, TaskStatus};
+use herd_bus::{RunComparison, RunList, RunRecord, RunStats, TaskStatus};
 use std::collections::BTreeMap;
 
 pub fn catalog(list: &RunList, now_ms: u64) -> String {
@@ -74,6 +74,25 @@ fn progress(run: &RunRecord) -> String {
     )
 }
 
+/// A task's uploaded files, each a link to its bytes (the first 5; the rest counted).
+fn results_cell(r: &herd_bus::TaskResults) -> String {
+    let mut out = format!("{} files, {}", r.objects.len(), bytes(r.bytes));
+    for o in r.objects.iter().take(5) {
+        out.push_str(&format!(
+            "<br><a href=\"/results/{}\" download>{}</a>",
+            o.object.split('/').map(url).collect::<Vec<_>>().join("/"),
+            esc(&o.path)
+        ));
+    }
+    if r.objects.len() > 5 {
+        out.push_str(&format!("<br>and {} more", r.objects.len() - 5));
+    }
+    if r.truncated {
+        out.push_str("<br><span class=\"error\">truncated</span>");
+    }
+    out
+}
+
 fn tasks(run: &RunRecord) -> String {
     let mut rows = String::new();
     for t in &run.tasks {
@@ -86,11 +105,7 @@ fn tasks(run: &RunRecord) -> String {
             ),
             None => String::new(),
         };
-        let results = t
-            .results
-            .as_ref()
-            .map(|r| format!("{} files, {}", r.objects.len(), bytes(r.bytes)))
-            .unwrap_or_default();
+        let results = t.results.as_ref().map(results_cell).unwrap_or_default();
         rows.push_str(&format!(
             "<tr data-task=\"{id}\" data-status=\"{status}\"><td>{id}</td><td>{node}</td><td class=\"num\">{rep}</td>\
              <td><span class=\"badge {lower}\">{status}</span></td><td>{workload}</td><td class=\"num\">{duration}</td>\
@@ -172,17 +187,22 @@ pub fn run_body(run: &RunRecord, stats: Option<&RunStats>, now_ms: u64, actions:
     };
     let results = if run.tasks.iter().any(|t| t.results.is_some()) {
         format!(
-            "<h2>Results</h2><p>Every task's files are in the <code>herd-results</code> bucket under <code>{id}/</code>: \
-             <code>herdctl fetch {id} --to DIR</code> brings them here.</p>",
+            "<h2>Results</h2><p>Every task's files are in the <code>herd-results</code> bucket under <code>{id}/</code> \
+             (links in the task table): <code>herdctl run fetch {id} --to DIR</code> brings them all, digests checked.</p>",
             id = esc(id)
         )
     } else {
         String::new()
     };
+    let compare = format!(
+        "<form class=\"filter\" method=\"get\" action=\"/compare\"><input type=\"hidden\" name=\"a\" value=\"{}\">\
+         <label>Compare with run <input name=\"b\" placeholder=\"run id\" required></label><button>Compare</button></form>",
+        esc(id)
+    );
     format!(
         "<p class=\"run-state\" data-run=\"{eid}\" data-state=\"{state}\"><span class=\"badge {state}\">{state}</span> \
          submitted {created}, changed {updated}{stop}</p>{unconfirmed}\
-         <h2>Progress</h2>{progress}<h2>Tasks</h2>{tasks}<h2>Summary</h2>{summary}{results}",
+         <h2>Progress</h2>{progress}<h2>Tasks</h2>{tasks}<h2>Summary</h2>{summary}{compare}{results}",
         eid = esc(id),
         state = run.state.as_str(),
         created = ago(run.created_at_ms, now_ms),
@@ -212,5 +232,43 @@ pub fn run_page(frame: &Frame, run: &RunRecord, body: &str) -> String {
             "workload cluster",
             body
         ),
+    ))
+}
+
+/// `herdctl run compare A B` as a page: each figure side by side with its change and test.
+pub fn compare_page(frame: &Frame, cmp: &RunComparison) -> String {
+    let mut rows = String::new();
+    let stat = |m: &Option<herd_bus::MetricStats>| {
+        m.as_ref()
+            .map(|m| format!("{:.4} ± {:.4} (n={})", m.mean, m.stddev, m.n))
+            .unwrap_or_else(|| "–".into())
+    };
+    for r in &cmp.rows {
+        rows.push_str(&format!(
+            "<tr data-metric=\"{metric}\" data-significant=\"{sig}\"><td>{workload}</td><td>{kind}</td><td>{metric}</td>\
+             <td class=\"num\">{a}</td><td class=\"num\">{b}</td><td class=\"num\">{change}</td><td class=\"num\">{p}</td>\
+             <td>{verdict}</td><td>{note}</td></tr>",
+            workload = esc(&r.workload),
+            kind = r.kind.as_str(),
+            metric = esc(&r.metric),
+            sig = r.significant,
+            a = stat(&r.a),
+            b = stat(&r.b),
+            change = r.change.map(|c| format!("{:+.1} %", c * 100.0)).unwrap_or_default(),
+            p = r.p_value.map(|p| format!("{p:.4}")).unwrap_or_default(),
+            verdict = if r.significant { "significant" } else { "" },
+            note = esc(r.note.as_deref().unwrap_or("")),
+        ));
+    }
+    frame.render(&format!(
+        "<h1>Run <a href=\"/run/{ha}\">{a}</a> → <a href=\"/run/{hb}\">{b}</a></h1>\
+         <p>Change of the mean from A to B; Welch's t-test, significant at p &lt; {alpha}.</p>\
+         <table class=\"compare\"><thead><tr><th>Workload</th><th>Kind</th><th>Figure</th><th>A</th><th>B</th>\
+         <th>Change</th><th>p</th><th></th><th>Note</th></tr></thead><tbody>{rows}</tbody></table>",
+        a = esc(cmp.run_a.as_str()),
+        b = esc(cmp.run_b.as_str()),
+        ha = url(cmp.run_a.as_str()),
+        hb = url(cmp.run_b.as_str()),
+        alpha = cmp.alpha,
     ))
 }

@@ -3,14 +3,15 @@
 //! (log chunks, telemetry batches, node events). It asks what herdctl asks, the same way.
 
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream::{self, consumer, object_store};
 use futures::StreamExt;
 use herd_actors::edges::clock::now_ms;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
     Ack, ClusterVerb, LameduckRequest, LogStream, NodeEvent, NodeId, NodeList, NodeRecord,
-    NodeVerb, NodesQuery, RunId, RunList, RunListQuery, RunRecord, RunRef, RunStats, StopRequest,
-    TelemetryBatch, WorkloadFilter, WorkloadGet, WorkloadId, WorkloadList, WorkloadStatus,
+    NodeVerb, NodesQuery, RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord,
+    RunRef, RunStats, StopRequest, TelemetryBatch, WorkloadFilter, WorkloadGet, WorkloadId,
+    WorkloadList, WorkloadStatus, RESULTS_BUCKET,
 };
 use herdctl::{Ctl, LogQuery};
 use serde::de::DeserializeOwned;
@@ -122,6 +123,31 @@ impl Source {
             Duration::from_secs(3600),
         )
         .await
+    }
+
+    /// `cluster.run.compare`: run B against run A.
+    pub async fn compare(&self, a: &RunId, b: &RunId) -> anyhow::Result<RunComparison> {
+        let q = RunCompare {
+            run_a: a.clone(),
+            run_b: b.clone(),
+            alpha: None,
+        };
+        self.ctl.cluster(ClusterVerb::RunCompare, &q).await
+    }
+
+    /// One object of the `herd-results` bucket (`RUN/NODE/TASK/PATH`), to read.
+    pub async fn result(&self, name: &str) -> anyhow::Result<object_store::Object> {
+        let js = jetstream::new(self.ctl.client.clone());
+        let store = js
+            .get_object_store(RESULTS_BUCKET)
+            .await
+            .with_context(|| format!("no {RESULTS_BUCKET} bucket"))?;
+        store.get(name).await.map_err(|e| match e.kind() {
+            object_store::GetErrorKind::NotFound => anyhow::Error::new(
+                herd_bus::ErrorBody::not_found(format!("no result {name} in {RESULTS_BUCKET}")),
+            ),
+            _ => anyhow::anyhow!("cannot read {name} from {RESULTS_BUCKET}: {e}"),
+        })
     }
 
     /// Asks `node` to stop `workload` (its kill signal, then SIGKILL after its grace).

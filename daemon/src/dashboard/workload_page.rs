@@ -157,17 +157,21 @@ pub fn logs(lines: &[(LogStream, String)]) -> String {
 /// A chart's points: `(ts_ms, value)`.
 type Series = Vec<(u64, f64)>;
 
-fn points(w: &WorkloadStatus, batches: &[TelemetryBatch]) -> (Series, Series) {
-    let (mut cpu, mut memory) = (vec![], vec![]);
+/// Its CPU %, memory (MiB) and GPU % (summed over its GPUs; empty without GPU readings).
+fn points(w: &WorkloadStatus, batches: &[TelemetryBatch]) -> (Series, Series, Series) {
+    let (mut cpu, mut memory, mut gpu) = (vec![], vec![], vec![]);
     for b in batches {
         for s in b.samples.iter().filter(|s| s.workload_id == w.workload_id) {
             if let Some(c) = s.cpu_percent {
                 cpu.push((b.ts_ms, c));
             }
             memory.push((b.ts_ms, s.memory_working_set as f64 / (1u64 << 20) as f64));
+            if !s.gpus.is_empty() {
+                gpu.push((b.ts_ms, s.gpus.iter().map(|g| g.utilization_percent).sum()));
+            }
         }
     }
-    (cpu, memory)
+    (cpu, memory, gpu)
 }
 
 /// The whole page. `history` is the state history known when the page is made (the script
@@ -181,7 +185,7 @@ pub fn page(
     now_ms: u64,
 ) -> String {
     let (n, id) = (url(w.node_id.as_str()), url(w.workload_id.as_str()));
-    let (cpu, memory) = points(w, batches);
+    let (cpu, memory, gpu) = points(w, batches);
     let mut history = vec![("created", w.created_at_ms)];
     if let Some(t) = w.started_at_ms {
         history.push(("started", t));
@@ -200,7 +204,7 @@ pub fn page(
     frame.render(&format!(
         "<h1>Workload {wid} <small>on <a href=\"/node/{n}\">{node}</a></small></h1>\
          <div class=\"columns\"><div>{summary}</div><div><h2>Spec</h2>{spec}</div></div>\
-         <div class=\"charts\">{cpu_chart}{mem_chart}</div>\
+         <div class=\"charts\">{cpu_chart}{mem_chart}{gpu_chart}</div>\
          <h2>State history</h2><ol class=\"feed\" id=\"feed\" data-feed=\"workload\">{history}</ol>\
          <h2>Output</h2>{logs_note}{logs}",
         wid = esc(w.workload_id.as_str()),
@@ -214,6 +218,12 @@ pub fn page(
         spec = spec(w),
         cpu_chart = chart("cpu", w.workload_id.as_str(), "%", &cpu),
         mem_chart = chart("memory", w.workload_id.as_str(), "MiB", &memory),
+        // Where it has GPU readings (NVML on its node): a third chart.
+        gpu_chart = if gpu.is_empty() {
+            String::new()
+        } else {
+            chart("gpu", w.workload_id.as_str(), "%", &gpu)
+        },
         logs = region(
             "output",
             &format!("/f/node/{n}/workload/{id}/logs"),

@@ -54,6 +54,12 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
             &format!("herd-bench-drv-{}", std::process::id()),
         );
         let shim_dirs = tempfile::tempdir()?;
+        // What the executor makes before a launch: the working directory and its tmp/.
+        std::fs::create_dir_all(
+            shim_dirs
+                .path()
+                .join(herd_actors::edges::driver::TMP_SUBDIR),
+        )?;
         let driver = ExecDriver::new(
             backend.clone(),
             vec![herd_tests::workspace_bin("herd-shim").into_os_string()],

@@ -9,9 +9,17 @@
   const regions = Array.from(document.querySelectorAll("[data-fragment]"));
   const SPAN_MS = 5 * 60 * 1000;
 
+  // At most one fetch in flight per region, one more queued, and none sooner than the region's
+  // data-min-ms after the last (the fleet's table, which every heartbeat would refresh).
   function refresh(region) {
     if (region.busy) { region.again = true; return; }
+    const wait = (region.last || 0) + Number(region.dataset.minMs || 0) - Date.now();
+    if (wait > 0) {
+      if (!region.timer) region.timer = setTimeout(() => { region.timer = null; refresh(region); }, wait);
+      return;
+    }
     region.busy = true;
+    region.last = Date.now();
     fetch(region.dataset.fragment, { headers: { Accept: "text/html" } })
       .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
       .then((html) => { region.innerHTML = html; })
@@ -42,7 +50,7 @@
   function draw(svg) {
     const now = Date.now();
     svg.points = svg.points.filter((p) => p[0] >= now - SPAN_MS);
-    const max = Math.max(svg.dataset.series === "cpu" ? 100 : 1, ...svg.points.map((p) => p[1])) * 1.1;
+    const max = Math.max(svg.dataset.series === "memory" ? 1 : 100, ...svg.points.map((p) => p[1])) * 1.1;
     const xy = svg.points.map((p) => {
       const x = 300 - ((now - p[0]) / SPAN_MS) * 300;
       const y = 80 - (p[1] / max) * 80;
@@ -118,6 +126,7 @@
   }
 
   const topics = body.dataset.topics;
+  if (!topics) live.textContent = "";
   if (topics && window.EventSource) {
     let lost = false;
     const es = new EventSource("/sse?topics=" + encodeURIComponent(topics));
