@@ -84,6 +84,8 @@ impl Browser {
             .args(FLAGS.split_whitespace())
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
+            // Its scratch files (org.chromium.Chromium.*) go with the profile, not into /tmp.
+            .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
