@@ -108,6 +108,7 @@ pub async fn query(
                 cpu,
                 memory,
                 gpus,
+                cpuset_cpus: None,
                 labels: labels.into_iter().collect(),
                 strategy,
             },

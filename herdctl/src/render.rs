@@ -254,6 +254,7 @@ mod tests {
                 task("b", 1, TaskStatus::Completed),
             ],
             unconfirmed_nodes: vec![],
+            queued_reason: None,
         };
         let view = progress(&run);
         let lines: Vec<&str> = view.lines().collect();

@@ -28,6 +28,8 @@ pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
             targets: RunTargets::default(),
             repetitions: 1,
             stop_timeout_s: None,
+            queue: None,
+            priority: None,
         },
     };
     if let Some(id) = a.id {

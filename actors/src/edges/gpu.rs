@@ -69,6 +69,8 @@ impl Nvml {
                     name: d.name().unwrap_or_default(),
                     uuid: d.uuid().unwrap_or_default(),
                     memory: d.memory_info().map(|m| m.total).unwrap_or(0),
+                    // Absent where NVML cannot say (MIG-less GPUs answer NotSupported).
+                    mig: d.mig_mode().ok().map(|m| m.current == 1),
                 })
             })
             .collect()

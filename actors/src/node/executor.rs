@@ -378,6 +378,7 @@ impl WorkloadExecutor {
             resolved,
             work_dir,
             output_dir,
+            assigned: entry.lc.status.assigned.clone(),
         })
     }
 

@@ -114,6 +114,7 @@ impl HeartbeatActor {
                         capacity,
                         usage,
                         workloads,
+                        allocation: None,
                     };
                     let subject = act.subjects.heartbeat(&hb.node_id);
                     match codec::encode(&hb, Encoding::MsgPack) {

@@ -91,6 +91,7 @@ impl RunJournal {
                 updated_at_ms: now_ms,
                 tasks,
                 unconfirmed_nodes: vec![],
+                queued_reason: None,
             },
             stop: None,
         };

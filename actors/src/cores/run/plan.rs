@@ -61,7 +61,8 @@ pub fn plan(
             let q = FitQuery {
                 cpu: w.limits.cpu,
                 memory: w.limits.memory,
-                gpus: None,
+                gpus: w.limits.gpus.as_ref().map(|g| g.count()),
+                cpuset_cpus: w.limits.cpuset_cpus,
                 labels: t.labels.clone(),
                 strategy: t.strategy,
             };
@@ -130,6 +131,8 @@ mod tests {
             targets: RunTargets::default(),
             repetitions: reps,
             stop_timeout_s: Some(10.0),
+            queue: None,
+            priority: None,
         }
     }
 

@@ -426,6 +426,7 @@ mod tests {
                     memory: Some(64 << 20),
                     pids: Some(32),
                     swap: None,
+                    ..Default::default()
                 },
             )
             .unwrap();

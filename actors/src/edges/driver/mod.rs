@@ -27,6 +27,8 @@ pub struct Launch {
     pub work_dir: PathBuf,
     /// A run task's results directory, inside `work_dir`, already created.
     pub output_dir: Option<PathBuf>,
+    /// The whole cores and GPUs this node assigned it (its cpuset; its visible GPUs).
+    pub assigned: herd_bus::Assigned,
 }
 
 /// Inside the working directory: the workload's TMPDIR and a run task's output directory.

@@ -18,6 +18,8 @@ fn spec(reps: u32) -> RunSpec {
         targets: RunTargets::default(),
         repetitions: reps,
         stop_timeout_s: Some(10.0),
+        queue: None,
+        priority: None,
     }
 }
 
@@ -265,6 +267,7 @@ fn reported(
         restarts: 0,
         resources: None,
         work_dir: None,
+        assigned: Default::default(),
     }
 }
 
