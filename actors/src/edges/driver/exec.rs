@@ -7,7 +7,7 @@ use super::inotify::{Signals, Watcher};
 use super::{Driver, DriverError, Launch, Output, Recovered, Running, Started};
 use crate::cores::workload::lifecycle::Exit;
 use crate::cores::workload::validate::Resolved;
-use crate::edges::cgroup::{CgroupBackend, WorkloadCgroup};
+use crate::edges::cgroup::{CgroupBackend, Pinned, WorkloadCgroup};
 use futures::future::{FutureExt, LocalBoxFuture};
 use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
 use herd_shim::{self as shim, ShimExit, ShimLaunch, ShimState};
@@ -70,7 +70,14 @@ impl ExecDriver {
         // An existing empty cgroup (a restart's) is reused.
         let cgroup = self
             .backend
-            .create(&cgroup_name(&l.workload_id), &spec.limits)
+            .create(
+                &cgroup_name(&l.workload_id),
+                &spec.limits,
+                &Pinned {
+                    cores: l.assigned.cores.clone(),
+                    gpu_minors: vec![],
+                },
+            )
             .map_err(|e| format!("cannot create the cgroup: {e}"))?;
         let oom_before = cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
         // The working directory (and what herd made in it) belongs to the workload's user.
