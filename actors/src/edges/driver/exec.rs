@@ -10,7 +10,7 @@ use crate::cores::workload::lifecycle::Exit;
 use crate::cores::workload::validate::Resolved;
 use crate::edges::cgroup::{CgroupBackend, Pinned, WorkloadCgroup};
 use futures::future::{FutureExt, LocalBoxFuture};
-use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
+use herd_bus::{GpuInfo, LogStream, WorkloadId, WorkloadStatus};
 use herd_shim::{self as shim, ShimExit, ShimLaunch, ShimState};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,9 @@ pub struct ExecDriver {
     dirs: PathBuf,
     /// Wakes log tails when shims write.
     watcher: Watcher,
+    /// The node's GPUs: a workload's assigned UUIDs are found here to limit its device access
+    /// to its own `/dev/nvidia<index>` (cgroup v1).
+    gpus: Vec<GpuInfo>,
 }
 
 impl ExecDriver {
@@ -51,7 +54,16 @@ impl ExecDriver {
             shim_command,
             dirs,
             watcher: Watcher::start(),
+            gpus: vec![],
         }
+    }
+
+    /// With the node's GPU inventory (NVML's, or declared in the configuration): a workload
+    /// with GPUs assigned is held to their device files. Without it, such a workload is
+    /// refused, naming the GPU not found.
+    pub fn with_gpu_inventory(mut self, gpus: Vec<GpuInfo>) -> Self {
+        self.gpus = gpus;
+        self
     }
 
     pub fn shim_dir(&self, id: &WorkloadId) -> PathBuf {
@@ -64,17 +76,14 @@ impl ExecDriver {
             return Err("not an exec workload".into());
         };
         let spec = &l.spec;
+        let pinned = Pinned {
+            cores: l.assigned.cores.clone(),
+            gpu_minors: super::gpu_minors(&l.assigned.gpus, &self.gpus)?,
+        };
         // An existing empty cgroup (a restart's) is reused.
         let cgroup = self
             .backend
-            .create(
-                &cgroup_name(&l.workload_id),
-                &spec.limits,
-                &Pinned {
-                    cores: l.assigned.cores.clone(),
-                    gpu_minors: vec![],
-                },
-            )
+            .create(&cgroup_name(&l.workload_id), &spec.limits, &pinned)
             .map_err(|e| format!("cannot create the cgroup: {e}"))?;
         let oom_before = cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
         // The working directory (and what herd made in it) belongs to the workload's user.
@@ -95,6 +104,8 @@ impl ExecDriver {
         ];
         env.extend(l.herd_env(&l.work_dir.to_string_lossy()));
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(l.gpu_env());
+        let env = super::merge_env(env);
         let change_user = nix::unistd::Uid::effective() != r.uid;
         let launch = ShimLaunch {
             program: r.program.clone(),
