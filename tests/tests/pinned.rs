@@ -340,3 +340,52 @@ async fn a_gpu_missing_from_the_inventory_is_refused_by_name() {
     );
     node.backend.remove_root_if_empty();
 }
+
+/// A container with GPUs is created with a device request for exactly them. The UUIDs are made
+/// up, so the engine refuses to start it: without NVIDIA's runtime (`could not select device
+/// driver "nvidia"`), or with it (an unknown device). Either way the request reached the engine.
+#[tokio::test]
+async fn a_container_asks_the_engine_for_exactly_its_gpus() {
+    use herd_actors::edges::driver::docker::{DockerConfig, DockerDriver};
+    let image = herd_tests::docker_test_image();
+    let node_id = format!("pinned-docker-{}", std::process::id());
+    let driver = DockerDriver::new(&DockerConfig::default(), NodeId::new(&node_id).unwrap());
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join(TMP_SUBDIR)).unwrap();
+    let spec = WorkloadSpec {
+        driver: herd_bus::Driver::Docker,
+        image: Some(image.into()),
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    let gpus = declared_gpus();
+    let result = driver
+        .launch(Launch {
+            workload_id: WorkloadId::new("gpu-container").unwrap(),
+            node_id: NodeId::new(&node_id).unwrap(),
+            resolved: herd_actors::cores::workload::validate::validate_docker(&spec, 1024.0)
+                .unwrap(),
+            spec,
+            work_dir: work.path().to_path_buf(),
+            output_dir: None,
+            assigned: Assigned {
+                cores: vec![1],
+                gpus: vec![gpus[0].uuid.clone(), gpus[2].uuid.clone()],
+            },
+        })
+        .await;
+    let e = result
+        .err()
+        .expect("no start with made-up GPUs")
+        .to_string();
+    announce(&format!("gpu container: {e}"));
+    assert!(
+        e.starts_with("cannot start the container: ") && e.contains("nvidia"),
+        "{e}"
+    );
+    assert_eq!(
+        herd_tests::containers_of(&node_id),
+        Vec::<String>::new(),
+        "the container that did not start is removed"
+    );
+}

@@ -112,7 +112,7 @@ impl CgroupBackend for V1Backend {
             .chain(&self.devices)
             .filter(|d| d.is_dir());
         for dir in self.root.distinct().iter().chain(pinning) {
-            if let Err(e) = std::fs::remove_dir(&dir) {
+            if let Err(e) = std::fs::remove_dir(dir) {
                 tracing::debug!(dir = %dir.display(), error = %e, "herd's cgroup root stays");
             }
         }

@@ -99,7 +99,9 @@ fn deny_devices(deny: &Path, rules: &[String]) -> Result<(), CgroupError> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
+        // Made only in a fake tree of the tests: the kernel has it already.
         .create(true)
+        .truncate(false)
         .open(deny)
         .map_err(io_err(deny))?;
     for rule in rules {
