@@ -88,7 +88,9 @@ impl WorkloadExecutor {
                 backend,
                 cfg.shim_command.clone(),
                 cfg.state_dir.join("workloads"),
-            ),
+            )
+            // A GPU's /dev/nvidia<minor> is its index in the node's inventory.
+            .with_gpu_inventory(cfg.allocation.gpus.clone()),
             docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),
             table: WorkloadTable::new(cfg.node_id.clone(), cfg.keep_settled),
             cfg,
