@@ -5,7 +5,7 @@
 //! [`Allocation`] for the heartbeat, or an admission with the cores and GPUs to hand out, or a
 //! refusal naming the resource, what was asked and what is left.
 
-use herd_bus::{Allocation, Assigned, GpuInfo, GpuRequest, Limits};
+use herd_bus::{Allocation, Assigned, GpuInfo, GpuRequest, Limits, WorkloadStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -97,6 +97,19 @@ pub struct AllocationPolicy {
 pub struct Holding<'a> {
     pub limits: &'a Limits,
     pub assigned: &'a Assigned,
+}
+
+/// What the live (pending, starting, running) workloads among `statuses` hold: a settled
+/// workload holds nothing.
+pub fn live<'a>(statuses: impl IntoIterator<Item = &'a WorkloadStatus>) -> Vec<Holding<'a>> {
+    statuses
+        .into_iter()
+        .filter(|s| !s.state.is_terminal())
+        .map(|s| Holding {
+            limits: &s.spec.limits,
+            assigned: &s.assigned,
+        })
+        .collect()
 }
 
 fn mib(b: u64) -> String {

@@ -45,6 +45,8 @@ pub struct ExecutorConfig {
     /// How a supervisor for one exec workload is started (the shim directory is appended):
     /// `herd-shim` beside herdd, or herdd itself with `shim`.
     pub shim_command: Vec<std::ffi::OsString>,
+    /// What this node hands out, and what it has (cores, GPUs): admission goes by it.
+    pub allocation: Arc<crate::cores::allocation::AllocationPolicy>,
 }
 
 pub struct WorkloadExecutor {
@@ -341,6 +343,17 @@ impl WorkloadExecutor {
         }
     }
 
+    /// Whether `limits` fit beside the live workloads, by allocation: the cores and GPUs to
+    /// hand out, or `unavailable` naming the resource, the ask and what is left.
+    fn admit(&self, limits: &herd_bus::Limits) -> Result<herd_bus::Assigned, ErrorBody> {
+        let statuses = self.table.statuses();
+        let live = crate::cores::allocation::live(statuses);
+        self.cfg
+            .allocation
+            .admit(limits, &live)
+            .map_err(|why| ErrorBody::unavailable(format!("does not fit on this node: {why}")))
+    }
+
     /// What the driver needs, with the run task's results directory made. A workload adopted
     /// after a restart has its spec resolved again when it restarts.
     fn launch_for(&mut self, id: &WorkloadId) -> Result<Launch, String> {
@@ -472,8 +485,16 @@ impl WorkloadExecutor {
         }
         let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
         spec.workload_id = Some(id.clone());
+        // A retry of a workload already taken is answered as such, whatever is free now.
+        let assigned = match self.table.get(&id) {
+            Some(_) => Default::default(),
+            None => self.admit(&spec.limits)?,
+        };
         let existing = match self.table.admit(id.clone(), spec, resolved, now_ms())? {
             Admitted::New(fx) => {
+                if let Some(e) = self.table.get_mut(&id) {
+                    e.lc.status.assigned = assigned;
+                }
                 self.apply(&id, fx, ctx);
                 false
             }

@@ -104,7 +104,7 @@ fn fleet(
                     allocatable_memory: 64 << 30,
                     allocated_cpus: (i % 16) as f64,
                     allocated_memory: (i as u64 % 32) << 30,
-                    cores_free: 16 - (i % 16) as u32,
+                    cores_free: 16 - (i % 16),
                     ..Default::default()
                 }),
                 workloads: (0..workloads)

@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn cluster_event_kinds_are_area_dot_name_and_parse_back() {
-        assert_eq!(ClusterEventKind::all().count(), 11);
+        assert_eq!(ClusterEventKind::all().count(), 12);
         for kind in ClusterEventKind::all() {
             let expected = match kind {
                 ClusterEventKind::Node(l) => format!("node.{}", l.as_str()),
@@ -265,7 +265,7 @@ mod tests {
             "node",
             "node.",
             "node.gone",
-            "run.queued",
+            "run.waiting",
             "run.STOPPED",
             "up",
         ] {
