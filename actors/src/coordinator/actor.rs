@@ -82,6 +82,9 @@ impl Coordinator {
             runs = runs.len(),
             "coordinator restored its records"
         );
+        for r in &nodes {
+            self.pending.unheard(&r.node_id);
+        }
         self.registry.restore(nodes, now_ms());
         self.store = Some(store);
         for record in runs {

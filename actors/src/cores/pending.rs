@@ -6,9 +6,12 @@
 //! A placement is forgotten when a heartbeat of its node lists its workload (from then on the
 //! node's allocation counts it, or it has already ended), when the node refused it, or after
 //! [`FORGET_AFTER_INTERVALS`] heartbeat intervals (a start the node never got).
+//!
+//! A restarted coordinator does not know what it placed before: a node it remembers is
+//! [`PendingPlacements::unheard`] until its next heartbeat, and takes nothing meanwhile.
 
 use herd_bus::{Heartbeat, Limits, NodeId, WorkloadId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Heartbeat intervals after which a placement no heartbeat listed is forgotten.
 pub const FORGET_AFTER_INTERVALS: u64 = 3;
@@ -59,6 +62,8 @@ struct Placed {
 #[derive(Debug, Clone, Default)]
 pub struct PendingPlacements {
     by_node: BTreeMap<NodeId, Vec<Placed>>,
+    /// Nodes whose placements are not known: remembered across a restart, not heard since.
+    unheard: BTreeSet<NodeId>,
 }
 
 impl PendingPlacements {
@@ -84,8 +89,21 @@ impl PendingPlacements {
         }
     }
 
+    /// After a coordinator restart: what was placed on `node` since the heartbeat remembered
+    /// of it is not known, until its next heartbeat.
+    pub fn unheard(&mut self, node: &NodeId) {
+        self.unheard.insert(node.clone());
+    }
+
+    /// Whether `node`'s placements are known (it beat since the coordinator started, or it
+    /// was not remembered from before).
+    pub fn known(&self, node: &NodeId) -> bool {
+        !self.unheard.contains(node)
+    }
+
     /// A heartbeat: the workloads it lists are in the node's allocation (or over) now.
     pub fn on_heartbeat(&mut self, hb: &Heartbeat) {
+        self.unheard.remove(&hb.node_id);
         if let Some(list) = self.by_node.get_mut(&hb.node_id) {
             list.retain(|p| !hb.workloads.iter().any(|w| w.workload_id == p.workload));
             if list.is_empty() {
@@ -198,6 +216,12 @@ mod tests {
 
         p.forget(&n("a"), &w("w2"));
         assert_eq!(p.held(&n("a")), ResourceRequest::default());
+
+        // Remembered from before a restart: unknown until the node beats again.
+        p.unheard(&n("a"));
+        assert!(!p.known(&n("a")));
+        p.on_heartbeat(&hb);
+        assert!(p.known(&n("a")));
     }
 
     #[test]

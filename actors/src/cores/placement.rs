@@ -55,8 +55,20 @@ fn gib(b: u64) -> String {
     format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
 }
 
+/// The refusal of a node remembered across a coordinator restart, until it beats again.
+pub const UNHEARD: &str =
+    "no heartbeat since the coordinator started: what was placed there is not known yet";
+
+/// Why `r` cannot take `q` beside what `pending` holds there, or None when it fits.
+pub fn misfit(r: &NodeRecord, q: &FitQuery, pending: &PendingPlacements) -> Option<Misfit> {
+    match misfit_beside(r, q, &pending.held(&r.node_id)) {
+        None if !pending.known(&r.node_id) => Some(Misfit::NoRoom(UNHEARD.into())),
+        other => other,
+    }
+}
+
 /// Why `r` cannot take `q` with `held` placed there since its heartbeat, or None when it fits.
-pub fn misfit(r: &NodeRecord, q: &FitQuery, held: &ResourceRequest) -> Option<Misfit> {
+fn misfit_beside(r: &NodeRecord, q: &FitQuery, held: &ResourceRequest) -> Option<Misfit> {
     match r.liveness {
         NodeLiveness::Up => {}
         other => return Some(Misfit::Never(format!("node is {}", other.as_str()))),
@@ -80,7 +92,7 @@ pub fn misfit(r: &NodeRecord, q: &FitQuery, held: &ResourceRequest) -> Option<Mi
 
 /// Why `r` cannot take `q`, or None when it fits (nothing placed since its heartbeat).
 pub fn unfit(r: &NodeRecord, q: &FitQuery) -> Option<String> {
-    misfit(r, q, &ResourceRequest::default()).map(|m| m.reason().to_string())
+    misfit_beside(r, q, &ResourceRequest::default()).map(|m| m.reason().to_string())
 }
 
 /// Whether the node of `hb` has room for `q`, resources only.
@@ -261,7 +273,7 @@ pub fn place_with<'a>(
     let mut fits: Vec<(&NodeRecord, &Heartbeat, ResourceRequest)> = Vec::new();
     for r in records {
         let held = pending.held(&r.node_id);
-        match (misfit(r, q, &held), &r.heartbeat) {
+        match (misfit(r, q, pending), &r.heartbeat) {
             (None, Some(hb)) => fits.push((r, hb, held)),
             (why, _) => {
                 let why = why.map_or("no heartbeat yet".to_string(), |m| m.reason().into());

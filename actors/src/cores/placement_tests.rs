@@ -153,7 +153,7 @@ fn cpu(c: f64) -> FitQuery {
 }
 
 fn misfit_of(r: &NodeRecord, q: &FitQuery) -> Option<Misfit> {
-    misfit(r, q, &ResourceRequest::default())
+    misfit(r, q, &PendingPlacements::default())
 }
 
 #[test]
@@ -245,8 +245,8 @@ fn pinned_cores_and_gpus_fit_by_what_is_free() {
         cores: 2,
         ..Default::default()
     };
-    assert!(misfit(&r, &gpus(1), &held).is_some());
-    assert!(misfit(&r, &cores(1), &held).is_some());
+    assert!(misfit_beside(&r, &gpus(1), &held).is_some());
+    assert!(misfit_beside(&r, &cores(1), &held).is_some());
 }
 
 #[test]
@@ -331,4 +331,15 @@ fn a_burst_between_two_heartbeats_never_overcommits_a_node() {
         refusals,
         ["cpu: needs 0.5 CPUs, 0.00 of 2 allocatable left"]
     );
+}
+
+#[test]
+fn a_node_remembered_across_a_restart_takes_nothing_until_it_beats_again() {
+    let fleet = [allotted("a", 0.0, 0)];
+    let mut pending = PendingPlacements::default();
+    pending.unheard(&NodeId::new("a").unwrap());
+    let fit = place_with(&fleet, &pending, &cpu(0.5), 0);
+    assert_eq!(fit.rejected["a"], UNHEARD);
+    pending.on_heartbeat(fleet[0].heartbeat.as_ref().unwrap());
+    assert_eq!(ids(&place_with(&fleet, &pending, &cpu(0.5), 0)), ["a"]);
 }

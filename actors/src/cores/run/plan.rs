@@ -61,9 +61,7 @@ pub fn plan(
             // Nodes that fit, or would with room: enough of them, and the run can wait.
             let mut waiting_for = Vec::new();
             for r in registry.records() {
-                if let Some(Misfit::NoRoom(why)) =
-                    placement::misfit(r, &q, &pending.held(&r.node_id))
-                {
+                if let Some(Misfit::NoRoom(why)) = placement::misfit(r, &q, pending) {
                     waiting_for.push(format!("{}: {why}", r.node_id));
                 }
             }
@@ -155,6 +153,10 @@ fn explicit(
         let Some(hb) = r.heartbeat.as_ref().filter(|hb| hb.allocation.is_some()) else {
             continue;
         };
+        if !pending.known(n) {
+            waiting_for.push(format!("{n}: {}", placement::UNHEARD));
+            continue;
+        }
         match placement::room(hb, q, &pending.held(n)) {
             None => {}
             Some(Misfit::Never(why)) => {
