@@ -44,8 +44,12 @@ pub enum Command {
         /// Memory: bytes, or with a K, M, G or T suffix.
         #[arg(long, value_parser = parse_size)]
         memory: Option<u64>,
+        /// GPUs of its own.
         #[arg(long)]
         gpus: Option<u32>,
+        /// Whole CPU cores of its own (a cpuset).
+        #[arg(long)]
+        cpuset_cpus: Option<u32>,
         /// key=value (repeatable).
         #[arg(long = "label", value_parser = parse_env)]
         labels: Vec<(String, String)>,
@@ -91,7 +95,8 @@ pub enum Command {
     },
     /// The run catalog, newest first.
     Runs {
-        /// Only runs in this state (running, completed, failed, stopping, stopped, stop_failed).
+        /// Only runs in this state (queued, pending, running, completed, failed, stopping,
+        /// stopped, stop_failed).
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 20)]
@@ -227,10 +232,17 @@ pub struct SubmitArgs {
     /// Seconds to wait for every node to confirm a stop.
     #[arg(long)]
     pub stop_timeout: Option<f64>,
+    /// Among queued runs, a higher priority starts first (default 0; equal priorities in
+    /// submission order).
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+    /// Fail at once when the run does not fit now, instead of waiting queued for room.
+    #[arg(long)]
+    pub no_queue: bool,
     /// Turn telemetry off for the tasks (when sampling would disturb a measurement).
     #[arg(long)]
     pub no_collect: bool,
-    /// Follow the run live; Ctrl-C twice stops it.
+    /// Follow the run live (while it is queued, why it waits); Ctrl-C twice stops it.
     #[arg(long, short)]
     pub follow: bool,
     /// The command and its arguments.

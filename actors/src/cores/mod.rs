@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod heartbeat;
 pub mod node_state;
 pub mod outbox;
+pub mod pending;
 pub mod placement;
 pub mod registry;
 pub mod results;

@@ -1,6 +1,7 @@
 //! The journal, fed by hand: events, statuses, stops, losses and restarts.
 
 use super::*;
+use crate::cores::run::task_workload_id;
 use herd_bus::{ResourceSummary, RunTargets, TaskStatus::*};
 
 fn n(s: &str) -> NodeId {
