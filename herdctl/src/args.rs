@@ -1,7 +1,7 @@
 //! The command line: clap's types and the parsers of its values.
 
 use clap::{Parser, Subcommand};
-use herd_bus::{Driver, PullPolicy, WorkloadSpec};
+use herd_bus::{Driver, GpuRequest, PullPolicy, WorkloadSpec};
 use herd_nats::NatsArgs;
 
 #[derive(Debug, Parser)]
@@ -262,6 +262,13 @@ pub struct WorkloadFlags {
     /// Most processes and threads.
     #[arg(long)]
     pub pids: Option<u64>,
+    /// Whole CPU cores of its own (a cpuset the node picks; no core shared with another such
+    /// workload).
+    #[arg(long)]
+    pub cpuset_cpus: Option<u32>,
+    /// GPUs of its own: a number, or UUIDs comma-separated (CUDA_VISIBLE_DEVICES is set to them).
+    #[arg(long, value_parser = parse_gpus)]
+    pub gpus: Option<GpuRequest>,
     /// Seconds before the workload is stopped as timed_out.
     #[arg(long)]
     pub timeout: Option<f64>,
@@ -283,6 +290,23 @@ pub struct WorkloadFlags {
     pub pull: Option<PullPolicy>,
 }
 
+/// `--gpus 2` or `--gpus GPU-aaaa,GPU-bbbb`.
+pub fn parse_gpus(s: &str) -> Result<GpuRequest, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(GpuRequest::Count(n));
+    }
+    let uuids: Vec<String> = s
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if uuids.is_empty() {
+        return Err(format!("'{s}' is neither a number of GPUs nor GPU UUIDs"));
+    }
+    Ok(GpuRequest::Devices(uuids))
+}
+
 pub fn parse_pull_policy(s: &str) -> Result<PullPolicy, String> {
     match s {
         "never" => Ok(PullPolicy::Never),
@@ -300,6 +324,8 @@ impl WorkloadFlags {
         spec.limits.cpu = self.cpu.or(spec.limits.cpu);
         spec.limits.memory = self.memory.or(spec.limits.memory);
         spec.limits.pids = self.pids.or(spec.limits.pids);
+        spec.limits.cpuset_cpus = self.cpuset_cpus.or(spec.limits.cpuset_cpus);
+        spec.limits.gpus = self.gpus.or(spec.limits.gpus.take());
         spec.timeout_s = self.timeout.or(spec.timeout_s);
         spec.grace_s = self.grace.or(spec.grace_s);
         spec.user = self.user.or(spec.user.take());
