@@ -253,3 +253,39 @@ fn bad_configurations_are_named() {
     assert!(bad.validate().unwrap_err().contains("capacity_cpu"));
     assert!(ResourcesConfig::default().validate().is_ok());
 }
+
+#[test]
+fn only_pending_starting_and_running_workloads_hold_anything() {
+    use herd_bus::WorkloadState;
+    let p = policy(strict());
+    let status = |state| WorkloadStatus {
+        state,
+        spec: herd_bus::WorkloadSpec {
+            limits: Limits {
+                cpu: Some(1.0),
+                cpuset_cpus: Some(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        assigned: Assigned {
+            cores: vec![3],
+            gpus: vec!["GPU-0".into()],
+        },
+        ..herd_bus::fixtures::workload_status()
+    };
+    let all: Vec<WorkloadStatus> = WorkloadState::ALL.into_iter().map(status).collect();
+    let live = live(&all);
+    assert_eq!(live.len(), 3, "pending, starting, running");
+    let a = p.allocation(&live);
+    assert_eq!(a.allocated_cpus, 3.0);
+    for settled in WorkloadState::ALL.into_iter().filter(|s| s.is_terminal()) {
+        let one = [status(settled)];
+        let a = p.allocation(&super::live(&one));
+        assert_eq!(
+            (a.allocated_cpus, a.cores_free, a.gpus_free.len()),
+            (0.0, 4, 4),
+            "{settled:?} holds nothing"
+        );
+    }
+}

@@ -5,8 +5,8 @@
 
 use crate::cores::outbox::OutboxEntry;
 use crate::cores::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
-use crate::cores::workload::table::{Admitted, Effects, WorkloadTable};
-use crate::cores::workload::validate::{validate_any, ExecPolicy, Resolved};
+use crate::cores::workload::table::{Effects, WorkloadTable};
+use crate::cores::workload::validate::{validate_any, ExecPolicy};
 use crate::edges::cgroup::CgroupBackend;
 use crate::edges::clock::now_ms;
 use crate::edges::driver::docker::{DockerConfig, DockerDriver};
@@ -20,9 +20,7 @@ use crate::node::results::{ResultsSpool, SettledTask};
 use actix::prelude::*;
 use futures::FutureExt;
 use herd_bus::codec::{self, Encoding};
-use herd_bus::{
-    Accepted, ErrorBody, NodeId, Subjects, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState,
-};
+use herd_bus::{NodeId, Subjects, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -345,17 +343,6 @@ impl WorkloadExecutor {
         }
     }
 
-    /// Whether `limits` fit beside the live workloads, by allocation: the cores and GPUs to
-    /// hand out, or `unavailable` naming the resource, the ask and what is left.
-    fn admit(&self, limits: &herd_bus::Limits) -> Result<herd_bus::Assigned, ErrorBody> {
-        let statuses = self.table.statuses();
-        let live = crate::cores::allocation::live(statuses);
-        self.cfg
-            .allocation
-            .admit(limits, &live)
-            .map_err(|why| ErrorBody::unavailable(format!("does not fit on this node: {why}")))
-    }
-
     /// What the driver needs, with the run task's results directory made. A workload adopted
     /// after a restart has its spec resolved again when it restarts.
     fn launch_for(&mut self, id: &WorkloadId) -> Result<Launch, String> {
@@ -473,39 +460,6 @@ impl WorkloadExecutor {
         }
         let fx = entry.lc.on_spawned(started.pid, now_ms());
         self.apply(id, fx, ctx);
-    }
-
-    /// Takes a validated spec on (or recognises a retry of one already taken).
-    fn accept(
-        &mut self,
-        mut spec: WorkloadSpec,
-        resolved: Resolved,
-        ctx: &mut Context<Self>,
-    ) -> Result<Accepted, ErrorBody> {
-        if !self.accepting {
-            return Err(ErrorBody::unavailable("the node is shutting down"));
-        }
-        let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
-        spec.workload_id = Some(id.clone());
-        // A retry of a workload already taken is answered as such, whatever is free now.
-        let assigned = match self.table.get(&id) {
-            Some(_) => Default::default(),
-            None => self.admit(&spec.limits)?,
-        };
-        let existing = match self.table.admit(id.clone(), spec, resolved, now_ms())? {
-            Admitted::New(fx) => {
-                if let Some(e) = self.table.get_mut(&id) {
-                    e.lc.status.assigned = assigned;
-                }
-                self.apply(&id, fx, ctx);
-                false
-            }
-            Admitted::Existing => true,
-        };
-        Ok(Accepted {
-            workload_id: id,
-            existing,
-        })
     }
 }
 
