@@ -25,7 +25,7 @@ impl IdleWorkloads {
         for i in 0..n {
             let id = WorkloadId::new(format!("b{i:05}")).unwrap();
             let cgroup = backend
-                .create(&format!("wl-{id}"), &Limits::default())
+                .create(&format!("wl-{id}"), &Limits::default(), &Default::default())
                 .unwrap_or_else(|e| panic!("cannot create a cgroup for workload {i}: {e}"));
             let child = std::process::Command::new("sleep")
                 .arg("3600")

@@ -247,6 +247,7 @@ mod tests {
                 memory: Some(64 << 20),
                 pids: None,
                 swap: None,
+                ..Default::default()
             },
             ..Default::default()
         };

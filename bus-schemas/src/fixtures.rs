@@ -107,6 +107,8 @@ pub fn workload_spec() -> WorkloadSpec {
             memory: Some(64 * 1024 * 1024),
             pids: Some(64),
             swap: None,
+            cpuset_cpus: None,
+            gpus: None,
         },
         timeout_s: Some(60.0),
         kill_signal: Some("SIGTERM".into()),
@@ -136,6 +138,7 @@ pub fn workload_status() -> WorkloadStatus {
         restarts: 0,
         resources: None,
         work_dir: None,
+        assigned: Default::default(),
     }
 }
 
@@ -171,6 +174,7 @@ pub fn heartbeat(workloads: usize) -> Heartbeat {
                 name: "NVIDIA H200".into(),
                 uuid: "GPU-5c1d".into(),
                 memory: 141 << 30,
+                mig: None,
             }],
         },
         usage: Usage {
@@ -179,6 +183,7 @@ pub fn heartbeat(workloads: usize) -> Heartbeat {
             load_avg: [0.9, 0.7, 0.5],
         },
         workloads: (0..workloads).map(workload_summary).collect(),
+        allocation: None,
     }
 }
 
@@ -229,6 +234,8 @@ pub fn run_spec() -> RunSpec {
         },
         repetitions: 3,
         stop_timeout_s: Some(30.0),
+        queue: None,
+        priority: None,
     }
 }
 
@@ -349,6 +356,7 @@ fixtures! {
         cpu: Some(1.5),
         memory: Some(8 << 30),
         gpus: Some(1),
+        cpuset_cpus: None,
         labels: labels(),
         strategy: PlacementStrategy::Binpack,
     }, "request of cluster.query";
@@ -368,6 +376,7 @@ fixtures! {
         updated_at_ms: T0 + 60_000,
         tasks: vec![task_record()],
         unconfirmed_nodes: vec![NodeId::new("node-3").unwrap()],
+        queued_reason: None,
     }, "reply data of cluster.run.get";
     "RunListQuery": RunListQuery = RunListQuery { state: Some(RunState::Running), limit: Some(20) }, "request of cluster.run.list";
     "RunList": RunList = RunList { runs: vec![RunSummary {

@@ -40,6 +40,10 @@ pub struct Config {
     /// What of a run task's output directory is uploaded to the `herd-results` bucket.
     pub results: ResultsPolicy,
     pub metrics: MetricsConfig,
+    /// What this node hands out: capacity, reservations, overcommit, default requests.
+    pub resources: herd_actors::cores::allocation::ResourcesConfig,
+    /// GPUs declared for a node where NVML is absent.
+    pub gpu: herd_actors::edges::gpu::GpuConfig,
     /// The coordinator's web dashboard.
     pub dashboard: DashboardConfig,
     pub heartbeat: HeartbeatConfig,
@@ -111,6 +115,8 @@ impl Default for Config {
             logs: LogsConfig::default(),
             results: ResultsPolicy::default(),
             metrics: MetricsConfig::default(),
+            resources: Default::default(),
+            gpu: Default::default(),
             dashboard: DashboardConfig::default(),
             heartbeat: HeartbeatConfig::default(),
             coordinator: CoordinatorConfig::default(),
@@ -412,6 +418,8 @@ impl Config {
                 bail!("dashboard.listen must be host:port with an IP address (127.0.0.1:8080), got {listen:?}");
             }
         }
+        self.resources.validate().map_err(|e| anyhow::anyhow!(e))?;
+        self.gpu.validate().map_err(|e| anyhow::anyhow!(e))?;
         if self.dashboard.allow_actions && self.dashboard.token_file.is_none() {
             bail!("dashboard.allow_actions needs dashboard.token_file: actions are taken only with its token");
         }

@@ -121,6 +121,21 @@ pub fn start_fleet(config: &crate::config::Config, nodes: u32) -> anyhow::Result
         .prefix("herd-dev-fleet-")
         .tempdir()?;
     let mut children = Vec::new();
+    // Each node offers its share of the host, so that placement and admission in a dev fleet
+    // meet the limits they would on separate machines ([resources] in the configuration wins).
+    let share = |configured: Option<String>, host: f64| {
+        configured.unwrap_or_else(|| format!("{}", host / nodes.max(1) as f64))
+    };
+    let host = herd_actors::edges::host::allocation_policy(&Default::default(), vec![]);
+    let cpu = share(
+        config.resources.capacity_cpu.map(|c| c.to_string()),
+        host.capacity_cpus,
+    );
+    let memory = share(
+        config.resources.capacity_memory.map(|m| m.to_string()),
+        host.capacity_memory as f64,
+    );
+    let memory = memory.parse::<f64>().map(|m| m as u64).unwrap_or(0);
     for i in 1..=nodes {
         let id = format!("{base}-{i}");
         let node_dir = dir.path().join(&id);
@@ -130,7 +145,8 @@ pub fn start_fleet(config: &crate::config::Config, nodes: u32) -> anyhow::Result
             &conf,
             format!(
                 // Their state dies with the fleet: nothing could re-adopt a kept workload.
-                "[cgroup]\nroot = \"herd-{id}\"\n[heartbeat]\ninterval_s = {}\n[shutdown]\non_shutdown = \"stop\"\n",
+                "[cgroup]\nroot = \"herd-{id}\"\n[heartbeat]\ninterval_s = {}\n[shutdown]\non_shutdown = \"stop\"\n\
+                 [resources]\ncapacity_cpu = {cpu}\ncapacity_memory = {memory}\n",
                 config.heartbeat.interval_s
             ),
         )?;

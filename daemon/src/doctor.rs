@@ -125,7 +125,7 @@ fn cgroups(config: &Config) -> Vec<Check> {
             "run herdd as root on a host with cgroup v2 (or v1) mounted; without cgroups no limit is enforced",
         )),
         v => {
-            let probe = backend.create("doctor-probe", &Default::default());
+            let probe = backend.create("doctor-probe", &Default::default(), &Default::default());
             match probe {
                 Ok(cg) => {
                     let swap_file = cg

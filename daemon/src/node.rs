@@ -89,7 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ids.clone(),
     );
     let mut node_actors = None;
-    let mut gpus = vec![];
+    let mut allocation = None;
     if runs_workloads {
         // Only a node that runs workloads touches cgroups (detection creates herd's root).
         let (backend, warning) =
@@ -114,7 +114,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ),
         );
         let nvml = herd_actors::edges::gpu::Nvml::load();
-        gpus = nvml.devices();
+        let gpus = config.gpu.inventory(nvml.devices());
+        let policy = std::sync::Arc::new(herd_actors::edges::host::allocation_policy(
+            &config.resources,
+            gpus,
+        ));
+        tracing::info!(
+            cpus = policy.capacity_cpus,
+            memory = policy.capacity_memory,
+            reserved_cpu = config.resources.reserved_cpu,
+            reserved_memory = config.resources.reserved_memory,
+            gpus = policy.gpus.len(),
+            "allocatable resources"
+        );
+        allocation = Some(policy.clone());
         let monitor = ProcessMonitor::new(
             client.clone(),
             subjects.clone(),
@@ -150,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 logs_kept,
                 docker: config.docker.clone(),
                 shim_command: shim_command(),
+                allocation: policy,
             },
             backend.clone(),
             client.clone(),
@@ -168,13 +182,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let bus = bus.start();
     let executor = node_actors.as_ref().map(|(e, _, b)| (e.clone(), b.clone()));
-    if let Some((executor, monitor, _)) = node_actors {
+    if let (Some((executor, monitor, _)), Some(allocation)) = (node_actors, allocation) {
         let heartbeat = HeartbeatActor::new(
             client.clone(),
             subjects.clone(),
             identity.clone(),
             Duration::from_secs_f64(config.heartbeat.interval_s),
-            gpus,
+            allocation,
             bus.clone(),
             executor,
             monitor,

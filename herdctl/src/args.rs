@@ -1,7 +1,7 @@
 //! The command line: clap's types and the parsers of its values.
 
 use clap::{Parser, Subcommand};
-use herd_bus::{Driver, PullPolicy, WorkloadSpec};
+use herd_bus::{Driver, GpuRequest, PullPolicy, WorkloadSpec};
 use herd_nats::NatsArgs;
 
 #[derive(Debug, Parser)]
@@ -44,8 +44,12 @@ pub enum Command {
         /// Memory: bytes, or with a K, M, G or T suffix.
         #[arg(long, value_parser = parse_size)]
         memory: Option<u64>,
+        /// GPUs of its own.
         #[arg(long)]
         gpus: Option<u32>,
+        /// Whole CPU cores of its own (a cpuset).
+        #[arg(long)]
+        cpuset_cpus: Option<u32>,
         /// key=value (repeatable).
         #[arg(long = "label", value_parser = parse_env)]
         labels: Vec<(String, String)>,
@@ -91,7 +95,8 @@ pub enum Command {
     },
     /// The run catalog, newest first.
     Runs {
-        /// Only runs in this state (running, completed, failed, stopping, stopped, stop_failed).
+        /// Only runs in this state (queued, pending, running, completed, failed, stopping,
+        /// stopped, stop_failed).
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 20)]
@@ -227,10 +232,17 @@ pub struct SubmitArgs {
     /// Seconds to wait for every node to confirm a stop.
     #[arg(long)]
     pub stop_timeout: Option<f64>,
+    /// Among queued runs, a higher priority starts first (default 0; equal priorities in
+    /// submission order).
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+    /// Fail at once when the run does not fit now, instead of waiting queued for room.
+    #[arg(long)]
+    pub no_queue: bool,
     /// Turn telemetry off for the tasks (when sampling would disturb a measurement).
     #[arg(long)]
     pub no_collect: bool,
-    /// Follow the run live; Ctrl-C twice stops it.
+    /// Follow the run live (while it is queued, why it waits); Ctrl-C twice stops it.
     #[arg(long, short)]
     pub follow: bool,
     /// The command and its arguments.
@@ -250,6 +262,13 @@ pub struct WorkloadFlags {
     /// Most processes and threads.
     #[arg(long)]
     pub pids: Option<u64>,
+    /// Whole CPU cores of its own (a cpuset the node picks; no core shared with another such
+    /// workload).
+    #[arg(long)]
+    pub cpuset_cpus: Option<u32>,
+    /// GPUs of its own: a number, or UUIDs comma-separated (CUDA_VISIBLE_DEVICES is set to them).
+    #[arg(long, value_parser = parse_gpus)]
+    pub gpus: Option<GpuRequest>,
     /// Seconds before the workload is stopped as timed_out.
     #[arg(long)]
     pub timeout: Option<f64>,
@@ -271,6 +290,23 @@ pub struct WorkloadFlags {
     pub pull: Option<PullPolicy>,
 }
 
+/// `--gpus 2` or `--gpus GPU-aaaa,GPU-bbbb`.
+pub fn parse_gpus(s: &str) -> Result<GpuRequest, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(GpuRequest::Count(n));
+    }
+    let uuids: Vec<String> = s
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if uuids.is_empty() {
+        return Err(format!("'{s}' is neither a number of GPUs nor GPU UUIDs"));
+    }
+    Ok(GpuRequest::Devices(uuids))
+}
+
 pub fn parse_pull_policy(s: &str) -> Result<PullPolicy, String> {
     match s {
         "never" => Ok(PullPolicy::Never),
@@ -288,6 +324,8 @@ impl WorkloadFlags {
         spec.limits.cpu = self.cpu.or(spec.limits.cpu);
         spec.limits.memory = self.memory.or(spec.limits.memory);
         spec.limits.pids = self.pids.or(spec.limits.pids);
+        spec.limits.cpuset_cpus = self.cpuset_cpus.or(spec.limits.cpuset_cpus);
+        spec.limits.gpus = self.gpus.or(spec.limits.gpus.take());
         spec.timeout_s = self.timeout.or(spec.timeout_s);
         spec.grace_s = self.grace.or(spec.grace_s);
         spec.user = self.user.or(spec.user.take());

@@ -95,6 +95,7 @@ pub async fn query(
     cpu: Option<f64>,
     memory: Option<u64>,
     gpus: Option<u32>,
+    cpuset_cpus: Option<u32>,
     labels: Vec<(String, String)>,
     strategy: &str,
 ) -> anyhow::Result<ExitCode> {
@@ -108,6 +109,7 @@ pub async fn query(
                 cpu,
                 memory,
                 gpus,
+                cpuset_cpus,
                 labels: labels.into_iter().collect(),
                 strategy,
             },

@@ -71,9 +71,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cpu,
             memory,
             gpus,
+            cpuset_cpus,
             labels,
             strategy,
-        } => cluster::query(ctl, cpu, memory, gpus, labels, &strategy).await,
+        } => cluster::query(ctl, cpu, memory, gpus, cpuset_cpus, labels, &strategy).await,
         Command::Drain {
             node,
             delay,

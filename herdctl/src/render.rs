@@ -42,6 +42,7 @@ pub fn progress(run: &RunRecord) -> String {
         by_node.entry(t.node_id.to_string()).or_default().push(t);
     }
     let mut s = format!("run {} — {}\n", run.run_id, state_name(run.state));
+    s += &queued_line(run);
     for (node, tasks) in by_node {
         let done = tasks
             .iter()
@@ -71,6 +72,15 @@ pub fn progress(run: &RunRecord) -> String {
         );
     }
     s
+}
+
+/// "queued: <reason>" while the run waits for room, else nothing.
+pub fn queued_line(run: &RunRecord) -> String {
+    match (&run.state, &run.queued_reason) {
+        (herd_bus::RunState::Queued, Some(why)) => format!("queued: {why}\n"),
+        (herd_bus::RunState::Queued, None) => "queued\n".into(),
+        _ => String::new(),
+    }
 }
 
 /// One line per task: status, duration, exit code, what it used once its node measured it
@@ -254,6 +264,7 @@ mod tests {
                 task("b", 1, TaskStatus::Completed),
             ],
             unconfirmed_nodes: vec![],
+            queued_reason: None,
         };
         let view = progress(&run);
         let lines: Vec<&str> = view.lines().collect();
@@ -306,6 +317,29 @@ mod tests {
         );
         assert_eq!(lines[1].split_whitespace().count(), 4, "{table}");
         assert_eq!(shorten("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn a_queued_run_says_why_it_waits() {
+        use herd_bus::{fixtures, RunState};
+        let mut run = RunRecord {
+            run_id: fixtures::run_id(),
+            state: RunState::Queued,
+            spec: fixtures::run_spec(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            tasks: vec![],
+            unconfirmed_nodes: vec![],
+            queued_reason: Some("targets.nodes: no room now on a: cpu: needs 1 CPUs".into()),
+        };
+        let view = progress(&run);
+        assert!(view.lines().next().unwrap().ends_with("— queued"), "{view}");
+        assert_eq!(
+            view.lines().nth(1),
+            Some("queued: targets.nodes: no room now on a: cpu: needs 1 CPUs")
+        );
+        run.state = RunState::Running;
+        assert_eq!(queued_line(&run), "", "only while it waits");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use crate::args::SubmitArgs;
 use crate::ctl::Ctl;
-use crate::render::{human_duration, now_ms, out, progress, state_name, task_table, Table};
+use crate::render::{
+    human_duration, now_ms, out, progress, queued_line, state_name, task_table, Table,
+};
 use anyhow::Context;
 use herd_bus::{
     ClusterVerb, NodeId, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState,
@@ -28,6 +30,8 @@ pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
             targets: RunTargets::default(),
             repetitions: 1,
             stop_timeout_s: None,
+            queue: None,
+            priority: None,
         },
     };
     if let Some(id) = a.id {
@@ -59,9 +63,18 @@ pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
     a.workload.apply(w);
     w.collect &= !a.no_collect;
     spec.stop_timeout_s = a.stop_timeout.or(spec.stop_timeout_s);
+    spec.priority = a.priority.or(spec.priority);
+    if a.no_queue {
+        spec.queue = Some(false);
+    }
     let submitted: RunSubmitted = ctl.cluster(ClusterVerb::RunSubmit, &spec).await?;
     if !a.follow {
         out(&format!("{}\n", submitted.run_id));
+        if let Ok(run) = get_run(ctl, &submitted.run_id).await {
+            if run.state == RunState::Queued {
+                eprint!("herdctl: run {} is {}", run.run_id, queued_line(&run));
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     follow(ctl, &submitted.run_id).await
@@ -127,6 +140,7 @@ pub async fn show(ctl: &Ctl, run_id: &str) -> anyhow::Result<ExitCode> {
             run.run_id,
             state_name(run.state)
         ));
+        out(&queued_line(&run));
         out(&task_table(&run));
     }
     Ok(ExitCode::SUCCESS)
@@ -173,7 +187,10 @@ pub async fn list(ctl: &Ctl, state: Option<String>, limit: u32) -> anyhow::Resul
     let state = state
         .map(|s| serde_json::from_value::<RunState>(serde_json::Value::String(s)))
         .transpose()
-        .map_err(|_| anyhow::anyhow!("--state is one of pending, running, completed, failed, stopping, stopped, stop_failed"))?;
+        .map_err(|_| {
+            let names: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+            anyhow::anyhow!("--state is one of {}", names.join(", "))
+        })?;
     let list: RunList = ctl
         .cluster(
             ClusterVerb::RunList,

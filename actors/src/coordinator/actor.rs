@@ -5,9 +5,10 @@
 use crate::coordinator::api::{self, ClusterApi};
 use crate::coordinator::node_client::NodeClient;
 use crate::coordinator::store::{self, Restored, Store};
+use crate::cores::pending::PendingPlacements;
 use crate::cores::placement;
 use crate::cores::registry::{Change, NodeRegistry, RegistryConfig};
-use crate::cores::run::{self, RunEffect, RunJournal};
+use crate::cores::run::{self, RunEffect, RunJournal, RunQueue};
 use crate::edges::clock::now_ms;
 use crate::edges::nats::{message_encoding, publish_msgpack};
 use crate::edges::service::{self, Answer};
@@ -38,6 +39,10 @@ pub struct Coordinator {
     /// Once the buckets are open.
     store: Option<Store>,
     runs: BTreeMap<RunId, RunJournal>,
+    /// Runs waiting for room, in the order they may start.
+    queue: RunQueue,
+    /// What was started on each node since its last heartbeat.
+    pending: PendingPlacements,
     /// Runs whose last save failed: saved again on the next tick.
     unsaved: BTreeSet<RunId>,
     round_robin: usize,
@@ -61,6 +66,8 @@ impl Coordinator {
             tick,
             store: None,
             runs: BTreeMap::new(),
+            queue: RunQueue::default(),
+            pending: PendingPlacements::default(),
             unsaved: BTreeSet::new(),
             round_robin: 0,
             malformed_heartbeats: 0,
@@ -75,6 +82,9 @@ impl Coordinator {
             runs = runs.len(),
             "coordinator restored its records"
         );
+        for r in &nodes {
+            self.pending.unheard(&r.node_id);
+        }
         self.registry.restore(nodes, now_ms());
         self.store = Some(store);
         for record in runs {
@@ -85,6 +95,10 @@ impl Coordinator {
             }
             self.runs.insert(id.clone(), journal);
             self.apply_run(&id, fx, ctx);
+        }
+        self.queue.restore(self.runs.values().map(|j| &j.record));
+        if !self.queue.is_empty() {
+            tracing::info!(queued = self.queue.len(), "runs still queued");
         }
         let addr = ctx.address();
         actix::spawn(store::follow_events(
@@ -167,8 +181,10 @@ impl Coordinator {
                 format!("it names node {}", hb.node_id),
             ),
             Ok(hb) => {
+                self.pending.on_heartbeat(&hb);
                 let changes = self.registry.on_heartbeat(hb, now_ms());
                 self.apply(changes, ctx);
+                self.admit_queued(ctx);
             }
             Err(e) => self.malformed(msg.subject.as_str(), e.to_string()),
         }
@@ -184,6 +200,10 @@ impl Coordinator {
         else {
             return Saved::nothing();
         };
+        if ev.state.is_terminal() {
+            // Over before a heartbeat listed it: it holds nothing on its node.
+            self.pending.forget(node, &ev.workload_id);
+        }
         let Some(run_id) = ev.run_id.clone() else {
             return Saved::nothing();
         };
@@ -239,6 +259,7 @@ impl Coordinator {
         effects: Vec<RunEffect>,
         ctx: &mut Context<Self>,
     ) -> Saved {
+        run::hold_starts(&mut self.pending, &self.registry, &effects, now_ms());
         let mut save = false;
         for effect in effects {
             match effect {
@@ -293,6 +314,7 @@ impl Coordinator {
         ctx.spawn(start.into_actor(self).map(move |res, act, ctx| {
             if let Err((node, error)) = res {
                 tracing::warn!(%run, %node, %error, "a task did not start");
+                act.pending.forget(&node, &workload);
                 act.on_run(&run, ctx, |j| {
                     j.on_start_failed(&node, &workload, error, now_ms())
                 });
@@ -369,41 +391,6 @@ impl Coordinator {
         Saved(Some(rx))
     }
 
-    /// Checks a RunSpec, places it, and starts its journal. Nothing starts on a bad spec.
-    fn submit(
-        &mut self,
-        mut spec: RunSpec,
-        ctx: &mut Context<Self>,
-    ) -> Result<RunSubmitted, ErrorBody> {
-        if let Some(id) = &spec.run_id {
-            if let Some(j) = self.runs.get(id) {
-                return if j.record.spec == spec {
-                    Ok(RunSubmitted {
-                        run_id: id.clone(),
-                        existing: true,
-                    })
-                } else {
-                    Err(ErrorBody::conflict(format!(
-                        "run {id} exists with a different spec"
-                    )))
-                };
-            }
-        }
-        self.round_robin = self.round_robin.wrapping_add(1);
-        let nodes =
-            run::plan(&spec, &self.registry, self.round_robin).map_err(ErrorBody::bad_request)?;
-        let run_id = spec.run_id.clone().unwrap_or_else(RunId::random);
-        spec.run_id = Some(run_id.clone());
-        let (journal, fx) = RunJournal::new(run_id.clone(), spec, &nodes, now_ms());
-        tracing::info!(run = %run_id, nodes = nodes.len(), tasks = journal.record.tasks.len(), "run submitted");
-        self.runs.insert(run_id.clone(), journal);
-        self.apply_run(&run_id, fx, ctx);
-        Ok(RunSubmitted {
-            run_id,
-            existing: false,
-        })
-    }
-
     fn run(&self, id: &RunId) -> Result<&RunJournal, ErrorBody> {
         self.runs
             .get(id)
@@ -466,6 +453,8 @@ impl Actor for Coordinator {
             let changes = act.registry.tick(now_ms());
             act.apply(changes, ctx);
             act.each_run(ctx, |j| j.tick(now_ms()));
+            act.pending.tick(now_ms());
+            act.admit_queued(ctx);
             for id in std::mem::take(&mut act.unsaved) {
                 let _ = act.save_run(&id, ctx);
             }
@@ -530,5 +519,6 @@ impl Handler<LifecycleEvent> for Coordinator {
     }
 }
 
+mod admission;
 mod serving;
 use serving::Serving;

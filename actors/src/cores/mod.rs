@@ -2,10 +2,12 @@
 //! NATS. Inputs (requests, events, the clock as `now_ms`) in, effects out; tested with plain
 //! `#[test]`s. Arrows point one way: roles → cores → herd-bus.
 
+pub mod allocation;
 pub mod backoff;
 pub mod heartbeat;
 pub mod node_state;
 pub mod outbox;
+pub mod pending;
 pub mod placement;
 pub mod registry;
 pub mod results;

@@ -1,7 +1,7 @@
 //! Per-process GPU use through NVML, where `libnvidia-ml` loads at run time. Without it GPU
 //! telemetry is absent, and the log says so once.
 
-use herd_bus::GpuSample;
+use herd_bus::{GpuInfo, GpuSample};
 use std::collections::BTreeMap;
 
 /// One process's use of one GPU.
@@ -26,6 +26,75 @@ pub fn for_workload(pids: &[i32], processes: &[ProcessGpu]) -> Vec<GpuSample> {
         s.utilization_percent = (s.utilization_percent + p.sm_util.unwrap_or(0) as f64).min(100.0);
     }
     by_device.into_values().collect()
+}
+
+/// `[gpu]`: GPUs an operator declares for a node where NVML is absent or cannot be loaded by
+/// herdd (a container runtime exposes them, a driver herdd cannot see). A declaration, not a
+/// measurement: herd assigns what is declared and sets `CUDA_VISIBLE_DEVICES` to its UUIDs,
+/// but has no GPU telemetry without NVML.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpuConfig {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeclaredGpu>,
+}
+
+/// One declared GPU: its index is its `/dev/nvidia<index>` minor.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredGpu {
+    pub index: u32,
+    pub uuid: String,
+    #[serde(default)]
+    pub name: String,
+    /// Bytes.
+    #[serde(default)]
+    pub memory: u64,
+}
+
+impl GpuConfig {
+    /// Duplicate indexes or UUIDs, or an empty UUID, named.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut indexes = std::collections::BTreeSet::new();
+        let mut uuids = std::collections::BTreeSet::new();
+        for d in &self.devices {
+            if d.uuid.trim().is_empty() {
+                return Err(format!("gpu.devices: GPU {} has no uuid", d.index));
+            }
+            if !indexes.insert(d.index) {
+                return Err(format!("gpu.devices: index {} is declared twice", d.index));
+            }
+            if !uuids.insert(d.uuid.as_str()) {
+                return Err(format!("gpu.devices: uuid {} is declared twice", d.uuid));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node's GPUs: NVML's when it found any (a declaration beside them is ignored, and the
+    /// log says so), else the declared ones.
+    pub fn inventory(&self, from_nvml: Vec<GpuInfo>) -> Vec<GpuInfo> {
+        if !from_nvml.is_empty() {
+            if !self.devices.is_empty() {
+                tracing::warn!(
+                    nvml = from_nvml.len(),
+                    declared = self.devices.len(),
+                    "NVML found GPUs: [gpu] devices is ignored"
+                );
+            }
+            return from_nvml;
+        }
+        self.devices
+            .iter()
+            .map(|d| GpuInfo {
+                index: d.index,
+                name: d.name.clone(),
+                uuid: d.uuid.clone(),
+                memory: d.memory,
+                mig: None,
+            })
+            .collect()
+    }
 }
 
 /// NVML, when present.
@@ -69,6 +138,8 @@ impl Nvml {
                     name: d.name().unwrap_or_default(),
                     uuid: d.uuid().unwrap_or_default(),
                     memory: d.memory_info().map(|m| m.total).unwrap_or(0),
+                    // Absent where NVML cannot say (MIG-less GPUs answer NotSupported).
+                    mig: d.mig_mode().ok().map(|m| m.current == 1),
                 })
             })
             .collect()

@@ -60,6 +60,52 @@ impl HostCpu {
     }
 }
 
+/// CPU ids in a kernel list such as `/sys/devices/system/cpu/online` (`0-3,8,10-11`).
+pub fn parse_cpu_list(text: &str) -> Vec<u32> {
+    let mut out = vec![];
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.trim().parse::<u32>(), b.trim().parse::<u32>()) {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.trim().parse::<u32>().ok()),
+        }
+    }
+    out
+}
+
+/// The host's online CPU ids, ascending (0..cpus when sysfs does not say).
+pub fn online_cores() -> Vec<u32> {
+    let cores = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|t| parse_cpu_list(&t))
+        .unwrap_or_default();
+    if cores.is_empty() {
+        (0..cpus() as u32).collect()
+    } else {
+        cores
+    }
+}
+
+/// What this node allocates against: the configured capacity, else the host's; its online
+/// cores; `gpus` (NVML's, or declared).
+pub fn allocation_policy(
+    config: &crate::cores::allocation::ResourcesConfig,
+    gpus: Vec<herd_bus::GpuInfo>,
+) -> crate::cores::allocation::AllocationPolicy {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    crate::cores::allocation::AllocationPolicy {
+        config: config.clone(),
+        capacity_cpus: config.capacity_cpu.unwrap_or_else(cpus),
+        capacity_memory: config
+            .capacity_memory
+            .unwrap_or_else(|| meminfo_bytes(&meminfo, "MemTotal").unwrap_or(0)),
+        cores: online_cores(),
+        gpus,
+    }
+}
+
 /// Reads capacity (without GPUs) and usage now.
 pub fn read(cpu: &mut HostCpu) -> (Capacity, Usage) {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -98,6 +144,14 @@ mod tests {
             parse_loadavg("0.50 0.40 0.30 1/200 1234\n"),
             [0.5, 0.4, 0.3]
         );
+    }
+
+    #[test]
+    fn cpu_lists_are_ranges_and_singles() {
+        assert_eq!(parse_cpu_list("0-3,8,10-11\n"), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(parse_cpu_list("0\n"), vec![0]);
+        assert_eq!(parse_cpu_list(""), Vec::<u32>::new());
+        assert!(!online_cores().is_empty());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use crate::cores::outbox::OutboxEntry;
 use crate::cores::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
-use crate::cores::workload::table::{Admitted, Effects, WorkloadTable};
-use crate::cores::workload::validate::{validate_any, ExecPolicy, Resolved};
+use crate::cores::workload::table::{Effects, WorkloadTable};
+use crate::cores::workload::validate::{validate_any, ExecPolicy};
 use crate::edges::cgroup::CgroupBackend;
 use crate::edges::clock::now_ms;
 use crate::edges::driver::docker::{DockerConfig, DockerDriver};
@@ -20,9 +20,7 @@ use crate::node::results::{ResultsSpool, SettledTask};
 use actix::prelude::*;
 use futures::FutureExt;
 use herd_bus::codec::{self, Encoding};
-use herd_bus::{
-    Accepted, ErrorBody, NodeId, Subjects, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState,
-};
+use herd_bus::{NodeId, Subjects, WorkloadEvent, WorkloadId, WorkloadSpec, WorkloadState};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +43,8 @@ pub struct ExecutorConfig {
     /// How a supervisor for one exec workload is started (the shim directory is appended):
     /// `herd-shim` beside herdd, or herdd itself with `shim`.
     pub shim_command: Vec<std::ffi::OsString>,
+    /// What this node hands out, and what it has (cores, GPUs): admission goes by it.
+    pub allocation: Arc<crate::cores::allocation::AllocationPolicy>,
 }
 
 pub struct WorkloadExecutor {
@@ -86,7 +86,9 @@ impl WorkloadExecutor {
                 backend,
                 cfg.shim_command.clone(),
                 cfg.state_dir.join("workloads"),
-            ),
+            )
+            // A GPU's /dev/nvidia<minor> is its index in the node's inventory.
+            .with_gpu_inventory(cfg.allocation.gpus.clone()),
             docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),
             table: WorkloadTable::new(cfg.node_id.clone(), cfg.keep_settled),
             cfg,
@@ -378,6 +380,7 @@ impl WorkloadExecutor {
             resolved,
             work_dir,
             output_dir,
+            assigned: entry.lc.status.assigned.clone(),
         })
     }
 
@@ -457,31 +460,6 @@ impl WorkloadExecutor {
         }
         let fx = entry.lc.on_spawned(started.pid, now_ms());
         self.apply(id, fx, ctx);
-    }
-
-    /// Takes a validated spec on (or recognises a retry of one already taken).
-    fn accept(
-        &mut self,
-        mut spec: WorkloadSpec,
-        resolved: Resolved,
-        ctx: &mut Context<Self>,
-    ) -> Result<Accepted, ErrorBody> {
-        if !self.accepting {
-            return Err(ErrorBody::unavailable("the node is shutting down"));
-        }
-        let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
-        spec.workload_id = Some(id.clone());
-        let existing = match self.table.admit(id.clone(), spec, resolved, now_ms())? {
-            Admitted::New(fx) => {
-                self.apply(&id, fx, ctx);
-                false
-            }
-            Admitted::Existing => true,
-        };
-        Ok(Accepted {
-            workload_id: id,
-            existing,
-        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Heartbeat: every `interval` (±10 % jitter) publishes this node's capacity, usage, state and
 //! workload inventory on `hb.<node>`. A state change (lameduck) is published at once.
 
+use crate::cores::allocation::{self, AllocationPolicy};
 use crate::cores::heartbeat::inventory;
 use crate::edges::clock::now_ms;
 use crate::edges::host::{self, HostCpu};
@@ -9,7 +10,8 @@ use crate::node::executor::{self, WorkloadExecutor};
 use crate::node::monitor::{LastSamples, ProcessMonitor};
 use actix::prelude::*;
 use herd_bus::codec::{self, Encoding};
-use herd_bus::{GpuInfo, Heartbeat, Subjects, WorkloadFilter};
+use herd_bus::{Heartbeat, Subjects, WorkloadFilter};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct HeartbeatActor {
@@ -19,7 +21,8 @@ pub struct HeartbeatActor {
     interval: Duration,
     seq: u64,
     cpu: HostCpu,
-    gpus: Vec<GpuInfo>,
+    /// Capacity as this node offers it (a dev node's share), its GPUs, and what it hands out.
+    allocation: Arc<AllocationPolicy>,
     bus: Addr<Bus>,
     executor: Addr<WorkloadExecutor>,
     monitor: Addr<ProcessMonitor>,
@@ -33,7 +36,7 @@ impl HeartbeatActor {
         subjects: Subjects,
         identity: NodeIdentity,
         interval: Duration,
-        gpus: Vec<GpuInfo>,
+        allocation: Arc<AllocationPolicy>,
         bus: Addr<Bus>,
         executor: Addr<WorkloadExecutor>,
         monitor: Addr<ProcessMonitor>,
@@ -45,7 +48,7 @@ impl HeartbeatActor {
             interval,
             seq: 0,
             cpu: HostCpu::default(),
-            gpus,
+            allocation,
             bus,
             executor,
             monitor,
@@ -98,7 +101,11 @@ impl HeartbeatActor {
                 .map(move |(state, list, last), act, _| {
                     act.seq += 1;
                     let (mut capacity, usage) = host::read(&mut act.cpu);
-                    capacity.gpus = act.gpus.clone();
+                    let policy = &act.allocation;
+                    capacity.cpus = policy.capacity_cpus;
+                    capacity.memory = policy.capacity_memory;
+                    capacity.gpus = policy.gpus.clone();
+                    let allocation = policy.allocation(&allocation::live(&list.workloads));
                     let workloads = inventory(list.workloads, &last);
                     let hb = Heartbeat {
                         node_id: act.identity.node_id.clone(),
@@ -114,6 +121,7 @@ impl HeartbeatActor {
                         capacity,
                         usage,
                         workloads,
+                        allocation: Some(allocation),
                     };
                     let subject = act.subjects.heartbeat(&hb.node_id);
                     match codec::encode(&hb, Encoding::MsgPack) {

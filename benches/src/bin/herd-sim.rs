@@ -98,6 +98,15 @@ fn fleet(
                     memory_available: 32 << 30,
                     load_avg: [1.0, 1.0, 1.0],
                 },
+                // What herdd reports: a simulated node has handed out part of its capacity.
+                allocation: Some(herd_bus::Allocation {
+                    allocatable_cpus: 16.0,
+                    allocatable_memory: 64 << 30,
+                    allocated_cpus: (i % 16) as f64,
+                    allocated_memory: (i as u64 % 32) << 30,
+                    cores_free: 16 - (i % 16),
+                    ..Default::default()
+                }),
                 workloads: (0..workloads)
                     .map(|w| -> anyhow::Result<WorkloadSummary> {
                         Ok(WorkloadSummary {

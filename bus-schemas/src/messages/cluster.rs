@@ -121,6 +121,9 @@ pub struct FitQuery {
     pub memory: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<u32>,
+    /// Whole cores of its own (`limits.cpuset_cpus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<u32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: Labels,
     #[serde(default)]
@@ -170,6 +173,7 @@ impl ClusterEventKind {
             ClusterEventKind::Node(NodeLiveness::Stale) => "node.stale",
             ClusterEventKind::Node(NodeLiveness::Lost) => "node.lost",
             ClusterEventKind::Node(NodeLiveness::Left) => "node.left",
+            ClusterEventKind::Run(RunState::Queued) => "run.queued",
             ClusterEventKind::Run(RunState::Pending) => "run.pending",
             ClusterEventKind::Run(RunState::Running) => "run.running",
             ClusterEventKind::Run(RunState::Completed) => "run.completed",
@@ -246,7 +250,7 @@ mod tests {
 
     #[test]
     fn cluster_event_kinds_are_area_dot_name_and_parse_back() {
-        assert_eq!(ClusterEventKind::all().count(), 11);
+        assert_eq!(ClusterEventKind::all().count(), 12);
         for kind in ClusterEventKind::all() {
             let expected = match kind {
                 ClusterEventKind::Node(l) => format!("node.{}", l.as_str()),
@@ -261,7 +265,7 @@ mod tests {
             "node",
             "node.",
             "node.gone",
-            "run.queued",
+            "run.waiting",
             "run.STOPPED",
             "up",
         ] {

@@ -30,6 +30,13 @@ pub struct RunSpec {
     /// Seconds to wait for every node to confirm a stop; default 30.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout_s: Option<f64>,
+    /// When its tasks do not fit now: wait `queued` for room (the default, `None` or `true`),
+    /// or fail at once (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<bool>,
+    /// Among queued runs, a higher priority starts first; equal ones in submission order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
 }
 
 /// Reply data of `cluster.run.submit`.
@@ -43,6 +50,8 @@ pub struct RunSubmitted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
+    /// Waiting for room on enough nodes (`queued_reason` says what is missing).
+    Queued,
     Pending,
     Running,
     Completed,
@@ -53,7 +62,8 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 7] = [
+    pub const ALL: [RunState; 8] = [
+        RunState::Queued,
         RunState::Pending,
         RunState::Running,
         RunState::Completed,
@@ -66,6 +76,7 @@ impl RunState {
     /// The name on the wire, e.g. `stop_failed`.
     pub fn as_str(self) -> &'static str {
         match self {
+            RunState::Queued => "queued",
             RunState::Pending => "pending",
             RunState::Running => "running",
             RunState::Completed => "completed",
@@ -162,6 +173,9 @@ pub struct RunRecord {
     /// After stop_failed: nodes that never confirmed the stop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unconfirmed_nodes: Vec<NodeId>,
+    /// While queued: why its tasks do not fit yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_reason: Option<String>,
 }
 
 /// `cluster.run.get` and `cluster.run.stop` request.

@@ -18,6 +18,9 @@ pub struct GpuInfo {
     /// Total memory in bytes.
     #[serde(default)]
     pub memory: u64,
+    /// MIG mode enabled (NVML); absent when unknown or declared in the configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -79,6 +82,45 @@ pub struct Heartbeat {
     pub usage: Usage,
     #[serde(default)]
     pub workloads: Vec<WorkloadSummary>,
+    /// What the node has handed out; absent from nodes older than allocations (placement then
+    /// goes by live usage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<Allocation>,
+}
+
+/// A node's allocations: capacity less what is reserved for the system is allocatable; what
+/// its pending, starting and running workloads asked for (their limits, or the default
+/// request of a workload without) is allocated.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Allocation {
+    pub allocatable_cpus: f64,
+    pub allocatable_memory: u64,
+    pub allocated_cpus: f64,
+    pub allocated_memory: u64,
+    /// Whether the node admits past allocatable for this resource.
+    #[serde(default, skip_serializing_if = "super::is_false")]
+    pub overcommit_cpu: bool,
+    #[serde(default, skip_serializing_if = "super::is_false")]
+    pub overcommit_memory: bool,
+    /// Whole cores not pinned by any workload and not reserved: what `cpuset_cpus` can have.
+    #[serde(default)]
+    pub cores_free: u32,
+    /// GPUs no workload has, by UUID.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus_free: Vec<String>,
+}
+
+impl Allocation {
+    /// CPUs that can still be handed out (negative when overcommitted).
+    pub fn free_cpus(&self) -> f64 {
+        self.allocatable_cpus - self.allocated_cpus
+    }
+
+    /// Memory that can still be handed out.
+    pub fn free_memory(&self) -> u64 {
+        self.allocatable_memory
+            .saturating_sub(self.allocated_memory)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

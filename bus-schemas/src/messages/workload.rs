@@ -53,6 +53,50 @@ pub struct Limits {
     /// all, so that a memory limit means memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<u64>,
+    /// Whole CPU cores of its own (a cpuset): the node picks them, never gives one to two such
+    /// workloads, and keeps them off the cores of its `reserved_cpu`. Counts as that many CPUs
+    /// allocated (and as the CPU limit when `cpu` is unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<u32>,
+    /// GPUs of its own: a number (the node picks), or the UUIDs wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<GpuRequest>,
+}
+
+/// `limits.gpus`: how many GPUs, or which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GpuRequest {
+    Count(u32),
+    Devices(Vec<String>),
+}
+
+impl GpuRequest {
+    /// How many GPUs it asks for.
+    pub fn count(&self) -> u32 {
+        match self {
+            GpuRequest::Count(n) => *n,
+            GpuRequest::Devices(d) => d.len() as u32,
+        }
+    }
+}
+
+/// What a node handed a workload of its own when it admitted it: whole cores (a cpuset) and
+/// GPUs, kept with the workload so that a restarted herdd hands them to no one else.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Assigned {
+    /// CPU ids, ascending.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cores: Vec<u32>,
+    /// GPU UUIDs, in the node's inventory order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
+}
+
+impl Assigned {
+    pub fn is_empty(&self) -> bool {
+        self.cores.is_empty() && self.gpus.is_empty()
+    }
 }
 
 impl Limits {
@@ -277,6 +321,9 @@ pub struct WorkloadStatus {
     /// Its own working directory on the node (cwd, HOME, TMPDIR), while it is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_dir: Option<String>,
+    /// The cores and GPUs the node assigned it (`limits.cpuset_cpus`, `limits.gpus`).
+    #[serde(default, skip_serializing_if = "Assigned::is_empty")]
+    pub assigned: Assigned,
 }
 
 /// Reply data of `workload.list`.

@@ -228,7 +228,7 @@ fn bad_subjects_are_explained() {
         ("herd.v1.evt.n1.workload.queued", "queued"),
         ("herd.v1.evt.n1.workload.exited.x", "exited.x"),
         ("herd.v1.cluster.evt.node.gone", "node.gone"),
-        ("herd.v1.cluster.evt.run.queued", "run.queued"),
+        ("herd.v1.cluster.evt.run.waiting", "run.waiting"),
     ] {
         assert_eq!(
             s.parse(subject),

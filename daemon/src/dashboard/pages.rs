@@ -25,6 +25,23 @@ pub fn fleet_table(nodes: &NodeList, label: Option<&str>, now_ms: u64) -> String
     for n in &shown {
         let hb = n.heartbeat.as_ref();
         let state = hb.map(|h| h.state.as_str()).unwrap_or("?");
+        let allocated = hb
+            .and_then(|h| h.allocation.as_ref())
+            .map(|a| {
+                format!(
+                    "{:.1} of {} CPUs{}, {} of {}",
+                    a.allocated_cpus,
+                    a.allocatable_cpus,
+                    if a.overcommit_cpu {
+                        " (overcommit)"
+                    } else {
+                        ""
+                    },
+                    bytes(a.allocated_memory),
+                    bytes(a.allocatable_memory)
+                )
+            })
+            .unwrap_or_else(|| "–".to_string());
         let (cpu, memory, gpus, workloads, labels) = match hb {
             None => Default::default(),
             Some(h) => {
@@ -47,10 +64,10 @@ pub fn fleet_table(nodes: &NodeList, label: Option<&str>, now_ms: u64) -> String
                         cpus = h.capacity.cpus
                     ),
                     format!("{} of {}", bytes(used), bytes(h.capacity.memory)),
-                    if h.capacity.gpus.is_empty() {
-                        "–".to_string()
-                    } else {
-                        h.capacity.gpus.len().to_string()
+                    match (&h.allocation, h.capacity.gpus.len()) {
+                        (_, 0) => "–".to_string(),
+                        (Some(a), n) => format!("{} free of {n}", a.gpus_free.len()),
+                        (None, n) => n.to_string(),
                     },
                     format!("{running} running, {} known", h.workloads.len()),
                     labels.join(" "),
@@ -61,7 +78,7 @@ pub fn fleet_table(nodes: &NodeList, label: Option<&str>, now_ms: u64) -> String
             "<tr data-node=\"{id}\" data-liveness=\"{live}\" data-state=\"{state}\">\
              <td><a href=\"/node/{href}\">{id}</a></td>\
              <td><span class=\"badge {live}\">{live}</span></td><td>{state}</td>\
-             <td>{cpu}</td><td>{memory}</td><td>{gpus}</td><td>{workloads}</td><td>{labels}</td>\
+             <td>{allocated}</td><td>{cpu}</td><td>{memory}</td><td>{gpus}</td><td>{workloads}</td><td>{labels}</td>\
              <td>{seen}</td></tr>",
             id = esc(n.node_id.as_str()),
             href = url(n.node_id.as_str()),
@@ -75,7 +92,7 @@ pub fn fleet_table(nodes: &NodeList, label: Option<&str>, now_ms: u64) -> String
         .count();
     format!(
         "<p class=\"counts\"><span id=\"nodes-up\">{up}</span> of {} nodes up</p>\
-         <table class=\"nodes\"><thead><tr><th>Node</th><th>Liveness</th><th>State</th><th>CPU used</th>\
+         <table class=\"nodes\"><thead><tr><th>Node</th><th>Liveness</th><th>State</th><th>Allocated</th><th>CPU used</th>\
          <th>Memory used</th><th>GPUs</th><th>Workloads</th><th>Labels</th><th>Last seen</th></tr></thead>\
          <tbody>{rows}</tbody></table>",
         shown.len()

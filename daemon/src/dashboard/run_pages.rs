@@ -176,6 +176,12 @@ pub fn run_body(run: &RunRecord, stats: Option<&RunStats>, now_ms: u64, actions:
     } else {
         String::new()
     };
+    let queued = match &run.queued_reason {
+        Some(why) if run.state == herd_bus::RunState::Queued => {
+            format!("<p class=\"queued\">Waiting for room: {}</p>", esc(why))
+        }
+        _ => String::new(),
+    };
     let unconfirmed = if run.unconfirmed_nodes.is_empty() {
         String::new()
     } else {
@@ -201,7 +207,7 @@ pub fn run_body(run: &RunRecord, stats: Option<&RunStats>, now_ms: u64, actions:
     );
     format!(
         "<p class=\"run-state\" data-run=\"{eid}\" data-state=\"{state}\"><span class=\"badge {state}\">{state}</span> \
-         submitted {created}, changed {updated}{stop}</p>{unconfirmed}\
+         submitted {created}, changed {updated}{stop}</p>{queued}{unconfirmed}\
          <h2>Progress</h2>{progress}<h2>Tasks</h2>{tasks}<h2>Summary</h2>{summary}{compare}{results}",
         eid = esc(id),
         state = run.state.as_str(),

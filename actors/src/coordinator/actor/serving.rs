@@ -42,8 +42,9 @@ impl ClusterApi for Serving<'_> {
         }
         let act = &mut *self.act;
         act.round_robin = act.round_robin.wrapping_add(1);
-        Ok(placement::place(
+        Ok(placement::place_with(
             act.registry.records(),
+            &act.pending,
             &q,
             act.round_robin,
         ))
@@ -58,6 +59,8 @@ impl ClusterApi for Serving<'_> {
         if let Err(e) = self.act.run(&r.run_id) {
             return Err(e).into();
         }
+        // A queued run is stopped at once: it leaves the queue.
+        self.act.queue.remove(&r.run_id);
         self.act
             .on_run(&r.run_id, self.ctx, |j| j.on_stop(now_ms()));
         self.act.run(&r.run_id).map(|j| j.record.clone()).into()

@@ -1,7 +1,6 @@
 //! A run's journal: one task per node × repetition, fed with workload events, task statuses,
 //! node loss, stop requests and the clock; it answers with effects.
 
-use super::plan::task_workload_id;
 use super::stop::{StopProtocol, StopVerdict};
 use herd_bus::{
     NodeId, ResourceSummary, RunId, RunList, RunListQuery, RunRecord, RunSpec, RunState,
@@ -62,26 +61,7 @@ impl RunJournal {
         nodes: &[NodeId],
         now_ms: u64,
     ) -> (RunJournal, Vec<RunEffect>) {
-        let name = spec.workload.name.clone().unwrap_or_else(|| "task".into());
-        let mut tasks = Vec::new();
-        for node in nodes {
-            for rep in 1..=spec.repetitions {
-                tasks.push(TaskRecord {
-                    task_id: format!("{node}::{name}::{rep}"),
-                    node_id: node.clone(),
-                    rep,
-                    status: TaskStatus::Pending,
-                    workload_id: Some(task_workload_id(&run_id, node, rep)),
-                    started_at_ms: None,
-                    finished_at_ms: None,
-                    duration_s: None,
-                    exit_code: None,
-                    error: None,
-                    resources: None,
-                    results: None,
-                });
-            }
-        }
+        let tasks = queued::tasks_over(&run_id, &spec, nodes);
         let mut j = RunJournal {
             record: RunRecord {
                 run_id,
@@ -91,6 +71,7 @@ impl RunJournal {
                 updated_at_ms: now_ms,
                 tasks,
                 unconfirmed_nodes: vec![],
+                queued_reason: None,
             },
             stop: None,
         };
@@ -468,6 +449,9 @@ impl RunJournal {
     /// Stop: pending repetitions are skipped, every node with a running task is asked to stop
     /// the run and must confirm (with an event of its task) before `stop_timeout_s`.
     pub fn on_stop(&mut self, now_ms: u64) -> Vec<RunEffect> {
+        if self.record.state == RunState::Queued {
+            return self.stop_queued(now_ms);
+        }
         if !matches!(self.record.state, RunState::Pending | RunState::Running) {
             return vec![];
         }
@@ -574,5 +558,6 @@ fn stop_timeout_ms(spec: &RunSpec) -> u64 {
     (spec.stop_timeout_s.unwrap_or(DEFAULT_STOP_TIMEOUT_S) * 1000.0) as u64
 }
 
+mod queued;
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,95 @@
 //! Planning a run: checking its RunSpec, choosing its nodes, naming its tasks' workloads.
 
-use crate::cores::placement;
+use crate::cores::pending::PendingPlacements;
+use crate::cores::placement::{self, Misfit};
 use crate::cores::registry::NodeRegistry;
 use herd_bus::{FitQuery, NodeId, NodeLiveness, RunId, RunSpec, WorkloadId};
 use std::collections::BTreeSet;
 
-/// Checks a RunSpec and chooses its nodes: explicit `targets.nodes` (each known and up), or
-/// `targets.count` nodes by placement. The error names the problem; nothing has started.
+/// Why a run cannot start now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanError {
+    /// The spec is wrong, names a node that is unknown or down, or asks more than its nodes
+    /// could ever hold: refused.
+    Invalid(String),
+    /// Its nodes exist but have no room now: it may wait, queued.
+    NoRoom(String),
+}
+
+impl PlanError {
+    /// Why, in words.
+    pub fn reason(&self) -> &str {
+        match self {
+            PlanError::Invalid(why) | PlanError::NoRoom(why) => why,
+        }
+    }
+}
+
+/// Checks a RunSpec and chooses its nodes: explicit `targets.nodes` (each known and up, each
+/// with room by its allocation when it reports one), or `targets.count` nodes by placement.
+/// `pending` holds what was placed since each node's heartbeat. The error names the problem;
+/// nothing has started.
 pub fn plan(
     spec: &RunSpec,
     registry: &NodeRegistry,
+    pending: &PendingPlacements,
     round_robin: usize,
-) -> Result<Vec<NodeId>, String> {
+) -> Result<Vec<NodeId>, PlanError> {
+    check(spec).map_err(PlanError::Invalid)?;
+    let w = &spec.workload;
+    let t = &spec.targets;
+    let q = FitQuery {
+        cpu: w.limits.cpu,
+        memory: w.limits.memory,
+        gpus: w.limits.gpus.as_ref().map(|g| g.count()),
+        cpuset_cpus: w.limits.cpuset_cpus,
+        labels: t.labels.clone(),
+        strategy: t.strategy,
+    };
+    match t.count {
+        None => explicit(&t.nodes, &q, registry, pending),
+        Some(count) => {
+            let fit = placement::place_with(registry.records(), pending, &q, round_robin);
+            if (fit.candidates.len() as u32) >= count {
+                return Ok(fit
+                    .candidates
+                    .into_iter()
+                    .take(count as usize)
+                    .map(|c| c.node_id)
+                    .collect());
+            }
+            // Nodes that fit, or would with room: enough of them, and the run can wait.
+            let mut waiting_for = Vec::new();
+            for r in registry.records() {
+                if let Some(Misfit::NoRoom(why)) = placement::misfit(r, &q, pending) {
+                    waiting_for.push(format!("{}: {why}", r.node_id));
+                }
+            }
+            let could = fit.candidates.len() + waiting_for.len();
+            if could as u32 >= count {
+                return Err(PlanError::NoRoom(format!(
+                    "targets.count: {count} nodes asked, {} with room now — {}",
+                    fit.candidates.len(),
+                    waiting_for.join("; ")
+                )));
+            }
+            let why: Vec<String> = fit
+                .rejected
+                .iter()
+                .map(|(n, w)| format!("{n}: {w}"))
+                .collect();
+            Err(PlanError::Invalid(format!(
+                "targets.count: {count} nodes asked, {} fit{}{}",
+                fit.candidates.len(),
+                if why.is_empty() { "" } else { " — " },
+                why.join("; ")
+            )))
+        }
+    }
+}
+
+/// The spec's own errors, whatever the fleet.
+fn check(spec: &RunSpec) -> Result<(), String> {
     if spec.repetitions == 0 || spec.repetitions > 10_000 {
         return Err(format!(
             "repetitions: must be between 1 and 10000, got {}",
@@ -37,55 +115,65 @@ pub fn plan(
     match (t.nodes.is_empty(), t.count) {
         (true, None) => Err("targets: give nodes, or count (with labels and a strategy)".into()),
         (false, Some(_)) => Err("targets: give nodes or count, not both".into()),
-        (false, None) => {
-            let mut seen = BTreeSet::new();
-            for n in &t.nodes {
-                if !seen.insert(n) {
-                    return Err(format!("targets.nodes: {n} is listed twice"));
-                }
-                match registry.get(n) {
-                    None => return Err(format!("targets.nodes: unknown node '{n}'")),
-                    Some(r) if r.liveness != NodeLiveness::Up => {
-                        return Err(format!(
-                            "targets.nodes: node '{n}' is {}",
-                            r.liveness.as_str()
-                        ))
-                    }
-                    Some(_) => {}
-                }
-            }
-            Ok(t.nodes.clone())
-        }
         (true, Some(0)) => Err("targets.count: must be ≥ 1".into()),
-        (true, Some(count)) => {
-            let q = FitQuery {
-                cpu: w.limits.cpu,
-                memory: w.limits.memory,
-                gpus: None,
-                labels: t.labels.clone(),
-                strategy: t.strategy,
-            };
-            let fit = placement::place(registry.records(), &q, round_robin);
-            if (fit.candidates.len() as u32) < count {
-                let why: Vec<String> = fit
-                    .rejected
-                    .iter()
-                    .map(|(n, w)| format!("{n}: {w}"))
-                    .collect();
-                return Err(format!(
-                    "targets.count: {count} nodes asked, {} fit{}{}",
-                    fit.candidates.len(),
-                    if why.is_empty() { "" } else { " — " },
-                    why.join("; ")
-                ));
-            }
-            Ok(fit
-                .candidates
-                .into_iter()
-                .take(count as usize)
-                .map(|c| c.node_id)
-                .collect())
+        _ => Ok(()),
+    }
+}
+
+/// Explicit nodes: each known and up. A node reporting its allocation must have room (a node
+/// without one, an older herdd, decides when the start comes, as before allocations).
+fn explicit(
+    nodes: &[NodeId],
+    q: &FitQuery,
+    registry: &NodeRegistry,
+    pending: &PendingPlacements,
+) -> Result<Vec<NodeId>, PlanError> {
+    let mut seen = BTreeSet::new();
+    let mut waiting_for = Vec::new();
+    for n in nodes {
+        if !seen.insert(n) {
+            return Err(PlanError::Invalid(format!(
+                "targets.nodes: {n} is listed twice"
+            )));
         }
+        let r = match registry.get(n) {
+            None => {
+                return Err(PlanError::Invalid(format!(
+                    "targets.nodes: unknown node '{n}'"
+                )))
+            }
+            Some(r) if r.liveness != NodeLiveness::Up => {
+                return Err(PlanError::Invalid(format!(
+                    "targets.nodes: node '{n}' is {}",
+                    r.liveness.as_str()
+                )))
+            }
+            Some(r) => r,
+        };
+        let Some(hb) = r.heartbeat.as_ref().filter(|hb| hb.allocation.is_some()) else {
+            continue;
+        };
+        if !pending.known(n) {
+            waiting_for.push(format!("{n}: {}", placement::UNHEARD));
+            continue;
+        }
+        match placement::room(hb, q, &pending.held(n)) {
+            None => {}
+            Some(Misfit::Never(why)) => {
+                return Err(PlanError::Invalid(format!(
+                    "targets.nodes: node '{n}' cannot hold the workload: {why}"
+                )))
+            }
+            Some(Misfit::NoRoom(why)) => waiting_for.push(format!("{n}: {why}")),
+        }
+    }
+    if waiting_for.is_empty() {
+        Ok(nodes.to_vec())
+    } else {
+        Err(PlanError::NoRoom(format!(
+            "targets.nodes: no room now on {}",
+            waiting_for.join("; ")
+        )))
     }
 }
 
@@ -130,6 +218,8 @@ mod tests {
             targets: RunTargets::default(),
             repetitions: reps,
             stop_timeout_s: Some(10.0),
+            queue: None,
+            priority: None,
         }
     }
 
@@ -150,6 +240,10 @@ mod tests {
         r
     }
 
+    fn none() -> PendingPlacements {
+        PendingPlacements::default()
+    }
+
     fn targets(nodes: &[&str], count: Option<u32>) -> RunSpec {
         RunSpec {
             targets: RunTargets {
@@ -165,11 +259,19 @@ mod tests {
     fn plan_chooses_nodes_or_says_what_is_wrong() {
         let reg = registry(&["a", "b"], &["s"]);
         assert_eq!(
-            plan(&targets(&["b", "a"], None), &reg, 0),
+            plan(&targets(&["b", "a"], None), &reg, &none(), 0),
             Ok(vec![n("b"), n("a")])
         );
-        assert_eq!(plan(&targets(&[], Some(2)), &reg, 0).unwrap().len(), 2);
-        let err = |spec: RunSpec| plan(&spec, &reg, 0).unwrap_err();
+        assert_eq!(
+            plan(&targets(&[], Some(2)), &reg, &none(), 0)
+                .unwrap()
+                .len(),
+            2
+        );
+        let err = |spec: RunSpec| match plan(&spec, &reg, &none(), 0) {
+            Err(PlanError::Invalid(why)) => why,
+            other => panic!("{other:?}"),
+        };
         assert!(err(RunSpec {
             repetitions: 0,
             ..targets(&["a"], None)
@@ -203,6 +305,75 @@ mod tests {
             ..targets(&["a"], None)
         })
         .starts_with("stop_timeout_s"));
+    }
+
+    /// Up nodes with 2 allocatable CPUs, `allocated` of them handed out.
+    fn allotted(nodes: &[(&str, f64)]) -> NodeRegistry {
+        let mut r = NodeRegistry::new(Default::default());
+        for (name, allocated) in nodes {
+            let mut hb = herd_bus::fixtures::heartbeat(0);
+            hb.node_id = n(name);
+            hb.allocation = Some(herd_bus::Allocation {
+                allocatable_cpus: 2.0,
+                allocatable_memory: 1 << 30,
+                allocated_cpus: *allocated,
+                ..Default::default()
+            });
+            r.on_heartbeat(hb, 0);
+        }
+        r
+    }
+
+    fn with_cpu(mut spec: RunSpec, cpu: f64) -> RunSpec {
+        spec.workload.limits.cpu = Some(cpu);
+        spec
+    }
+
+    #[test]
+    fn no_room_now_is_told_apart_from_never() {
+        let reg = allotted(&[("a", 1.5), ("b", 0.0)]);
+        let plan = |spec: RunSpec| plan(&spec, &reg, &none(), 0);
+        assert_eq!(plan(with_cpu(targets(&["b"], None), 1.0)), Ok(vec![n("b")]));
+        assert_eq!(
+            plan(with_cpu(targets(&["a", "b"], None), 1.0)),
+            Err(PlanError::NoRoom(
+                "targets.nodes: no room now on a: cpu: needs 1 CPUs, 0.50 of 2 allocatable left"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            plan(with_cpu(targets(&["b"], None), 4.0)),
+            Err(PlanError::Invalid(
+                "targets.nodes: node 'b' cannot hold the workload: cpu: needs 4 CPUs, the node \
+                 has 2 allocatable in all"
+                    .into()
+            ))
+        );
+        assert_eq!(plan(with_cpu(targets(&[], Some(1)), 1.0)), Ok(vec![n("b")]));
+        let two = plan(with_cpu(targets(&[], Some(2)), 1.0)).unwrap_err();
+        assert_eq!(
+            two,
+            PlanError::NoRoom(
+                "targets.count: 2 nodes asked, 1 with room now — a: cpu: needs 1 CPUs, 0.50 of \
+                 2 allocatable left"
+                    .into()
+            )
+        );
+        assert!(matches!(
+            plan(with_cpu(targets(&[], Some(3)), 1.0)),
+            Err(PlanError::Invalid(why)) if why.starts_with("targets.count: 3 nodes asked, 1 fit")
+        ));
+        // What was placed since the heartbeat counts: b is taken by a run before this one.
+        let mut pending = none();
+        let ask = crate::cores::pending::ResourceRequest {
+            cpu: 1.5,
+            ..Default::default()
+        };
+        pending.placed(&n("b"), &WorkloadId::new("w1").unwrap(), ask, 1_000, 0);
+        assert!(matches!(
+            super::plan(&with_cpu(targets(&["b"], None), 1.0), &reg, &pending, 0),
+            Err(PlanError::NoRoom(_))
+        ));
     }
 
     #[test]

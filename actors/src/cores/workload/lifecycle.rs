@@ -116,6 +116,7 @@ impl Lifecycle {
                 restarts: 0,
                 resources: None,
                 work_dir: None,
+                assigned: Default::default(),
             },
             stop: None,
             escalated: false,

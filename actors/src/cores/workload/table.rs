@@ -241,6 +241,11 @@ impl<R> WorkloadTable<R> {
     }
 
     /// `workload.list`: oldest first.
+    /// Every workload's status, in no order.
+    pub fn statuses(&self) -> impl Iterator<Item = &WorkloadStatus> {
+        self.entries.values().map(|e| &e.lc.status)
+    }
+
     pub fn list(&self, filter: &WorkloadFilter) -> WorkloadList {
         let mut workloads: Vec<WorkloadStatus> = self
             .entries

@@ -191,6 +191,32 @@ fn check_common(
             "needs limits.memory (swap is allowed beyond a memory limit)",
         ));
     }
+    if let Some(n) = limits.cpuset_cpus {
+        if n == 0 {
+            return Err(field("limits.cpuset_cpus", "must be ≥ 1"));
+        }
+        if n as f64 > host_cpus {
+            return Err(field(
+                "limits.cpuset_cpus",
+                format!("{n} cores exceeds this node's {host_cpus}"),
+            ));
+        }
+        if limits.cpu.is_some_and(|c| c > n as f64) {
+            return Err(field(
+                "limits.cpu",
+                format!("more than its {n} pinned cores (limits.cpuset_cpus)"),
+            ));
+        }
+    }
+    if let Some(herd_bus::GpuRequest::Devices(d)) = &limits.gpus {
+        if d.is_empty() {
+            return Err(field("limits.gpus", "an empty list: give a count or UUIDs"));
+        }
+        let unique: std::collections::BTreeSet<&String> = d.iter().collect();
+        if unique.len() != d.len() {
+            return Err(field("limits.gpus", "a UUID is listed twice"));
+        }
+    }
     positive("timeout_s", spec.timeout_s, false)?;
     positive("grace_s", spec.grace_s, true)?;
     if let Some(g) = spec.grace_s {
@@ -401,6 +427,45 @@ mod tests {
                     ..Default::default()
                 }),
                 "limits.swap: needs limits.memory",
+            ),
+            (
+                lim(Limits {
+                    cpuset_cpus: Some(0),
+                    ..Default::default()
+                }),
+                "limits.cpuset_cpus: must be ≥ 1",
+            ),
+            (
+                lim(Limits {
+                    cpuset_cpus: Some(64),
+                    ..Default::default()
+                }),
+                "limits.cpuset_cpus: 64 cores exceeds",
+            ),
+            (
+                lim(Limits {
+                    cpu: Some(2.0),
+                    cpuset_cpus: Some(1),
+                    ..Default::default()
+                }),
+                "limits.cpu: more than its 1 pinned cores",
+            ),
+            (
+                lim(Limits {
+                    gpus: Some(herd_bus::GpuRequest::Devices(vec![])),
+                    ..Default::default()
+                }),
+                "limits.gpus: an empty list",
+            ),
+            (
+                lim(Limits {
+                    gpus: Some(herd_bus::GpuRequest::Devices(vec![
+                        "GPU-1".into(),
+                        "GPU-1".into(),
+                    ])),
+                    ..Default::default()
+                }),
+                "limits.gpus: a UUID is listed twice",
             ),
             (
                 WorkloadSpec {

@@ -65,8 +65,15 @@ pub trait CgroupBackend: Send + Sync {
     fn version(&self) -> CgroupVersion;
     /// Where workload cgroups are made (for logs and `doctor`).
     fn describe(&self) -> String;
-    /// Creates the cgroup `name` with `limits`; an existing empty one is reused.
-    fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError>;
+    /// Creates the cgroup `name` with `limits`, held to the cores and GPU devices of `pinned`;
+    /// an existing empty one is reused. An error when the backend cannot pin what `pinned`
+    /// names (no cpuset controller, no cgroups at all).
+    fn create(
+        &self,
+        name: &str,
+        limits: &Limits,
+        pinned: &Pinned,
+    ) -> Result<Arc<dyn WorkloadCgroup>, CgroupError>;
     /// An existing workload cgroup, as a restarted herdd finds it: limits and processes are
     /// left as they are. An error when it does not exist.
     fn open(&self, name: &str) -> Result<Arc<dyn WorkloadCgroup>, CgroupError>;
@@ -78,6 +85,41 @@ pub trait CgroupBackend: Send + Sync {
         None
     }
 }
+
+/// What a workload's cgroup holds it to besides its limits: the whole cores and the GPUs the
+/// node assigned it. Empty (the default): any core, device access as herdd's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pinned {
+    /// CPU ids of its cpuset, ascending. Empty: no cpuset of its own (cgroup v1 makes no
+    /// cpuset cgroup for it).
+    pub cores: Vec<u32>,
+    /// Minors of its GPUs' device files, `/dev/nvidia<minor>`. Non-empty: on cgroup v1 with a
+    /// devices hierarchy, every other `/dev/nvidia<N>` (N < 254) is denied to it; empty: its
+    /// device access is left alone.
+    pub gpu_minors: Vec<u32>,
+}
+
+impl Pinned {
+    /// The cores as a cpuset list (`1,3`), as `cpuset.cpus` and Docker's `CpusetCpus` take it.
+    pub fn cpu_list(&self) -> String {
+        cpu_list(&self.cores)
+    }
+}
+
+/// CPU ids as a cpuset list (`1,3`).
+pub fn cpu_list(cores: &[u32]) -> String {
+    cores
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The character-device major of NVIDIA's GPU device files (`/dev/nvidia<minor>`); minors 254
+/// and 255 are `nvidia-modeset` and `nvidiactl`, which every CUDA process needs.
+pub const NVIDIA_MAJOR: u32 = 195;
+/// Minors below this are GPUs (`/dev/nvidia0` …).
+pub const NVIDIA_GPU_MINORS: u32 = 254;
 
 /// One workload's cgroup (or, without cgroups, its process group).
 pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {

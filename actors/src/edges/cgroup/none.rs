@@ -25,11 +25,20 @@ impl CgroupBackend for NoCgroups {
         }))
     }
 
+    /// Refuses a workload pinned to cores: there is no cpuset to hold it to them. GPUs pass
+    /// (their environment names them; device access is not limited).
     fn create(
         &self,
         _name: &str,
         _limits: &Limits,
+        pinned: &Pinned,
     ) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        if !pinned.cores.is_empty() {
+            return Err(CgroupError::Limit(format!(
+                "cannot pin the workload to cores {}: this node runs workloads without cgroups, so it has no cpuset to hold them to",
+                pinned.cpu_list()
+            )));
+        }
         Ok(Arc::new(ProcessSession {
             leader: AtomicI32::new(0),
         }))
@@ -114,5 +123,30 @@ impl WorkloadCgroup for ProcessSession {
 
     fn remove(&self) -> Result<(), CgroupError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_cores_are_refused_without_cgroups() {
+        let pinned = Pinned {
+            cores: vec![1],
+            gpu_minors: vec![],
+        };
+        let e = NoCgroups
+            .create("w1", &Default::default(), &pinned)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot pin the workload to cores 1: this node runs workloads without cgroups, so it has no cpuset to hold them to"
+        );
+        let gpus = Pinned {
+            cores: vec![],
+            gpu_minors: vec![0],
+        };
+        assert!(NoCgroups.create("w2", &Default::default(), &gpus).is_ok());
     }
 }

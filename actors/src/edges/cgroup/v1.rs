@@ -1,5 +1,7 @@
 //! cgroup v1 (legacy, or hybrid with an empty unified mount): one directory per hierarchy.
 
+mod pinned;
+
 use super::mounts::MountInfo;
 use super::*;
 use nix::sys::signal::Signal;
@@ -17,9 +19,14 @@ struct V1Dirs {
     pids: PathBuf,
     freezer: Option<PathBuf>,
     blkio: Option<PathBuf>,
+    /// Only for a workload with cores of its own.
+    cpuset: Option<PathBuf>,
+    /// Only for a workload with GPUs of its own.
+    devices: Option<PathBuf>,
 }
 
 impl V1Dirs {
+    /// A workload's directories: no cpuset or devices cgroup unless it is pinned.
     fn join(&self, name: &str) -> V1Dirs {
         V1Dirs {
             cpu: self.cpu.join(name),
@@ -28,6 +35,8 @@ impl V1Dirs {
             pids: self.pids.join(name),
             freezer: self.freezer.as_ref().map(|d| d.join(name)),
             blkio: self.blkio.as_ref().map(|d| d.join(name)),
+            cpuset: None,
+            devices: None,
         }
     }
 
@@ -41,6 +50,8 @@ impl V1Dirs {
         ];
         dirs.extend(self.freezer.clone());
         dirs.extend(self.blkio.clone());
+        dirs.extend(self.cpuset.clone());
+        dirs.extend(self.devices.clone());
         dirs.sort();
         dirs.dedup();
         dirs
@@ -50,6 +61,10 @@ impl V1Dirs {
 #[derive(Debug)]
 pub struct V1Backend {
     root: V1Dirs,
+    /// herd's directory in the cpuset hierarchy, made when a workload is first pinned to cores.
+    cpuset: Option<PathBuf>,
+    /// herd's directory in the devices hierarchy, made when a workload first gets GPUs.
+    devices: Option<PathBuf>,
 }
 
 impl V1Backend {
@@ -68,7 +83,11 @@ impl V1Backend {
                 pids: need("pids")?,
                 freezer: optional("freezer"),
                 blkio: optional("blkio"),
+                cpuset: None,
+                devices: None,
             },
+            cpuset: optional("cpuset"),
+            devices: optional("devices"),
         };
         for dir in backend.root.distinct() {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -87,23 +106,52 @@ impl CgroupBackend for V1Backend {
     }
 
     fn remove_root_if_empty(&self) {
-        for dir in self.root.distinct() {
-            if let Err(e) = std::fs::remove_dir(&dir) {
+        let pinning = self
+            .cpuset
+            .iter()
+            .chain(&self.devices)
+            .filter(|d| d.is_dir());
+        for dir in self.root.distinct().iter().chain(pinning) {
+            if let Err(e) = std::fs::remove_dir(dir) {
                 tracing::debug!(dir = %dir.display(), error = %e, "herd's cgroup root stays");
             }
         }
     }
 
     fn open(&self, name: &str) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
-        let cg = V1Cgroup::new(self.root.join(name));
+        let mut dirs = self.root.join(name);
+        // Pinned when it was made: its cpuset and devices cgroups go with it.
+        dirs.cpuset = self
+            .cpuset
+            .as_ref()
+            .map(|d| d.join(name))
+            .filter(|d| d.is_dir());
+        dirs.devices = self
+            .devices
+            .as_ref()
+            .map(|d| d.join(name))
+            .filter(|d| d.is_dir());
+        let cg = V1Cgroup::new(dirs);
         for dir in &cg.d.distinct() {
             std::fs::metadata(dir).map_err(io_err(dir))?;
         }
         Ok(Arc::new(cg))
     }
 
-    fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
-        let cg = V1Cgroup::new(self.root.join(name));
+    fn create(
+        &self,
+        name: &str,
+        limits: &Limits,
+        pinned: &Pinned,
+    ) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+        let mut dirs = self.root.join(name);
+        if !pinned.cores.is_empty() {
+            dirs.cpuset = Some(self.cpuset_dir(name, pinned)?);
+        }
+        if !pinned.gpu_minors.is_empty() {
+            dirs.devices = self.devices_dir(name, pinned)?;
+        }
+        let cg = V1Cgroup::new(dirs);
         for dir in &cg.d.distinct() {
             std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
@@ -195,6 +243,8 @@ impl V1Cgroup {
             pids: dir("pids")?,
             freezer: dir("freezer"),
             blkio: dir("blkio"),
+            cpuset: None,
+            devices: None,
         }))
     }
 }
@@ -341,7 +391,14 @@ impl WorkloadCgroup for V1Cgroup {
             self.d.memory.join("memory.memsw.limit_in_bytes"),
             self.d.pids.join("pids.max"),
         ];
-        read_back(files.into_iter().filter(|f| f.exists()).collect::<Vec<_>>())
+        let cpuset = self.d.cpuset.iter().map(|d| d.join("cpuset.cpus"));
+        read_back(
+            files
+                .into_iter()
+                .filter(|f| f.exists())
+                .chain(cpuset)
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn remove(&self) -> Result<(), CgroupError> {

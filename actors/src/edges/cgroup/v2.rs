@@ -20,6 +20,9 @@ pub struct V2Backend {
     /// Set when herdd was started in the delegated service cgroup itself rather than in its
     /// `supervisor` leaf: the next start would be refused (EBUSY) while workloads live below.
     blocks_restart: Option<String>,
+    /// The directories whose `cgroup.subtree_control` herd writes, top down, `parent` last:
+    /// `+cpuset` goes into each when a workload is first pinned to cores.
+    controlled: Vec<PathBuf>,
 }
 
 /// The delegated service cgroup, from herdd's own cgroup path: the service's (`Delegate=yes`),
@@ -54,6 +57,7 @@ impl V2Backend {
         let as_root = nix::unistd::Uid::effective().is_root();
         let mut placed = None;
         let mut in_scope = None;
+        let mut controlled = vec![];
         let scope = (as_root && super::scope::systemd_is_init()).then(|| {
             WorkloadScope::ensure(mount, root).map_err(|e| {
                 // Still safe for restarts (not under herdd.service), but outside systemd's view.
@@ -67,6 +71,7 @@ impl V2Backend {
         let parent = if let Some(Ok(scope)) = scope {
             placed = Some(format!("in the systemd scope {}", scope.unit));
             in_scope = Some(scope.clone());
+            controlled.push(scope.dir.clone());
             scope.workloads()
         } else if let Some(base) = delegated_base(mount) {
             let started_in = super::mounts::own_unified_path()
@@ -84,21 +89,25 @@ impl V2Backend {
                 write_file(&supervisor.join("cgroup.procs"), &pid.to_string())?;
             }
             enable_controllers(&base)?;
+            controlled.push(base.clone());
             base.join("workloads")
         } else {
             if let Some(Err(e)) = scope {
                 placed = Some(format!("herd's own root: {e}"));
             }
             enable_controllers(mount)?;
+            controlled.push(mount.to_path_buf());
             mount.join(root)
         };
         std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         enable_controllers(&parent)?;
+        controlled.push(parent.clone());
         Ok(V2Backend {
             parent,
             placed,
             scope: in_scope,
             blocks_restart,
+            controlled,
         })
     }
 }
@@ -115,6 +124,28 @@ impl V2Backend {
         }
         std::fs::create_dir_all(&self.parent).map_err(io_err(&self.parent))?;
         enable_controllers(&self.parent)
+    }
+
+    /// Enables the cpuset controller down to workload cgroups (herd enables it only once a
+    /// workload is pinned to cores); an error naming the directory that does not offer it.
+    fn enable_cpuset(&self, cores: &str) -> Result<(), CgroupError> {
+        for dir in &self.controlled {
+            let offered = std::fs::read_to_string(dir.join("cgroup.controllers"))
+                .map_err(io_err(dir.join("cgroup.controllers")))?;
+            if !offered.split_whitespace().any(|c| c == "cpuset") {
+                return Err(CgroupError::Limit(format!(
+                    "cannot pin the workload to cores {cores}: cgroup v2 offers no cpuset controller in {} (its cgroup.controllers: {})",
+                    dir.display(),
+                    offered.trim()
+                )));
+            }
+            let enabled =
+                std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+            if !enabled.split_whitespace().any(|c| c == "cpuset") {
+                write_file(&dir.join("cgroup.subtree_control"), "+cpuset")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -153,8 +184,16 @@ impl CgroupBackend for V2Backend {
         Ok(Arc::new(V2Cgroup::new(dir)))
     }
 
-    fn create(&self, name: &str, limits: &Limits) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
+    fn create(
+        &self,
+        name: &str,
+        limits: &Limits,
+        pinned: &Pinned,
+    ) -> Result<Arc<dyn WorkloadCgroup>, CgroupError> {
         self.ensure_parent()?;
+        if !pinned.cores.is_empty() {
+            self.enable_cpuset(&pinned.cpu_list())?;
+        }
         let dir = self.parent.join(name);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let cg = V2Cgroup::new(dir);
@@ -185,6 +224,13 @@ impl CgroupBackend for V2Backend {
         write_file(&cg.dir.join("memory.oom.group"), "1")?;
         let pids = limit_text(limits.pids, "max");
         write_file(&cg.dir.join("pids.max"), &pids)?;
+        // Device access is eBPF on v2: herd leaves it alone (GPUs are named by the environment).
+        if !pinned.cores.is_empty() {
+            let cores = pinned.cpu_list();
+            write_file(&cg.dir.join("cpuset.cpus"), &cores).map_err(|e| {
+                CgroupError::Limit(format!("cannot pin the workload to cores {cores}: {e}"))
+            })?;
+        }
         Ok(Arc::new(cg))
     }
 }
@@ -350,6 +396,7 @@ impl WorkloadCgroup for V2Cgroup {
                 "memory.swap.max",
                 "memory.oom.group",
                 "pids.max",
+                "cpuset.cpus",
             ]
             .map(|f| self.dir.join(f))
             .into_iter()
@@ -426,7 +473,9 @@ mod tests {
                     memory: Some(64 << 20),
                     pids: Some(32),
                     swap: None,
+                    ..Default::default()
                 },
+                &Pinned::default(),
             )
             .unwrap();
         let files: std::collections::BTreeMap<String, String> = cg
@@ -460,5 +509,58 @@ mod tests {
         assert_eq!(s.memory_current - s.memory_inactive_file, 3072);
         assert_eq!(s.memory_limit, Some(64 << 20));
         assert_eq!((s.pids, s.oom_kills), (3, 1));
+    }
+
+    /// cpuset only once a workload is pinned: `+cpuset` down the path, the cores in its
+    /// `cpuset.cpus`, no CPU quota unless `cpu` asks for one too.
+    #[test]
+    fn a_pinned_workload_gets_cpuset_on_a_fake_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let controllers = "cpuset cpu io memory pids\n";
+        std::fs::write(dir.path().join("cgroup.controllers"), controllers).unwrap();
+        let backend = V2Backend::new(dir.path(), "herd").unwrap();
+        std::fs::write(dir.path().join("herd/cgroup.controllers"), controllers).unwrap();
+        let plain = backend
+            .create("w0", &Limits::default(), &Pinned::default())
+            .unwrap();
+        drop(plain);
+        let subtree = std::fs::read_to_string(dir.path().join("herd/cgroup.subtree_control"));
+        assert!(
+            !subtree.unwrap().contains("cpuset"),
+            "not before a pinned one"
+        );
+        let pinned = Pinned {
+            cores: vec![0, 1],
+            gpu_minors: vec![0],
+        };
+        let limits = Limits {
+            cpuset_cpus: Some(2),
+            ..Default::default()
+        };
+        backend.create("w1", &limits, &pinned).unwrap();
+        let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+        for level in ["cgroup.subtree_control", "herd/cgroup.subtree_control"] {
+            assert!(read(level).contains("+cpuset"), "{level}: {}", read(level));
+        }
+        assert_eq!(read("herd/w1/cpuset.cpus"), "0,1");
+        assert_eq!(read("herd/w1/cpu.max"), "max 100000");
+        let both = Limits {
+            cpu: Some(1.5),
+            cpuset_cpus: Some(2),
+            ..Default::default()
+        };
+        backend.create("w2", &both, &pinned).unwrap();
+        assert_eq!(read("herd/w2/cpuset.cpus"), "0,1");
+        assert_eq!(read("herd/w2/cpu.max"), "150000 100000");
+
+        std::fs::write(dir.path().join("herd/cgroup.controllers"), "cpu memory\n").unwrap();
+        let e = backend.create("w3", &limits, &pinned).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot pin the workload to cores 0,1: cgroup v2 offers no cpuset controller in {} (its cgroup.controllers: cpu memory)",
+                dir.path().join("herd").display()
+            )
+        );
     }
 }

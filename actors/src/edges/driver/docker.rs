@@ -1,6 +1,8 @@
 //! The docker driver: containers through the Docker engine's API (bollard).
 //!
 //! A container gets the workload's limits (cpu → nano_cpus, memory with no extra swap, pids),
+//! the cores and GPUs the node assigned it (`CpusetCpus`; a device request for exactly its GPUs
+//! by UUID, with `CUDA_VISIBLE_DEVICES` and `NVIDIA_VISIBLE_DEVICES` naming them),
 //! the labels `herd.workload_id`, `herd.run_id`, `herd.node`, and the name
 //! `herd-<node>-<workload>`. herd samples the container's own cgroup (found from its init's pid)
 //! through the same path as exec workloads, never the stats API. Exit code and OOM kill come
@@ -9,7 +11,7 @@
 
 use super::{Driver, DriverError, Launch, Recovered, Started};
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
 };
@@ -251,6 +253,7 @@ impl DockerDriver {
         let spec = &l.spec;
         let mut env: BTreeMap<String, String> = l.herd_env(WORK_MOUNT).into_iter().collect();
         env.extend(spec.env.clone());
+        env.extend(l.gpu_env());
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         labels.insert(LABEL_WORKLOAD.into(), l.workload_id.to_string());
         labels.insert(LABEL_NODE.into(), self.node_id.to_string());
@@ -281,6 +284,9 @@ impl DockerDriver {
                     .map(|m| m.min(i64::MAX as u64) as i64),
                 pids_limit: spec.limits.pids.map(|p| p.min(i64::MAX as u64) as i64),
                 binds: Some(vec![format!("{}:{WORK_MOUNT}", l.work_dir.display())]),
+                cpuset_cpus: (!l.assigned.cores.is_empty())
+                    .then(|| crate::edges::cgroup::cpu_list(&l.assigned.cores)),
+                device_requests: gpu_request(&l.assigned.gpus).map(|r| vec![r]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -479,6 +485,18 @@ async fn remove(docker: &Docker, container: &str) {
 mod container;
 
 use container::attach;
+
+/// The engine's device request for exactly `uuids` (NVIDIA's runtime, the `gpu` capability);
+/// None without GPUs. Where the engine has no NVIDIA runtime, such a container is created but
+/// does not start ("could not select device driver \"nvidia\"").
+fn gpu_request(uuids: &[String]) -> Option<DeviceRequest> {
+    (!uuids.is_empty()).then(|| DeviceRequest {
+        driver: Some("nvidia".into()),
+        device_ids: Some(uuids.to_vec()),
+        capabilities: Some(vec![vec!["gpu".into()]]),
+        ..Default::default()
+    })
+}
 
 #[cfg(test)]
 mod tests;

@@ -4,23 +4,20 @@
 //! of herdd and is re-adopted by the next one.
 
 use super::inotify::{Signals, Watcher};
+use super::tail::{Tail, TAIL_MAX_WAIT, TAIL_MAX_WAIT_WATCHED};
 use super::{Driver, DriverError, Launch, Output, Recovered, Running, Started};
 use crate::cores::workload::lifecycle::Exit;
 use crate::cores::workload::validate::Resolved;
-use crate::edges::cgroup::{CgroupBackend, WorkloadCgroup};
+use crate::edges::cgroup::{CgroupBackend, Pinned, WorkloadCgroup};
 use futures::future::{FutureExt, LocalBoxFuture};
-use herd_bus::{LogStream, WorkloadId, WorkloadStatus};
+use herd_bus::{GpuInfo, LogStream, WorkloadId, WorkloadStatus};
 use herd_shim::{self as shim, ShimExit, ShimLaunch, ShimState};
 use nix::sys::signal::Signal;
-use std::future::Future;
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, ReadBuf};
+use tokio::io::AsyncBufReadExt;
 
 /// Longest wait for a shim's answer.
 const SHIM_ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -38,6 +35,9 @@ pub struct ExecDriver {
     dirs: PathBuf,
     /// Wakes log tails when shims write.
     watcher: Watcher,
+    /// The node's GPUs: a workload's assigned UUIDs are found here to limit its device access
+    /// to its own `/dev/nvidia<index>` (cgroup v1).
+    gpus: Vec<GpuInfo>,
 }
 
 impl ExecDriver {
@@ -54,7 +54,16 @@ impl ExecDriver {
             shim_command,
             dirs,
             watcher: Watcher::start(),
+            gpus: vec![],
         }
+    }
+
+    /// With the node's GPU inventory (NVML's, or declared in the configuration): a workload
+    /// with GPUs assigned is held to their device files. Without it, such a workload is
+    /// refused, naming the GPU not found.
+    pub fn with_gpu_inventory(mut self, gpus: Vec<GpuInfo>) -> Self {
+        self.gpus = gpus;
+        self
     }
 
     pub fn shim_dir(&self, id: &WorkloadId) -> PathBuf {
@@ -67,10 +76,14 @@ impl ExecDriver {
             return Err("not an exec workload".into());
         };
         let spec = &l.spec;
+        let pinned = Pinned {
+            cores: l.assigned.cores.clone(),
+            gpu_minors: super::gpu_minors(&l.assigned.gpus, &self.gpus)?,
+        };
         // An existing empty cgroup (a restart's) is reused.
         let cgroup = self
             .backend
-            .create(&cgroup_name(&l.workload_id), &spec.limits)
+            .create(&cgroup_name(&l.workload_id), &spec.limits, &pinned)
             .map_err(|e| format!("cannot create the cgroup: {e}"))?;
         let oom_before = cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
         // The working directory (and what herd made in it) belongs to the workload's user.
@@ -91,6 +104,8 @@ impl ExecDriver {
         ];
         env.extend(l.herd_env(&l.work_dir.to_string_lossy()));
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(l.gpu_env());
+        let env = super::merge_env(env);
         let change_user = nix::unistd::Uid::effective() != r.uid;
         let launch = ShimLaunch {
             program: r.program.clone(),
@@ -457,126 +472,6 @@ async fn release(cgroup: Arc<dyn WorkloadCgroup>, dir: PathBuf) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the workload's cgroup"),
         Err(e) => tracing::warn!(error = %e, "the cgroup removal task failed"),
-    }
-}
-
-/// Follows a file the shim appends to, like `tail -F`: at its end it waits until inotify says
-/// the directory changed (or, as a safety net, 10 ms doubling up to 5 s; up to 1 s without
-/// inotify) and reads again, follows a rotation to the new file, and ends once `done` is set
-/// and everything is read.
-struct Tail {
-    path: PathBuf,
-    file: std::fs::File,
-    ino: u64,
-    done: Arc<Signals>,
-    /// Which of `done`'s wakers is this tail's.
-    slot: usize,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    waiting: bool,
-    idle: Duration,
-    max_wait: Duration,
-    /// Offset in the current file: a rotation happens only once a file nears the cap, so the
-    /// path is looked at only then.
-    pos: u64,
-}
-
-/// The shim rotates a file at [`shim::LOG_CAP_BYTES`], before a write of at most 64 KiB.
-const ROTATION_SLACK: u64 = 128 * 1024;
-
-const TAIL_MIN_WAIT: Duration = Duration::from_millis(10);
-const TAIL_MAX_WAIT: Duration = Duration::from_secs(1);
-const TAIL_MAX_WAIT_WATCHED: Duration = Duration::from_secs(5);
-
-impl Tail {
-    fn open(
-        path: PathBuf,
-        done: Arc<Signals>,
-        slot: usize,
-        from_end: bool,
-        max_wait: Duration,
-    ) -> std::io::Result<Tail> {
-        use std::os::unix::fs::MetadataExt;
-        let mut file = std::fs::File::open(&path)?;
-        let pos = if from_end {
-            file.seek(std::io::SeekFrom::End(0))?
-        } else {
-            0
-        };
-        let ino = file.metadata()?.ino();
-        Ok(Tail {
-            path,
-            file,
-            ino,
-            done,
-            slot,
-            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            waiting: false,
-            idle: TAIL_MIN_WAIT,
-            max_wait,
-            pos,
-        })
-    }
-
-    /// The path's file, when it is no longer the one being read (rotated).
-    fn rotated(&self) -> Option<(std::fs::File, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        if self.pos + ROTATION_SLACK < shim::LOG_CAP_BYTES {
-            return None;
-        }
-        let ino = std::fs::metadata(&self.path).ok()?.ino();
-        if ino == self.ino {
-            return None;
-        }
-        Some((std::fs::File::open(&self.path).ok()?, ino))
-    }
-}
-
-impl AsyncRead for Tail {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if this.waiting {
-                this.done.register(this.slot, cx.waker());
-                if !this.done.is_done() && !this.done.take_changed(this.slot) {
-                    ready!(this.sleep.as_mut().poll(cx));
-                }
-                this.waiting = false;
-            }
-            // Read before looking: once done is seen, a read of nothing is the end.
-            let done = this.done.is_done();
-            let n = this.file.read(buf.initialize_unfilled())?;
-            if n > 0 {
-                buf.advance(n);
-                this.pos += n as u64;
-                this.idle = TAIL_MIN_WAIT;
-                return Poll::Ready(Ok(()));
-            }
-            if let Some((file, ino)) = this.rotated() {
-                // Renamed: nothing more is written to the old file, but what was written
-                // between the read above and the rename is read before moving on.
-                let n = this.file.read(buf.initialize_unfilled())?;
-                if n > 0 {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                this.file = file;
-                this.ino = ino;
-                this.pos = 0;
-                continue;
-            }
-            if done {
-                return Poll::Ready(Ok(()));
-            }
-            this.sleep
-                .as_mut()
-                .reset(tokio::time::Instant::now() + this.idle);
-            this.idle = (this.idle * 2).min(this.max_wait);
-            this.waiting = true;
-        }
     }
 }
 

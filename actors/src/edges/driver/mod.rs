@@ -5,12 +5,13 @@
 pub mod docker;
 pub mod exec;
 pub mod inotify;
+mod tail;
 
 use crate::cores::workload::lifecycle::Exit;
 use crate::cores::workload::validate::Resolved;
 use crate::edges::cgroup::{FinalCounters, WorkloadCgroup};
 use futures::future::LocalBoxFuture;
-use herd_bus::{LogStream, NodeId, WorkloadId, WorkloadSpec, WorkloadStatus};
+use herd_bus::{GpuInfo, LogStream, NodeId, WorkloadId, WorkloadSpec, WorkloadStatus};
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct Launch {
     pub work_dir: PathBuf,
     /// A run task's results directory, inside `work_dir`, already created.
     pub output_dir: Option<PathBuf>,
+    /// The whole cores and GPUs this node assigned it (its cpuset; its visible GPUs).
+    pub assigned: herd_bus::Assigned,
 }
 
 /// Inside the working directory: the workload's TMPDIR and a run task's output directory.
@@ -61,6 +64,64 @@ impl Launch {
         }
         env
     }
+}
+
+/// The variables that name a workload's GPUs, to CUDA and to NVIDIA's container runtime.
+pub const GPU_ENV: [&str; 2] = ["CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"];
+
+impl Launch {
+    /// [`GPU_ENV`], each the UUIDs of the GPUs assigned to it joined by `,`. Drivers set them
+    /// after the spec's `env`, so herd's assignment wins over the spec's own values of these
+    /// names: the workload may use those GPUs and no others. A workload without GPUs gets none
+    /// of them from herd (its spec's own values, if any, pass as given).
+    pub fn gpu_env(&self) -> Vec<(String, String)> {
+        if self.assigned.gpus.is_empty() {
+            return vec![];
+        }
+        let uuids = self.assigned.gpus.join(",");
+        GPU_ENV
+            .iter()
+            .map(|name| (name.to_string(), uuids.clone()))
+            .collect()
+    }
+}
+
+/// `env` with each name once: a later entry replaces an earlier one of the same name, in the
+/// place the name first had (a process's `getenv` takes the first of duplicates).
+pub fn merge_env(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut merged: Vec<(String, String)> = vec![];
+    for (name, value) in env {
+        match merged.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => merged.push((name, value)),
+        }
+    }
+    merged
+}
+
+/// The device minors (`/dev/nvidia<minor>`) of the GPUs `uuids`, from the node's GPU inventory:
+/// a GPU's `index` (NVML's, or the declared one) is its minor.
+pub fn gpu_minors(uuids: &[String], inventory: &[GpuInfo]) -> Result<Vec<u32>, String> {
+    uuids
+        .iter()
+        .map(|uuid| {
+            inventory
+                .iter()
+                .find(|g| g.uuid == *uuid)
+                .map(|g| g.index)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = inventory.iter().map(|g| g.uuid.as_str()).collect();
+                    format!(
+                        "GPU {uuid} is assigned to the workload but not in this node's GPU inventory ({})",
+                        if known.is_empty() {
+                            "which is empty".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )
+                })
+        })
+        .collect()
 }
 
 /// A stream of the workload's output, read by the executor's log pump.
@@ -128,4 +189,47 @@ pub trait Driver {
         &self,
         records: Vec<WorkloadStatus>,
     ) -> LocalBoxFuture<'static, Vec<(WorkloadStatus, Recovered)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpu(index: u32, uuid: &str) -> GpuInfo {
+        GpuInfo {
+            index,
+            uuid: uuid.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn gpus_are_named_by_uuid_and_found_by_minor() {
+        let inventory = [gpu(0, "GPU-a"), gpu(1, "GPU-b"), gpu(2, "GPU-c")];
+        let uuids = ["GPU-c".to_string(), "GPU-a".to_string()];
+        assert_eq!(gpu_minors(&uuids, &inventory), Ok(vec![2, 0]));
+        assert_eq!(
+            gpu_minors(&["GPU-x".to_string()], &inventory),
+            Err("GPU GPU-x is assigned to the workload but not in this node's GPU inventory (GPU-a, GPU-b, GPU-c)".into())
+        );
+        assert_eq!(
+            gpu_minors(&["GPU-x".to_string()], &[]),
+            Err("GPU GPU-x is assigned to the workload but not in this node's GPU inventory (which is empty)".into())
+        );
+    }
+
+    #[test]
+    fn later_env_entries_replace_earlier_ones_in_place() {
+        let env = [
+            ("A", "1"),
+            ("CUDA_VISIBLE_DEVICES", "0"),
+            ("B", "2"),
+            ("CUDA_VISIBLE_DEVICES", "GPU-a"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let merged = merge_env(env);
+        let names: Vec<&str> = merged.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["A", "CUDA_VISIBLE_DEVICES", "B"]);
+        assert_eq!(merged[1].1, "GPU-a");
+    }
 }

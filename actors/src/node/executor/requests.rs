@@ -4,7 +4,8 @@
 //! [`WorkloadTable`]: crate::cores::workload::table::WorkloadTable
 
 use super::WorkloadExecutor;
-use crate::cores::workload::validate::validate_any;
+use crate::cores::workload::table::Admitted;
+use crate::cores::workload::validate::{validate_any, Resolved};
 use crate::edges::clock::now_ms;
 use actix::prelude::*;
 use herd_bus::{
@@ -36,6 +37,52 @@ impl Handler<Start> for WorkloadExecutor {
             checked?;
             act.accept(spec, resolved, ctx)
         }))
+    }
+}
+
+impl WorkloadExecutor {
+    /// Takes a validated spec on (or recognises a retry of one already taken).
+    pub(super) fn accept(
+        &mut self,
+        mut spec: WorkloadSpec,
+        resolved: Resolved,
+        ctx: &mut Context<Self>,
+    ) -> Result<Accepted, ErrorBody> {
+        if !self.accepting {
+            return Err(ErrorBody::unavailable("the node is shutting down"));
+        }
+        let id = spec.workload_id.clone().unwrap_or_else(WorkloadId::random);
+        spec.workload_id = Some(id.clone());
+        // A retry of a workload already taken is answered as such, whatever is free now.
+        let assigned = match self.table.get(&id) {
+            Some(_) => Default::default(),
+            None => self.admit(&spec.limits)?,
+        };
+        let existing = match self.table.admit(id.clone(), spec, resolved, now_ms())? {
+            Admitted::New(fx) => {
+                if let Some(e) = self.table.get_mut(&id) {
+                    e.lc.status.assigned = assigned;
+                }
+                self.apply(&id, fx, ctx);
+                false
+            }
+            Admitted::Existing => true,
+        };
+        Ok(Accepted {
+            workload_id: id,
+            existing,
+        })
+    }
+
+    /// Whether `limits` fit beside the live workloads, by allocation: the cores and GPUs to
+    /// hand out, or `unavailable` naming the resource, the ask and what is left.
+    fn admit(&self, limits: &herd_bus::Limits) -> Result<herd_bus::Assigned, ErrorBody> {
+        let statuses = self.table.statuses();
+        let live = crate::cores::allocation::live(statuses);
+        self.cfg
+            .allocation
+            .admit(limits, &live)
+            .map_err(|why| ErrorBody::unavailable(format!("does not fit on this node: {why}")))
     }
 }
 

@@ -80,6 +80,7 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
                 resolved: herd_actors::cores::workload::validate::Resolved::Exec(resolved.clone()),
                 work_dir: shim_dirs.path().to_path_buf(),
                 output_dir: None,
+                assigned: Default::default(),
             };
             let t = Instant::now();
             let started = driver

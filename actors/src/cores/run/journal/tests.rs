@@ -1,6 +1,7 @@
 //! The journal, fed by hand: events, statuses, stops, losses and restarts.
 
 use super::*;
+use crate::cores::run::task_workload_id;
 use herd_bus::{ResourceSummary, RunTargets, TaskStatus::*};
 
 fn n(s: &str) -> NodeId {
@@ -18,6 +19,8 @@ fn spec(reps: u32) -> RunSpec {
         targets: RunTargets::default(),
         repetitions: reps,
         stop_timeout_s: Some(10.0),
+        queue: None,
+        priority: None,
     }
 }
 
@@ -265,6 +268,7 @@ fn reported(
         restarts: 0,
         resources: None,
         work_dir: None,
+        assigned: Default::default(),
     }
 }
 

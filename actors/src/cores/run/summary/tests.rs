@@ -35,6 +35,7 @@ fn run(id: &str, tasks: Vec<TaskRecord>) -> RunRecord {
         updated_at_ms: 0,
         tasks,
         unconfirmed_nodes: vec![],
+        queued_reason: None,
     }
 }
 
