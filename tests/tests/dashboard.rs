@@ -96,6 +96,16 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, 
     (status, body.to_string())
 }
 
+/// Waits until the page's live feed is connected (its indicator says so).
+fn connected(browser: &mut Browser, what: &str) {
+    wait(
+        browser,
+        what,
+        "document.getElementById('live').classList.contains('on')",
+        Duration::from_secs(5),
+    );
+}
+
 fn wait(browser: &mut Browser, what: &str, js: &str, within: Duration) -> Value {
     browser
         .wait_for(js, within)
@@ -118,24 +128,14 @@ async fn the_pages_follow_the_fleet_live() {
             "document.querySelectorAll('tr[data-node][data-liveness=up]').length === 3",
             Duration::from_secs(5),
         );
-        wait(
-            &mut browser,
-            "the live feed connected",
-            "document.getElementById('live').classList.contains('on')",
-            Duration::from_secs(5),
-        );
+        connected(&mut browser, "the live feed connected");
     });
 
     // A workload started over the bus shows on its node's page within 1 s, without a reload.
     b(|| {
         browser.navigate(&format!("{base}/node/{node}"));
         browser.eval("window.sameDocument = true");
-        wait(
-            &mut browser,
-            "the node page's feed connected",
-            "document.getElementById('live').classList.contains('on')",
-            Duration::from_secs(5),
-        );
+        connected(&mut browser, "the node page's feed connected");
     });
     let busy = start(
         &f,
@@ -311,12 +311,7 @@ async fn the_pages_follow_the_fleet_live() {
     // A node frozen with SIGSTOP turns stale on the fleet page.
     b(|| {
         browser.navigate(&format!("{base}/"));
-        wait(
-            &mut browser,
-            "the fleet page's feed connected",
-            "document.getElementById('live').classList.contains('on')",
-            Duration::from_secs(5),
-        );
+        connected(&mut browser, "the fleet page's feed connected");
         screenshot(&mut browser, "fleet.png");
         browser.eval("window.sameDocument = true");
     });
@@ -372,12 +367,7 @@ async fn actions_are_refused_unless_allowed_and_authorized() {
     // itself and goes on showing what happens, without a reload.
     b(|| {
         browser.navigate(&format!("{base}/node/{node}"));
-        wait(
-            &mut browser,
-            "the node page's feed connected",
-            "document.getElementById('live').classList.contains('on')",
-            Duration::from_secs(5),
-        );
+        connected(&mut browser, "the node page's feed connected");
         browser.eval("window.sameDocument = true");
     });
     let token_file = tempfile::NamedTempFile::new().unwrap();
@@ -479,12 +469,7 @@ async fn event_to_screen_latency() {
     let node = f.agents[0].node_id.clone();
     b(|| {
         browser.navigate(&format!("http://127.0.0.1:{port}/node/{node}"));
-        wait(
-            &mut browser,
-            "the feed connected",
-            "document.getElementById('live').classList.contains('on')",
-            Duration::from_secs(5),
-        );
+        connected(&mut browser, "the feed connected");
         // When each workload first shows as running, by the page's clock (the host's).
         browser.eval(
             "window.seen = {}; const mark = () => document.querySelectorAll('tr[data-workload][data-state=running]').forEach(tr => { \
