@@ -231,6 +231,11 @@ impl Subjects {
         format!("{}.evt.{node}.results", self.base)
     }
 
+    /// Results events of every node.
+    pub fn results_events_all(&self) -> String {
+        format!("{}.evt.*.results", self.base)
+    }
+
     /// All node, workload and results events of every node: the subjects of the events stream.
     pub fn events_all(&self) -> String {
         format!("{}.evt.>", self.base)

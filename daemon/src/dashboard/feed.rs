@@ -5,8 +5,8 @@
 
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    ClusterEvent, Heartbeat, LogChunk, NodeEvent, NodeId, RunId, Subject, Subjects, TelemetryBatch,
-    WorkloadEvent, WorkloadId,
+    ClusterEvent, Heartbeat, LogChunk, NodeEvent, NodeId, ResultsEvent, RunId, Subject, Subjects,
+    TelemetryBatch, WorkloadEvent, WorkloadId,
 };
 use serde_json::json;
 use std::collections::VecDeque;
@@ -85,7 +85,11 @@ impl Topic {
                 cluster_events,
             ],
             Topic::Workload(n, w) => vec![s.workload_events_of(n), s.telemetry(n), s.logs_of(n, w)],
-            Topic::Run(_) => vec![s.workload_events_all(), cluster_events],
+            Topic::Run(_) => vec![
+                s.workload_events_all(),
+                s.results_events_all(),
+                cluster_events,
+            ],
             Topic::Events => vec![s.node_events_all(), cluster_events],
         }
     }
@@ -188,6 +192,16 @@ pub fn translate(
                 "cluster",
                 json!({"kind": ev.kind, "ts": ev.ts_ms, "node": ev.node_id, "run": ev.run_id,
                        "nodes": ev.nodes, "message": ev.message}),
+            ))
+        }
+        Subject::Results { .. } => {
+            let ev: ResultsEvent = codec::decode(payload, Encoding::MsgPack, &limits).ok()?;
+            if !wants(&|t| matches!(t, Topic::Run(r) if *r == ev.run_id)) {
+                return None;
+            }
+            Some(Sse::new(
+                "results",
+                json!({"node": ev.node_id, "run": ev.run_id, "task": ev.task, "ts": ev.ts_ms}),
             ))
         }
         Subject::Telemetry { node } => {
@@ -385,6 +399,37 @@ mod tests {
             assert!(got.unwrap().data.contains("\"running\""), "{t}");
         }
         for t in ["node:n2", "workload:n1:w2", "run:r2", "events"] {
+            assert_eq!(
+                translate(&s, &[Topic::parse(t).unwrap()], &subject, &payload),
+                None,
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_results_event_reaches_its_runs_page_only() {
+        let s = Subjects::default();
+        let ev = ResultsEvent {
+            event_id: "e".into(),
+            node_id: NodeId::new("n1").unwrap(),
+            run_id: RunId::new("r1").unwrap(),
+            workload_id: WorkloadId::new("w1").unwrap(),
+            task: "task-1".into(),
+            ts_ms: 1,
+            results: Default::default(),
+        };
+        let payload = codec::encode(&ev, Encoding::MsgPack).unwrap();
+        let subject = s.results_event(&ev.node_id);
+        let run = [Topic::parse("run:r1").unwrap()];
+        assert_eq!(
+            translate(&s, &run, &subject, &payload).unwrap().kind,
+            "results"
+        );
+        assert!(Topic::Run(RunId::new("r1").unwrap())
+            .subjects(&s)
+            .contains(&s.results_events_all()));
+        for t in ["run:r2", "fleet", "node:n1"] {
             assert_eq!(
                 translate(&s, &[Topic::parse(t).unwrap()], &subject, &payload),
                 None,

@@ -85,6 +85,17 @@ pub fn region(id: &str, fragment: &str, on: &str, inner: &str) -> String {
     throttled_region(id, fragment, on, 0, inner)
 }
 
+/// A [`region`] also fetched every `poll_ms` until its content says `data-settled="true"`: for
+/// what can change without an event the page hears of (a run's journal taking a result in).
+pub fn polled_region(id: &str, fragment: &str, on: &str, poll_ms: u32, inner: &str) -> String {
+    format!(
+        "<section id=\"{}\" data-fragment=\"{}\" data-on=\"{}\" data-poll-ms=\"{poll_ms}\">{inner}</section>",
+        esc(id),
+        esc(fragment),
+        esc(on)
+    )
+}
+
 /// A [`region`] fetched at most once every `min_ms`.
 pub fn throttled_region(id: &str, fragment: &str, on: &str, min_ms: u32, inner: &str) -> String {
     format!(

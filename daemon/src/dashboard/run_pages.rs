@@ -1,7 +1,7 @@
 //! The run catalog and a run's page: per-node progress, the task table as `herdctl run show`
 //! has it, the statistics of `run show --summary`, and where its results are.
 
-use super::html::{ago, bytes, esc, region, secs, url, Frame};
+use super::html::{ago, bytes, esc, polled_region, region, secs, url, Frame};
 use herd_bus::{RunComparison, RunList, RunRecord, RunStats, TaskStatus};
 use std::collections::BTreeMap;
 
@@ -206,11 +206,13 @@ pub fn run_body(run: &RunRecord, stats: Option<&RunStats>, now_ms: u64, actions:
         esc(id)
     );
     format!(
-        "<p class=\"run-state\" data-run=\"{eid}\" data-state=\"{state}\"><span class=\"badge {state}\">{state}</span> \
+        "<p class=\"run-state\" data-run=\"{eid}\" data-state=\"{state}\" data-settled=\"{settled}\"><span class=\"badge {state}\">{state}</span> \
          submitted {created}, changed {updated}{stop}</p>{queued}{unconfirmed}\
          <h2>Progress</h2>{progress}<h2>Tasks</h2>{tasks}<h2>Summary</h2>{summary}{compare}{results}",
         eid = esc(id),
         state = run.state.as_str(),
+        // Over, and its journal unchanged for a minute: nothing more will come in.
+        settled = over(run.state) && now_ms.saturating_sub(run.updated_at_ms) > 60_000,
         created = ago(run.created_at_ms, now_ms),
         updated = ago(run.updated_at_ms, now_ms),
         progress = progress(run),
@@ -232,10 +234,12 @@ pub fn run_page(frame: &Frame, run: &RunRecord, body: &str) -> String {
             .collect::<Vec<_>>()
             .join(" ")),
         reps = run.spec.repetitions,
-        body = region(
+        // Results reach the journal after the tasks end: polled until the run has settled.
+        body = polled_region(
             "run",
             &format!("/f/run/{}", url(run.run_id.as_str())),
-            "workload cluster",
+            "workload cluster results",
+            2000,
             body
         ),
     ))

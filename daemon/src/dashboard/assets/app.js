@@ -30,6 +30,14 @@
       });
   }
   const refreshAll = () => regions.forEach(refresh);
+  // Regions that change without an event the page hears of are fetched on a timer until their
+  // content says it has settled.
+  regions.filter((r) => Number(r.dataset.pollMs) > 0).forEach((r) => {
+    const timer = setInterval(() => {
+      if (r.querySelector('[data-settled="true"]')) { clearInterval(timer); return; }
+      refresh(r);
+    }, Number(r.dataset.pollMs));
+  });
 
   function ago(ts) {
     const s = Math.max(0, Math.floor((Date.now() - ts) / 1000));
@@ -141,7 +149,7 @@
       live.textContent = "reconnecting…";
       live.className = "live off";
     };
-    ["hb", "workload", "cluster", "node", "telemetry", "log"].forEach((kind) => {
+    ["hb", "workload", "cluster", "node", "telemetry", "log", "results"].forEach((kind) => {
       es.addEventListener(kind, (e) => {
         let data;
         try { data = JSON.parse(e.data); } catch (err) { return; }
