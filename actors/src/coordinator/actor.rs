@@ -184,7 +184,8 @@ impl Coordinator {
                 self.pending.on_heartbeat(&hb);
                 let changes = self.registry.on_heartbeat(hb, now_ms());
                 self.apply(changes, ctx);
-                self.admit_queued(ctx);
+                // Queued runs are tried on the tick, not here: a try places over the whole
+                // fleet, and per heartbeat that would cost fleet size squared each interval.
             }
             Err(e) => self.malformed(msg.subject.as_str(), e.to_string()),
         }

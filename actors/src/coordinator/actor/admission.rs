@@ -54,7 +54,7 @@ impl Coordinator {
         })
     }
 
-    /// Starts the queued runs that fit now, in order (on heartbeats and ticks).
+    /// Starts the queued runs that fit now, in order (on each tick).
     pub(super) fn admit_queued(&mut self, ctx: &mut Context<Self>) {
         if self.queue.is_empty() {
             return;
