@@ -139,6 +139,9 @@ pub fn main() -> ExitCode {
         let code = herd_shim::main(std::path::Path::new(&args[2]));
         return ExitCode::from(code as u8);
     }
+    if args.len() == 4 && args[1] == "shim" && args[2] == "--spare" {
+        return ExitCode::from(herd_shim::spare_main() as u8);
+    }
     let cli = Cli::parse();
     let config = match cli.effective_config() {
         Ok(c) => c,

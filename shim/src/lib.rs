@@ -17,17 +17,22 @@
 //! exit from `exit.json` once the shim ends (a pidfd says when). A workload that ended while
 //! herdd was away left its `exit.json`; one whose shim is gone without it is reported lost.
 //!
+//! herdd keeps one shim started ahead of need (`herd-shim --spare <workloads dir>`, see
+//! [`spare_main`]): it has paid for its exec and waits for herdd to write a workload's
+//! directory on its stdin, so that a start does not wait for a supervisor to load.
+//!
 //! This crate is small on purpose (serde, serde_json, nix and libc): one shim runs per workload.
 
 mod clone3;
 mod files;
 pub mod proc;
 mod spawn;
+pub mod stage;
 mod supervise;
 
 pub use clone3::probe as probe_clone_into_cgroup;
 pub use files::{read_json, write_atomic, write_json};
-pub use supervise::{copy_rotating, main};
+pub use supervise::{copy_rotating, main, spare_main};
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};

@@ -19,6 +19,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// `herd-shim <dir>` (or `herdd shim <dir>`): runs one workload as the crate documentation
 /// describes. Answers the process exit code.
 pub fn main(dir: &Path) -> i32 {
+    crate::stage::stage("shim_main");
     let mut answer = std::io::stdout();
     match start(dir) {
         Ok(spawned) => {
@@ -37,6 +38,22 @@ pub fn main(dir: &Path) -> i32 {
     }
 }
 
+/// `herd-shim --spare <workloads dir>` (or `herdd shim --spare …`): a shim started ahead of
+/// need. It reads its workload's directory from stdin, to the end, then runs as [`main`]
+/// does. An empty stdin (herdd ended, or dropped the spare) ends it quietly with 0.
+pub fn spare_main() -> i32 {
+    use std::os::unix::ffi::OsStringExt;
+    let mut dir = Vec::new();
+    if std::io::stdin().lock().read_to_end(&mut dir).is_err() || dir.is_empty() {
+        return 0;
+    }
+    // The pipe from herdd is done with; nothing else reads stdin.
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(null);
+    }
+    main(Path::new(&std::ffi::OsString::from_vec(dir)))
+}
+
 fn start(dir: &Path) -> Result<Spawned, String> {
     let launch: ShimLaunch = read_json(dir, LAUNCH_FILE)
         .ok_or_else(|| format!("cannot read {}", dir.join(LAUNCH_FILE).display()))?;
@@ -53,7 +70,9 @@ fn start(dir: &Path) -> Result<Spawned, String> {
         std::fs::File::create(dir.join(name))
             .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))?;
     }
+    crate::stage::stage("shim_spawning");
     let mut spawned = spawn(&launch)?;
+    crate::stage::stage("shim_spawned");
     let me = std::process::id();
     let state = ShimState {
         shim_pid: me,

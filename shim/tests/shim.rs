@@ -106,3 +106,61 @@ fn without_a_launch_file_it_says_so() {
     assert!(parse_answer(&answer).unwrap_err().contains("cannot read"));
     assert_eq!(code, 1);
 }
+
+#[test]
+fn a_spare_runs_the_workload_whose_directory_it_is_handed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let l = launch(dir.path(), "/bin/sh", &["-c", "echo $GREETING; exit 4"]);
+    write_json(dir.path(), LAUNCH_FILE, &l).unwrap();
+    let mut spare = Command::new(env!("CARGO_BIN_EXE_herd-shim"))
+        .args(["--spare", "/nonexistent/workloads"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It waits: nothing answered, still running.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        spare.try_wait().unwrap().is_none(),
+        "a spare waits for its directory"
+    );
+    let mut stdin = spare.stdin.take().unwrap();
+    stdin
+        .write_all(dir.path().as_os_str().as_encoded_bytes())
+        .unwrap();
+    drop(stdin);
+    let mut answer = String::new();
+    spare
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    assert_eq!(spare.wait().unwrap().code(), Some(0));
+    let pid = parse_answer(&answer).expect("started");
+    let state: ShimState = read_json(dir.path(), STATE_FILE).unwrap();
+    assert_eq!(state.child_pid, pid);
+    assert_eq!(
+        read_json::<ShimExit>(dir.path(), EXIT_FILE),
+        Some(ShimExit {
+            code: Some(4),
+            signal: None
+        })
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("stdout.log")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn a_spare_whose_stdin_closes_empty_ends_quietly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_herd-shim"))
+        .args(["--spare", "/nonexistent/workloads"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+}

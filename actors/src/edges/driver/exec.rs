@@ -4,6 +4,7 @@
 //! of herdd and is re-adopted by the next one.
 
 use super::inotify::{Signals, Watcher};
+use super::spare::SpareShim;
 use super::tail::{Tail, TAIL_MAX_WAIT, TAIL_MAX_WAIT_WATCHED};
 use super::{Driver, DriverError, Launch, Output, Recovered, Running, Started};
 use crate::cores::workload::lifecycle::Exit;
@@ -14,7 +15,6 @@ use herd_bus::{GpuInfo, LogStream, WorkloadId, WorkloadStatus};
 use herd_shim::{self as shim, ShimExit, ShimLaunch, ShimState};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
@@ -29,8 +29,9 @@ pub fn cgroup_name(id: &WorkloadId) -> String {
 
 pub struct ExecDriver {
     backend: Arc<dyn CgroupBackend>,
-    /// The supervisor's program and leading arguments; the shim directory is appended.
-    shim_command: Vec<std::ffi::OsString>,
+    /// Starts supervisors (the shim directory is appended to their command), a spare
+    /// ready.
+    shims: SpareShim,
     /// Where each workload's shim directory is made: `<dir>/<id>.shim`.
     dirs: PathBuf,
     /// Wakes log tails when shims write.
@@ -49,9 +50,11 @@ impl ExecDriver {
         dirs: PathBuf,
     ) -> Self {
         assert!(!shim_command.is_empty(), "a shim command");
+        let shims = SpareShim::new(shim_command, dirs.clone());
+        shims.refill_later();
         ExecDriver {
             backend,
-            shim_command,
+            shims,
             dirs,
             watcher: Watcher::start(),
             gpus: vec![],
@@ -76,6 +79,7 @@ impl ExecDriver {
             return Err("not an exec workload".into());
         };
         let spec = &l.spec;
+        shim::stage::stage("driver_prepare");
         let pinned = Pinned {
             cores: l.assigned.cores.clone(),
             gpu_minors: super::gpu_minors(&l.assigned.gpus, &self.gpus)?,
@@ -85,6 +89,7 @@ impl ExecDriver {
             .backend
             .create(&cgroup_name(&l.workload_id), &spec.limits, &pinned)
             .map_err(|e| format!("cannot create the cgroup: {e}"))?;
+        shim::stage::stage("driver_cgroup_made");
         let oom_before = cgroup.sample().map(|s| s.oom_kills).unwrap_or(0);
         // The working directory (and what herd made in it) belongs to the workload's user.
         if nix::unistd::Uid::effective().is_root() {
@@ -132,19 +137,14 @@ impl ExecDriver {
         std::fs::create_dir_all(&dir)
             .and_then(|()| shim::write_json(&dir, shim::LAUNCH_FILE, &launch))
             .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?;
-        let child = tokio::process::Command::new(&self.shim_command[0])
-            .args(&self.shim_command[1..])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start the workload's supervisor {}: {e}",
-                    Path::new(&self.shim_command[0]).display()
-                )
-            })?;
+        shim::stage::stage("driver_launch_written");
+        let child = self.shims.start(&dir).map_err(|e| {
+            format!(
+                "cannot start the workload's supervisor {}: {e}",
+                Path::new(&self.shims.program()).display()
+            )
+        })?;
+        shim::stage::stage("driver_shim_started");
         Ok((
             child,
             Prepared {
@@ -329,6 +329,7 @@ impl Driver for ExecDriver {
         };
         let watcher = self.watcher.clone();
         let id = launch.workload_id.clone();
+        let shims = self.shims.clone();
         async move {
             let answer = match child.stdout.take() {
                 Some(out) => {
@@ -345,6 +346,7 @@ impl Driver for ExecDriver {
                 }
                 None => Err("no answer from the workload's supervisor".into()),
             };
+            shims.refill_later();
             let pid = match answer {
                 Ok(pid) => pid,
                 Err(reason) => {
@@ -355,6 +357,7 @@ impl Driver for ExecDriver {
                     return Err(DriverError::Launch(reason));
                 }
             };
+            shim::stage::stage("driver_answered");
             prepared.cgroup.set_leader(pid);
             let state: Option<ShimState> = shim::read_json(&prepared.dir, shim::STATE_FILE);
             tracing::info!(

@@ -5,6 +5,7 @@
 pub mod docker;
 pub mod exec;
 pub mod inotify;
+mod spare;
 mod tail;
 
 use crate::cores::workload::lifecycle::Exit;
