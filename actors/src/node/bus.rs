@@ -221,6 +221,7 @@ impl NodeApi for Serving<'_> {
     }
 
     fn workload_start(&mut self, spec: WorkloadSpec) -> Answer<Accepted> {
+        herd_shim::stage::stage("api_start");
         match self.bus.status.admit_start() {
             Ok(()) => self
                 .bus

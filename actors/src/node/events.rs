@@ -112,6 +112,7 @@ impl EventPublisher {
                     .await
                     .map_err(|e| format!("cannot create the events stream: {e}"))?;
             }
+            herd_shim::stage::stage("event_sent");
             let publish = PublishMessage::build()
                 .payload(entry.payload.clone().into())
                 .message_id(&entry.msg_id);

@@ -284,6 +284,9 @@ impl WorkloadExecutor {
             resources: state.is_terminal().then(|| s.resources.clone()).flatten(),
         };
         tracing::info!(workload = %id, state = state.as_str(), pid = ?s.pid, exit_code = ?s.exit_code, signal = ?s.signal, "workload state");
+        if state == WorkloadState::Running {
+            herd_shim::stage::stage("running_queued");
+        }
         match codec::encode(&event, Encoding::MsgPack) {
             Ok(payload) => self.events.do_send(Publish(OutboxEntry {
                 subject: self.cfg.subjects.workload_event(&self.cfg.node_id, state),
