@@ -2,8 +2,36 @@
 
 use super::*;
 
-/// herdd's footprint: idle, then with 100 workloads sampled every second.
-pub(crate) async fn footprint(r: &mut Report) -> Result<()> {
+/// Medians of herdd's own `collection_us` over `window`, from batches of `n` samples.
+async fn collection_median(
+    telemetry: &mut async_nats::Subscriber,
+    n: usize,
+    window: Duration,
+) -> Result<(f64, usize)> {
+    let limits = DecodeLimits::default();
+    let mut us = vec![];
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(3), telemetry.next()).await
+        {
+            let batch: herd_bus::TelemetryBatch =
+                codec::decode(&msg.payload, Encoding::MsgPack, &limits)?;
+            if batch.samples.len() == n {
+                us.push(batch.collection_us as f64);
+            }
+        }
+    }
+    us.sort_by(f64::total_cmp);
+    Ok(if us.is_empty() {
+        (f64::NAN, 0)
+    } else {
+        (percentile(&us, 0.5), us.len())
+    })
+}
+
+/// herdd's footprint: idle, then with 100 workloads sampled every second, then 1000; herdd's
+/// own tick beside criterion's for the same N (`means`, from target/criterion).
+pub(crate) async fn footprint(r: &mut Report, means: &BTreeMap<String, f64>) -> Result<()> {
     let nats = NatsServer::start();
     let client = connect(&nats.url()).await;
     let herdd = Herdd::start_with(HerddOptions {
@@ -32,36 +60,32 @@ pub(crate) async fn footprint(r: &mut Report) -> Result<()> {
     let mut telemetry = client
         .subscribe(subjects().telemetry(&node_id("footprint")))
         .await?;
-    let limits = DecodeLimits::default();
-    let mut collection_us = vec![];
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (c0, _) = cpu_and_rss(herdd.pid())?;
     let (_, shim_c0, _, _) = shims_usage(&herdd.state_dir)?;
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(20) {
-        if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(3), telemetry.next()).await
-        {
-            let batch: herd_bus::TelemetryBatch =
-                codec::decode(&msg.payload, Encoding::MsgPack, &limits)?;
-            if batch.samples.len() == 100 {
-                collection_us.push(batch.collection_us as f64);
-            }
-        }
-    }
+    let (tick100, ticks100) =
+        collection_median(&mut telemetry, 100, Duration::from_secs(60)).await?;
     let (c1, busy_rss) = cpu_and_rss(herdd.pid())?;
     let busy_cpu = (c1 - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let (shims, shim_c1, shim_pss, shim_rss) = shims_usage(&herdd.state_dir)?;
     let shim_cpu = (shim_c1 - shim_c0) / t0.elapsed().as_secs_f64() * 100.0;
-    collection_us.sort_by(f64::total_cmp);
-    let tick = if collection_us.is_empty() {
-        "no batch of 100 samples".to_string()
-    } else {
-        format!(
-            "median {:.0} µs per tick ({} ticks, as herdd measured it in `collection_us`)",
-            percentile(&collection_us, 0.5),
-            collection_us.len()
+    for i in 100..1000 {
+        let v = node_call(
+            &client,
+            "footprint",
+            "workload.start",
+            json!({"workload_id": format!("f{i:03}"), "command": ["sleep", "3600"]}),
         )
-    };
+        .await;
+        if v["ok"] != true {
+            bail!("workload.start: {v}");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (tick1000, ticks1000) =
+        collection_median(&mut telemetry, 1000, Duration::from_secs(60)).await?;
+    let breakdown = tokio::task::spawn_blocking(super::tick::tick_breakdown).await?;
     r.line("## Footprint\n");
     r.line("One herdd node (release build) on a real nats-server, telemetry every 1 s.\n");
     r.line("| state | CPU (% of one core) | RSS |");
@@ -71,20 +95,54 @@ pub(crate) async fn footprint(r: &mut Report) -> Result<()> {
         mib(idle_rss)
     ));
     r.line(format!(
-        "| 100 workloads (`sleep`), 20 s | {busy_cpu:.2} % | {} |",
+        "| 100 workloads (`sleep`), 60 s | {busy_cpu:.2} % | {} |",
         mib(busy_rss)
     ));
     r.line(format!(
-        "| their {shims} supervisors (`herd-shim`), together, same 20 s | {shim_cpu:.2} % | {} PSS ({} RSS summed) |",
+        "| their {shims} supervisors (`herd-shim`, one of them the spare waiting for the next start), together, same 60 s | {shim_cpu:.2} % | {} PSS ({} RSS summed) |",
         mib(shim_pss),
         mib(shim_rss)
     ));
-    r.line(format!("\nCollection with 100 workloads: {tick}.\n"));
+    r.line("\nherdd's own tick (`collection_us` in its telemetry batches, median over 60 s) beside criterion's mean for the same N (same run):\n");
+    r.line("| N | herdd's tick | criterion | herdd ÷ criterion |");
+    r.line("|---|---|---|---|");
+    let mut within = true;
+    let mut worst = 0.0f64;
+    for (n, tick, ticks) in [(100u32, tick100, ticks100), (1000, tick1000, ticks1000)] {
+        let bench = means
+            .get(&format!("collection/herd/{n}"))
+            .map(|ns| ns / 1e3);
+        let ratio = bench.map(|b| tick / b).unwrap_or(f64::NAN);
+        within &= ratio <= 1.2;
+        worst = worst.max(ratio);
+        r.line(format!(
+            "| {n} | {tick:.0} µs ({ticks} ticks) | {} | {ratio:.2}× |",
+            bench.map(|b| format!("{b:.0} µs")).unwrap_or("-".into())
+        ));
+    }
+    r.line("");
+    for line in super::tick::lines(&breakdown) {
+        r.line(line);
+    }
+    r.target(
+        "herdd's own tick ÷ criterion, N = 100 and 1000",
+        format!("{worst:.2}× at worst"),
+        "≤ 1.2×",
+        within,
+    );
     r.target(
         "herdd idle RSS",
         mib(idle_rss),
         "≤ 15 MB",
         idle_rss <= 15_000_000,
+    );
+    // Less the spare, which waits for the next start.
+    let pss_each = shim_pss / (shims.max(2) - 1) as u64;
+    r.target(
+        "herd-shim PSS per workload",
+        format!("{:.0} KiB", pss_each as f64 / 1024.0),
+        "≤ 512 KiB (0.30 MiB in the report of 2026-12-01)",
+        pss_each <= 512 * 1024,
     );
     r.target(
         "herdd CPU, 100 workloads at 1 s telemetry",

@@ -124,11 +124,17 @@ fn shims_usage(state_dir: &std::path::Path) -> Result<(usize, f64, u64, u64)> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        // `herd-shim <dir>`, or `herdd shim <dir>` without it.
-        let dir = match args.get(1).map(String::as_str) {
-            Some("shim") => args.get(2),
-            _ => args.get(1),
-        };
+        // `herd-shim <dir>`, or `herdd shim <dir>` without it; `--spare <workloads dir>`
+        // for a spare (waiting, or handed its workload's directory on stdin).
+        let mut rest = args.iter().skip(1).map(String::as_str);
+        let mut arg = rest.next();
+        if arg == Some("shim") {
+            arg = rest.next();
+        }
+        if arg == Some("--spare") {
+            arg = rest.next();
+        }
+        let dir = arg;
         if !dir.is_some_and(|d| d.starts_with(&needle)) {
             continue;
         }
@@ -160,15 +166,19 @@ fn node_config(root: &str) -> String {
     )
 }
 
+mod breakdown;
 mod coordinator;
 mod footprint;
 mod report;
 mod start;
+mod throughput;
+mod tick;
 
 use coordinator::coordinator;
 use footprint::footprint;
 use report::{criterion_means, criterion_sections, machine};
 use start::start_latency;
+use throughput::throughput;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
@@ -204,7 +214,8 @@ async fn main() -> Result<()> {
     if let Some(part) = only {
         match part.as_str() {
             "start" => start_latency(&mut r).await?,
-            "footprint" => footprint(&mut r).await?,
+            "throughput" => throughput(&mut r).await?,
+            "footprint" => footprint(&mut r, &criterion_means(&criterion)).await?,
             "coordinator" => coordinator(&mut r).await?,
             other => bail!("unknown part {other}"),
         }
@@ -215,7 +226,8 @@ async fn main() -> Result<()> {
     let t0 = Instant::now();
     criterion_sections(&mut r, &means, &backend);
     start_latency(&mut r).await?;
-    footprint(&mut r).await?;
+    throughput(&mut r).await?;
+    footprint(&mut r, &means).await?;
     coordinator(&mut r).await?;
 
     let mut doc = String::new();

@@ -152,6 +152,35 @@ pub(crate) fn criterion_sections(r: &mut Report, means: &BTreeMap<String, f64>, 
             s / h >= 3.0,
         );
     }
+    let slowest_vs_sysinfo = [10u32, 100, 1000]
+        .into_iter()
+        .filter_map(|n| {
+            let h = get(&format!("collection/herd/{n}"))?;
+            let s = get(&format!("collection/sysinfo/{n}"))?;
+            Some((n, s / h))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((n, ratio)) = slowest_vs_sysinfo {
+        r.target(
+            "collection vs sysinfo, every N",
+            format!("{ratio:.1}× faster at worst (N = {n})"),
+            "≥ 4× faster",
+            ratio >= 4.0,
+        );
+    }
+    if let (Some(h100), Some(h1000)) = (get("collection/herd/100"), get("collection/herd/1000")) {
+        let growth = (h1000 / 1000.0) / (h100 / 100.0);
+        r.target(
+            "collection cost per workload, N = 1000 ÷ N = 100",
+            format!(
+                "{growth:.2}× ({} vs {})",
+                fmt_ns(h1000 / 1000.0),
+                fmt_ns(h100 / 100.0)
+            ),
+            "≤ 1.2×",
+            growth <= 1.2,
+        );
+    }
 
     r.line("## Coordinator (criterion `benches/benches/coordinator.rs`)\n");
     r.line("NodeRegistry ingest of one heartbeat of 10 workloads into a registry of N nodes (a round over the fleet), alone and with the MessagePack decode before it; a placement query (1 CPU, 8 GiB) over 5,000 nodes.\n");
