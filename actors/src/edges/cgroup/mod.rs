@@ -131,9 +131,9 @@ pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
     fn pids(&self) -> Vec<i32>;
     fn sample(&self) -> Result<CgroupSample, CgroupError>;
     /// Like `sample`, re-reading only the counters that move every tick (cpu, memory usage,
-    /// pids, io, OOM kills); the slow-moving fields (inactive file memory from the costly
-    /// memory.stat, the memory limit) are `prev`'s. The monitor re-reads everything every
-    /// few ticks.
+    /// pids, io); the slow-moving fields (inactive file memory from the costly memory.stat,
+    /// the memory limit, the OOM kill count) are `prev`'s. The monitor re-reads everything
+    /// every few ticks; a workload's exit reads a full sample, so its OOM kill is never missed.
     fn sample_counters(&self, prev: &CgroupSample) -> Result<CgroupSample, CgroupError> {
         let _ = prev;
         self.sample()

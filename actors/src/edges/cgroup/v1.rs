@@ -309,9 +309,11 @@ impl WorkloadCgroup for V1Cgroup {
         let inactive = keyed_value(stat, "total_inactive_file")
             .or_else(|| keyed_value(stat, "inactive_file"))
             .unwrap_or(0);
+        let oom_kills = keyed_value(f.oom_control.read(&mut buf)?, "oom_kill").unwrap_or(0);
         self.sample_counters(&CgroupSample {
             memory_limit: limit,
             memory_inactive_file: inactive,
+            oom_kills,
             ..Default::default()
         })
     }
@@ -322,7 +324,6 @@ impl WorkloadCgroup for V1Cgroup {
         let usage_ns = f.cpuacct_usage.read_u64(&mut buf)?.unwrap_or(0);
         let memory_current = f.memory_usage.read_u64(&mut buf)?.unwrap_or(0);
         let pids = f.pids_current.read_u64(&mut buf)?.unwrap_or(0);
-        let oom_kills = keyed_value(f.oom_control.read(&mut buf)?, "oom_kill").unwrap_or(0);
         let (io_read_bytes, io_write_bytes) = match &f.blkio {
             Some(b) => b.read(&mut buf).map(blkio_bytes).unwrap_or((0, 0)),
             None => (0, 0),
@@ -335,7 +336,7 @@ impl WorkloadCgroup for V1Cgroup {
             pids,
             io_read_bytes,
             io_write_bytes,
-            oom_kills,
+            oom_kills: prev.oom_kills,
         })
     }
 

@@ -305,9 +305,11 @@ impl WorkloadCgroup for V2Cgroup {
         let memory_limit = f.memory_max.read_u64(&mut buf)?;
         let memory_inactive_file =
             keyed_value(f.memory_stat.read(&mut buf)?, "inactive_file").unwrap_or(0);
+        let oom_kills = keyed_value(f.memory_events.read(&mut buf)?, "oom_kill").unwrap_or(0);
         self.sample_counters(&CgroupSample {
             memory_limit,
             memory_inactive_file,
+            oom_kills,
             ..Default::default()
         })
     }
@@ -320,7 +322,6 @@ impl WorkloadCgroup for V2Cgroup {
         let cpu_usage_us = keyed_value(f.cpu_stat.read(&mut buf)?, "usage_usec").unwrap_or(0);
         let memory_current = f.memory_current.read_u64(&mut buf)?.unwrap_or(0);
         let pids = f.pids_current.read_u64(&mut buf)?.unwrap_or(0);
-        let oom_kills = keyed_value(f.memory_events.read(&mut buf)?, "oom_kill").unwrap_or(0);
         Ok(CgroupSample {
             cpu_usage_us,
             memory_current,
@@ -329,7 +330,7 @@ impl WorkloadCgroup for V2Cgroup {
             pids,
             io_read_bytes,
             io_write_bytes,
-            oom_kills,
+            oom_kills: prev.oom_kills,
         })
     }
 
