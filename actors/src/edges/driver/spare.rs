@@ -13,6 +13,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use tokio::process::{Child, Command};
 
+/// How long after a start's answer its replacement spare is spawned.
+const REFILL_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The spare shim, shared by the driver and the refills it schedules.
 #[derive(Clone)]
 pub(crate) struct SpareShim {
@@ -72,13 +75,16 @@ impl SpareShim {
         }
     }
 
-    /// Starts a new spare once the current task yields; without a runtime, never. The driver
-    /// calls it once a start's shim has answered: a spare loading while that shim forks and
-    /// execs the workload would compete with it for the CPU.
+    /// Starts a new spare [`REFILL_AFTER`] from now; without a runtime, never. The driver
+    /// calls it once a start's shim has answered: a spare spawned and loading at once would
+    /// compete for the CPU with that start's last steps (its `running` event).
     pub(crate) fn refill_later(&self) {
         let me = self.clone();
         if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(async move { me.refill() });
+            tokio::spawn(async move {
+                tokio::time::sleep(REFILL_AFTER).await;
+                me.refill()
+            });
         }
     }
 
