@@ -89,9 +89,13 @@ pub(crate) async fn coordinator(r: &mut Report) -> Result<()> {
     );
     let sent = big.wait_with_output()?;
     let sent = String::from_utf8_lossy(&sent.stderr);
-    let sim_rate = sent
-        .lines()
-        .find_map(|l| l.rsplit_once('(')?.1.strip_suffix("/s)")?.parse::<f64>().ok());
+    let sim_rate = sent.lines().find_map(|l| {
+        l.rsplit_once('(')?
+            .1
+            .strip_suffix("/s)")?
+            .parse::<f64>()
+            .ok()
+    });
     r.line("## Coordinator under `herd-sim`\n");
     r.line(format!(
         "A coordinator (release herdd, `roles = [\"coordinator\"]`) and `herd-sim --nodes {SIM_NODES} \
