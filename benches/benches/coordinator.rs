@@ -2,6 +2,10 @@
 //! registries of 1,000 / 5,000 / 20,000 nodes, with and without decoding the MessagePack
 //! payload first, and a placement query over 5,000 nodes. 5,000 nodes at 1 Hz cost 5,000 ×
 //! the per-heartbeat time each second (scripts/bench turns it into a share of a core).
+//!
+//! The baseline: the same heartbeats decoded by bare `rmp_serde::from_slice` (no limits, no
+//! error paths), and by herd's `codec::decode` alone; decode + ingest is held to ≤ 2× the bare
+//! decode.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use herd_actors::cores::placement::place;
@@ -49,6 +53,29 @@ fn registry(nodes: usize) -> NodeRegistry {
 }
 
 fn coordinator(c: &mut Criterion) {
+    let limits = DecodeLimits::default();
+    let mut group = c.benchmark_group("heartbeat_decode");
+    let mut feed = Feed {
+        nodes: 20_000,
+        i: 0,
+        seq: 2,
+    };
+    group.bench_function("bare_rmp_serde", |b| {
+        b.iter_batched(
+            || encode(&feed.next(), Encoding::MsgPack).unwrap(),
+            |bytes| black_box(rmp_serde::from_slice::<Heartbeat>(&bytes).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("herd_codec", |b| {
+        b.iter_batched(
+            || encode(&feed.next(), Encoding::MsgPack).unwrap(),
+            |bytes| black_box(decode::<Heartbeat>(&bytes, Encoding::MsgPack, &limits).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("ingest");
     for nodes in [1_000usize, 5_000, 20_000] {
         let mut r = registry(nodes);
@@ -68,7 +95,6 @@ fn coordinator(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        let limits = DecodeLimits::default();
         group.bench_with_input(
             BenchmarkId::new("decode+heartbeat", nodes),
             &nodes,

@@ -66,10 +66,11 @@ impl NodeRegistry {
     }
 
     pub fn on_heartbeat(&mut self, hb: Heartbeat, now_ms: u64) -> Vec<Change> {
-        let node_id = hb.node_id.clone();
         let interval_ms = hb.interval_ms.max(1);
-        match self.nodes.get_mut(&node_id) {
+        // Looked up by the heartbeat's own id: the node id is cloned only for a change.
+        match self.nodes.get_mut(&hb.node_id) {
             None => {
+                let node_id = hb.node_id.clone();
                 self.nodes.insert(
                     node_id.clone(),
                     Entry {
@@ -101,19 +102,14 @@ impl NodeRegistry {
                 e.last_seq = hb.seq;
                 e.started_at_ms = hb.started_at_ms;
                 e.record.last_seen_ms = now_ms;
+                // The old heartbeat is dropped here, the new one moved in: no copy.
                 e.record.heartbeat = Some(hb);
-                if e.record.liveness != NodeLiveness::Up {
+                if e.record.liveness != NodeLiveness::Up || restarted {
                     e.record.liveness = NodeLiveness::Up;
                     vec![Change {
-                        node_id,
+                        node_id: e.record.node_id.clone(),
                         to: NodeLiveness::Up,
                         restarted,
-                    }]
-                } else if restarted {
-                    vec![Change {
-                        node_id,
-                        to: NodeLiveness::Up,
-                        restarted: true,
                     }]
                 } else {
                     vec![]

@@ -30,7 +30,8 @@ fn node_id(id: &str) -> NodeId {
     NodeId::new(id).expect("valid node id")
 }
 const THROUGHPUT: usize = 500;
-const SIM_NODES: u32 = 5000;
+/// The coordinator's fleet under herd-sim (issue 19: 20,000 nodes × 1 Hz).
+const SIM_NODES: u32 = 20_000;
 
 /// A target: what, the figure, the limit, met or not.
 struct Target {

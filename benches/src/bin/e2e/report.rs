@@ -203,12 +203,41 @@ pub(crate) fn criterion_sections(r: &mut Report, means: &BTreeMap<String, f64>, 
     }
     r.line("");
     r.line(growth("ingest", &per_node, "heartbeat"));
+    decode_ratio(r, means);
     if let Some(p) = get("placement/5000") {
         r.line(format!(
             "Placement query over 5,000 nodes: {}.\n",
             fmt_ns(p)
         ));
     }
+}
+
+/// Decode + ingest at 20,000 nodes against the bare MessagePack decode of the same heartbeats
+/// (`rmp_serde::from_slice`, no limits), measured in the same bench run.
+fn decode_ratio(r: &mut Report, means: &BTreeMap<String, f64>) {
+    let get = |id: &str| means.get(id).copied();
+    let (Some(bare), Some(herd), Some(both)) = (
+        get("heartbeat_decode/bare_rmp_serde"),
+        get("heartbeat_decode/herd_codec"),
+        get("ingest/decode+heartbeat/20000"),
+    ) else {
+        return;
+    };
+    r.line(format!(
+        "Decode of the same heartbeat of 10 workloads: bare `rmp_serde::from_slice` {}, herd's \
+         `codec::decode` (size and depth limits, trailing bytes checked) {}; decode + ingest at \
+         20,000 nodes {} = {:.2}× the bare decode.\n",
+        fmt_ns(bare),
+        fmt_ns(herd),
+        fmt_ns(both),
+        both / bare
+    ));
+    r.target(
+        "heartbeat decode + ingest (20,000 nodes) ÷ bare MessagePack decode",
+        format!("{:.2}× ({} ÷ {})", both / bare, fmt_ns(both), fmt_ns(bare)),
+        "≤ 2×",
+        both / bare <= 2.0,
+    );
 }
 
 /// A sentence on how cost per item moves with N.
