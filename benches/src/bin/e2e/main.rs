@@ -161,11 +161,13 @@ fn node_config(root: &str) -> String {
 }
 
 mod coordinator;
+mod docker;
 mod footprint;
 mod report;
 mod start;
 
 use coordinator::coordinator;
+use docker::docker;
 use footprint::footprint;
 use report::{criterion_means, criterion_sections, machine};
 use start::start_latency;
@@ -182,7 +184,8 @@ async fn main() -> Result<()> {
             "--criterion" => criterion = args.next().context("--criterion DIR")?.into(),
             "--out" => out = args.next().context("--out FILE")?.into(),
             "--command" => command = args.next().context("--command TEXT")?,
-            // For working on one part: start, footprint or coordinator; no report is written.
+            // For working on one part: start, footprint, coordinator or docker; no report is
+            // written.
             "--only" => only = Some(args.next().context("--only PART")?),
             other => bail!("unknown argument {other}"),
         }
@@ -206,6 +209,7 @@ async fn main() -> Result<()> {
             "start" => start_latency(&mut r).await?,
             "footprint" => footprint(&mut r).await?,
             "coordinator" => coordinator(&mut r).await?,
+            "docker" => docker(&mut r).await?,
             other => bail!("unknown part {other}"),
         }
         println!("{}", r.body);
@@ -217,6 +221,7 @@ async fn main() -> Result<()> {
     start_latency(&mut r).await?;
     footprint(&mut r).await?;
     coordinator(&mut r).await?;
+    docker(&mut r).await?;
 
     let mut doc = String::new();
     writeln!(doc, "# Benchmarks\n")?;
