@@ -61,11 +61,18 @@ async fn prepare() -> Result<(Docker, String)> {
             .context("the Docker engine at /var/run/docker.sock does not answer")?;
     docker.ping().await.context("the Docker engine's ping")?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-image");
-    let status = Command::new(&script)
-        .status()
+    let out = Command::new(&script)
+        .stderr(Stdio::piped())
+        .output()
         .with_context(|| format!("run {}", script.display()))?;
-    if !status.success() {
-        bail!("{} failed: {status}", script.display());
+    let said = String::from_utf8_lossy(&out.stderr);
+    eprint!("{said}");
+    if !out.status.success() {
+        bail!(
+            "scripts/test-image failed ({}): {}",
+            out.status,
+            said.trim()
+        );
     }
     let image = std::env::var("HERD_TEST_IMAGE").unwrap_or_else(|_| "herd-test/busybox:1".into());
     docker
@@ -276,14 +283,15 @@ async fn start(
     }
     r.line("");
     r.line(
-        "herd's start makes these engine requests, one after another: at `workload.start`, \
-         an inspect of the image (pull policy `never`; a ping instead with the other policies) \
-         before the reply; then create (a removal and a second create only when a container of \
-         an earlier start of the workload holds the name), start, and an inspect of the \
-         container for its init's pid (its cgroup is telemetry's) before the `running` event; \
-         the log stream and the wait for its exit are opened beside it, not waited on. A \
-         container that ends at once makes that inspect wait while the engine handles the exit \
-         (the `true` rows), which a long-running one does not.\n",
+        "herd's start makes these engine requests: at `workload.start`, an inspect of the \
+         image (pull policy `never`; a ping instead with the other policies) before the reply; \
+         then create (a removal and a second create only when a container of an earlier start \
+         of the workload holds the name) and start, with the inspect of the container for its \
+         init's pid (its cgroup is telemetry's) sent 5 ms after the start so that the engine \
+         answers it as soon as the start is done; the log stream and the wait for the exit are \
+         opened beside it, not waited on. Asked after the start instead, that inspect waits \
+         while the engine handles the exit of a container that ended at once (the `true` \
+         rows' inspect).\n",
     );
     r.target(
         START_TARGET,
