@@ -11,7 +11,7 @@
 
 use super::{Driver, DriverError, Launch, Recovered, Started};
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig};
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, DeviceRequest, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
 };
@@ -35,6 +35,9 @@ pub const WORK_MOUNT: &str = "/herd/work";
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// How long to wait for the engine's answer to one request.
 const REQUEST_TIMEOUT_S: u64 = 120;
+/// How long after sending the start the pid's inspect follows it, so that the start reaches
+/// the engine first (an inspect before it is asked again).
+const EARLY_INSPECT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// `[docker]` in herd.toml.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -220,16 +223,17 @@ impl DockerDriver {
     }
 
     /// What `workload.start` checks before accepting a container: the engine answers, and the
-    /// image is here unless the pull policy may fetch it.
+    /// image is here unless the pull policy may fetch it. With `never`, looking at the image is
+    /// the engine's answer: no ping before it.
     pub fn preflight(&self, spec: &WorkloadSpec) -> LocalBoxFuture<'static, Result<(), ErrorBody>> {
-        let engine = self.engine();
+        let this = self.clone();
         let policy = self.pull_policy(spec);
         let image = spec.image.clone().unwrap_or_default();
         async move {
-            let docker = engine.await?;
             if policy != PullPolicy::Never {
-                return Ok(());
+                return this.engine().await.map(|_| ());
             }
+            let docker = this.client().await?;
             match docker.inspect_image(&image).await {
                 Ok(_) => Ok(()),
                 Err(e) if status_of(&e) == Some(404) => Err(ErrorBody {
@@ -240,6 +244,7 @@ impl DockerDriver {
                          pull_policy to if_not_present"
                     ),
                 }),
+                Err(e) if status_of(&e).is_none() => Err(this.unavailable(describe(&e))),
                 Err(e) => Err(ErrorBody {
                     code: ErrorCode::Unavailable,
                     message: format!("image: cannot inspect '{image}': {}", describe(&e)),
@@ -293,13 +298,18 @@ impl DockerDriver {
         }
     }
 
+    /// Create then start, as `docker run -d` does, and nothing else on the way unless it is
+    /// needed: the image is looked at only where a pull may be due (with `never`, the create
+    /// says when it is missing), and a container left by an earlier start of this workload (a
+    /// restart) is removed only when the create finds its name taken.
     async fn start(&self, l: Launch) -> Result<Started, String> {
         let docker = self.client().await.map_err(|e| e.message)?;
         let image = l.spec.image.clone().unwrap_or_default();
-        ensure_image(&docker, &image, self.pull_policy(&l.spec)).await?;
+        let policy = self.pull_policy(&l.spec);
+        if policy != PullPolicy::Never {
+            ensure_image(&docker, &image, policy).await?;
+        }
         let name = container_name(&self.node_id, &l.workload_id);
-        // A container left by an earlier start of this workload (a restart) goes first.
-        remove(&docker, &name).await;
         {
             // The container's user is unknown here: its own directories are open to it.
             use std::os::unix::fs::PermissionsExt;
@@ -311,21 +321,48 @@ impl DockerDriver {
                 let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
             }
         }
-        let created = docker
-            .create_container(
+        let body = self.create_body(&l);
+        let create = |body| {
+            docker.create_container(
                 Some(CreateContainerOptions {
                     name: Some(name.clone()),
                     ..Default::default()
                 }),
-                self.create_body(&l),
+                body,
             )
-            .await
-            .map_err(|e| format!("cannot create the container: {}", describe(&e)))?;
-        if let Err(e) = docker.start_container(&created.id, None).await {
+        };
+        let created = match create(body.clone()).await {
+            Err(e) if status_of(&e) == Some(409) => {
+                remove(&docker, &name).await;
+                create(body).await
+            }
+            other => other,
+        };
+        let created = created.map_err(|e| match status_of(&e) {
+            Some(404) if policy == PullPolicy::Never => {
+                format!("image '{image}' is not on this node and pull_policy is never")
+            }
+            _ => format!("cannot create the container: {}", describe(&e)),
+        })?;
+        // The inspect for the container's pid goes out while the start runs: the engine holds
+        // the container's lock for the start and hands it on in arrival order, so the inspect
+        // answers as soon as the start is done. Asked after the start, it would queue behind
+        // the engine's handling of the exit of a container that ended at once (~90 ms here).
+        let early = async {
+            tokio::time::sleep(EARLY_INSPECT).await;
+            docker.inspect_container(&created.id, None).await.ok()
+        };
+        let (started, early) = tokio::join!(docker.start_container(&created.id, None), early);
+        if let Err(e) = started {
             remove(&docker, &created.id).await;
             return Err(format!("cannot start the container: {}", describe(&e)));
         }
-        attach(docker, created.id, 0).await
+        // An inspect that came before the start says `created`: asked again by attach.
+        let early = early.filter(|info| {
+            let status = info.state.as_ref().and_then(|s| s.status);
+            status.is_some_and(|s| s != ContainerStateStatusEnum::CREATED)
+        });
+        attach(docker, created.id, 0, early).await
     }
 
     /// This node's containers (by label), running or not.
@@ -414,7 +451,7 @@ impl Driver for DockerDriver {
                 tracing::info!(workload = %status.workload_id, %container, running, "adopting a container after a restart");
                 let since = crate::edges::clock::now_ms() / 1000;
                 let found = match this.client().await {
-                    Ok(docker) => attach(docker, container, since as i32).await,
+                    Ok(docker) => attach(docker, container, since as i32, None).await,
                     Err(e) => Err(e.message),
                 };
                 recovered.push(match found {

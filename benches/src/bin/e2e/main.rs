@@ -169,6 +169,7 @@ fn node_config(root: &str) -> String {
 
 mod breakdown;
 mod coordinator;
+mod docker;
 mod footprint;
 mod report;
 mod start;
@@ -176,6 +177,7 @@ mod throughput;
 mod tick;
 
 use coordinator::coordinator;
+use docker::docker;
 use footprint::footprint;
 use report::{criterion_means, criterion_sections, machine};
 use start::start_latency;
@@ -193,7 +195,8 @@ async fn main() -> Result<()> {
             "--criterion" => criterion = args.next().context("--criterion DIR")?.into(),
             "--out" => out = args.next().context("--out FILE")?.into(),
             "--command" => command = args.next().context("--command TEXT")?,
-            // For working on one part: start, footprint or coordinator; no report is written.
+            // For working on one part: start, footprint, coordinator or docker; no report is
+            // written.
             "--only" => only = Some(args.next().context("--only PART")?),
             other => bail!("unknown argument {other}"),
         }
@@ -218,6 +221,7 @@ async fn main() -> Result<()> {
             "throughput" => throughput(&mut r).await?,
             "footprint" => footprint(&mut r, &criterion_means(&criterion)).await?,
             "coordinator" => coordinator(&mut r).await?,
+            "docker" => docker(&mut r).await?,
             other => bail!("unknown part {other}"),
         }
         println!("{}", r.body);
@@ -230,6 +234,7 @@ async fn main() -> Result<()> {
     throughput(&mut r).await?;
     footprint(&mut r, &means).await?;
     coordinator(&mut r).await?;
+    docker(&mut r).await?;
 
     let mut doc = String::new();
     writeln!(doc, "# Benchmarks\n")?;

@@ -5,6 +5,7 @@ use super::{describe, remove, status_of};
 use crate::cores::workload::lifecycle::Exit;
 use crate::edges::cgroup::WorkloadCgroup;
 use crate::edges::driver::{Output, Running, Started};
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{KillContainerOptions, LogsOptions};
 use bollard::Docker;
 use futures::future::{FutureExt, LocalBoxFuture};
@@ -16,12 +17,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// Follows a started container: its pid and cgroup, its logs from `since` (0: all), its exit.
-pub(super) async fn attach(docker: Docker, id: String, since: i32) -> Result<Started, String> {
-    let info = docker
-        .inspect_container(&id, None)
-        .await
-        .map_err(|e| format!("cannot inspect the container: {}", describe(&e)))?;
+/// Follows a started container: its pid and cgroup (from `info`, or inspected now), its logs
+/// from `since` (0: all), its exit.
+pub(super) async fn attach(
+    docker: Docker,
+    id: String,
+    since: i32,
+    info: Option<ContainerInspectResponse>,
+) -> Result<Started, String> {
+    let info = match info {
+        Some(info) => info,
+        None => docker
+            .inspect_container(&id, None)
+            .await
+            .map_err(|e| format!("cannot inspect the container: {}", describe(&e)))?,
+    };
     let pid = info
         .state
         .as_ref()
