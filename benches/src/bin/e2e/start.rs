@@ -224,6 +224,16 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
         r.line(format!("| {what} | {p50:.3} ms | {p90:.3} ms |"));
     }
     r.line(format!("| sum of the medians | {sum:.3} ms | |\n"));
+    if backend_name == "v1" {
+        r.line(
+            "On cgroup v1 the workload joins its cgroups by writing its pid to `cgroup.procs` in \
+             every hierarchy between fork and exec (the `shim_spawned` stage). On cgroup v2 \
+             herd-shim creates it inside its cgroup with `clone3(CLONE_INTO_CGROUP)` instead; \
+             this script measures on the machine it runs on, so that figure needs a cgroup v2 \
+             host (the VM lane's guests run under TCG emulation, too slow for a latency \
+             figure).\n",
+        );
+    }
     r.target(
         "start latency p50 (exec, limits) ÷ floor",
         format!(
