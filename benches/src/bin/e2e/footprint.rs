@@ -29,6 +29,23 @@ async fn collection_median(
     })
 }
 
+/// Starts workloads `f<i>` (`sleep 3600`) on the footprint node, one after another.
+async fn start_sleepers(client: &async_nats::Client, ids: std::ops::Range<usize>) -> Result<()> {
+    for i in ids {
+        let v = node_call(
+            client,
+            "footprint",
+            "workload.start",
+            json!({"workload_id": format!("f{i:03}"), "command": ["sleep", "3600"]}),
+        )
+        .await;
+        if v["ok"] != true {
+            bail!("workload.start: {v}");
+        }
+    }
+    Ok(())
+}
+
 /// herdd's footprint: idle, then with 100 workloads sampled every second, then 1000; herdd's
 /// own tick beside criterion's for the same N (`means`, from target/criterion).
 pub(crate) async fn footprint(r: &mut Report, means: &BTreeMap<String, f64>) -> Result<()> {
@@ -45,18 +62,7 @@ pub(crate) async fn footprint(r: &mut Report, means: &BTreeMap<String, f64>) -> 
     wait_for_node(&client, "footprint").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (idle_cpu, idle_rss) = usage_over(herdd.pid(), Duration::from_secs(10)).await?;
-    for i in 0..100 {
-        let v = node_call(
-            &client,
-            "footprint",
-            "workload.start",
-            json!({"workload_id": format!("f{i:03}"), "command": ["sleep", "3600"]}),
-        )
-        .await;
-        if v["ok"] != true {
-            bail!("workload.start: {v}");
-        }
-    }
+    start_sleepers(&client, 0..100).await?;
     let mut telemetry = client
         .subscribe(subjects().telemetry(&node_id("footprint")))
         .await?;
@@ -70,18 +76,7 @@ pub(crate) async fn footprint(r: &mut Report, means: &BTreeMap<String, f64>) -> 
     let busy_cpu = (c1 - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let (shims, shim_c1, shim_pss, shim_rss) = shims_usage(&herdd.state_dir)?;
     let shim_cpu = (shim_c1 - shim_c0) / t0.elapsed().as_secs_f64() * 100.0;
-    for i in 100..1000 {
-        let v = node_call(
-            &client,
-            "footprint",
-            "workload.start",
-            json!({"workload_id": format!("f{i:03}"), "command": ["sleep", "3600"]}),
-        )
-        .await;
-        if v["ok"] != true {
-            bail!("workload.start: {v}");
-        }
-    }
+    start_sleepers(&client, 100..1000).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (tick1000, ticks1000) =
         collection_median(&mut telemetry, 1000, Duration::from_secs(60)).await?;

@@ -170,6 +170,7 @@ fn node_config(root: &str) -> String {
 mod breakdown;
 mod coordinator;
 mod docker;
+mod driver;
 mod footprint;
 mod report;
 mod start;

@@ -50,44 +50,14 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
     let mut driver_launch = Vec::with_capacity(STARTS);
     let backend_name: String;
     {
-        use herd_actors::edges::driver::{exec::ExecDriver, Driver, Launch};
-        let (backend, _) = herd_actors::edges::cgroup::detect(
-            "auto",
-            &format!("herd-bench-drv-{}", std::process::id()),
-        );
-        backend_name = backend.version().as_str().to_string();
-        let shim_dirs = tempfile::tempdir()?;
-        // What the executor makes before a launch: the working directory and its tmp/.
-        std::fs::create_dir_all(
-            shim_dirs
-                .path()
-                .join(herd_actors::edges::driver::TMP_SUBDIR),
-        )?;
-        let driver = ExecDriver::new(
-            backend.clone(),
-            vec![herd_tests::workspace_bin("herd-shim").into_os_string()],
-            shim_dirs.path().to_path_buf(),
-        );
-        let spec = herd_bus::WorkloadSpec {
-            command: vec!["true".into()],
-            limits: bench_limits(),
-            ..Default::default()
-        };
-        let resolved =
-            herd_actors::cores::workload::validate::validate(&spec, &Default::default(), 1024.0)
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        use herd_actors::edges::driver::Driver;
+        let bench = super::driver::BenchDriver::new("drv")?;
+        backend_name = bench.backend.version().as_str().to_string();
         for i in 0..STARTS {
-            let launch = Launch {
-                workload_id: herd_bus::WorkloadId::new(format!("d{i:04}"))?,
-                node_id: herd_bus::NodeId::new("bench")?,
-                spec: spec.clone(),
-                resolved: herd_actors::cores::workload::validate::Resolved::Exec(resolved.clone()),
-                work_dir: shim_dirs.path().to_path_buf(),
-                output_dir: None,
-                assigned: Default::default(),
-            };
+            let launch = bench.launch(format!("d{i:04}"))?;
             let t = Instant::now();
-            let started = driver
+            let started = bench
+                .driver
                 .launch(launch)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -95,7 +65,6 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
             let _ = started.exit.await;
             started.handle.release().await;
         }
-        backend.remove_root_if_empty();
     }
 
     // herdd and its shims mark each stage of a start in this file (see breakdown.rs).

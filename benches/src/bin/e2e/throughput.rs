@@ -10,43 +10,14 @@ const IN_FLIGHT: usize = 32;
 /// like herdd's (cgroup with limits, supervisor, placement, exec), its end awaited and its
 /// cgroup released meanwhile, as herdd does.
 async fn driver_rate() -> Result<(f64, String)> {
-    use herd_actors::edges::driver::{exec::ExecDriver, Driver, Launch};
-    let (backend, _) = herd_actors::edges::cgroup::detect(
-        "auto",
-        &format!("herd-bench-tp-{}", std::process::id()),
-    );
-    let dirs = tempfile::tempdir()?;
-    std::fs::create_dir_all(dirs.path().join(herd_actors::edges::driver::TMP_SUBDIR))?;
-    let driver = ExecDriver::new(
-        backend.clone(),
-        vec![herd_tests::workspace_bin("herd-shim").into_os_string()],
-        dirs.path().to_path_buf(),
-    );
-    let spec = herd_bus::WorkloadSpec {
-        command: vec!["true".into()],
-        limits: bench_limits(),
-        ..Default::default()
-    };
-    let resolved =
-        herd_actors::cores::workload::validate::validate(&spec, &Default::default(), 1024.0)
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let launch = |i: usize| -> Result<Launch> {
-        Ok(Launch {
-            workload_id: herd_bus::WorkloadId::new(format!("tp{i:04}"))?,
-            node_id: herd_bus::NodeId::new("bench")?,
-            spec: spec.clone(),
-            resolved: herd_actors::cores::workload::validate::Resolved::Exec(resolved.clone()),
-            work_dir: dirs.path().to_path_buf(),
-            output_dir: None,
-            assigned: Default::default(),
-        })
-    };
+    use herd_actors::edges::driver::Driver;
+    let bench = super::driver::BenchDriver::new("tp")?;
     let t = Instant::now();
     let mut last_start = Duration::ZERO;
     let mut runs = futures::stream::iter(0..THROUGHPUT)
         .map(|i| {
-            let l = launch(i);
-            let d = &driver;
+            let l = bench.launch(format!("tp{i:04}"));
+            let d = &bench.driver;
             async move {
                 let started = d.launch(l?).await.map_err(|e| anyhow::anyhow!(e))?;
                 let at = t.elapsed();
@@ -60,11 +31,9 @@ async fn driver_rate() -> Result<(f64, String)> {
         last_start = last_start.max(at?);
     }
     drop(runs);
-    drop(driver);
-    backend.remove_root_if_empty();
     Ok((
         THROUGHPUT as f64 / last_start.as_secs_f64(),
-        backend.version().as_str().to_string(),
+        bench.backend.version().as_str().to_string(),
     ))
 }
 
