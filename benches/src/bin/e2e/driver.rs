@@ -2,7 +2,6 @@
 //! spawn throughput: launches made as herdd makes them (cgroup with the bench's limits, the
 //! supervisor, placement, exec of `true`).
 
-use super::start::bench_limits;
 use anyhow::Result;
 use herd_actors::cores::workload::validate::{validate, Resolved, ResolvedSpec};
 use herd_actors::edges::cgroup::CgroupBackend;
@@ -65,5 +64,15 @@ impl BenchDriver {
 impl Drop for BenchDriver {
     fn drop(&mut self) {
         self.backend.remove_root_if_empty();
+    }
+}
+
+/// The limits every bench start carries: a cgroup with cpu, memory and pids limits.
+pub(crate) fn bench_limits() -> herd_bus::Limits {
+    herd_bus::Limits {
+        cpu: Some(0.1),
+        memory: Some(32 << 20),
+        pids: Some(16),
+        ..Default::default()
     }
 }

@@ -1,6 +1,7 @@
 //! Start latency and spawn throughput through the bus, each beside its floor.
 
 use super::breakdown::{breakdown, Window};
+use super::driver::bench_limits;
 use super::*;
 
 /// Start latency: request → `running` event, against a bare NATS round trip and a bare
@@ -223,14 +224,4 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
     );
     drop(herdd);
     Ok(())
-}
-
-/// The limits every bench start carries: a cgroup with cpu, memory and pids limits.
-pub(crate) fn bench_limits() -> herd_bus::Limits {
-    herd_bus::Limits {
-        cpu: Some(0.1),
-        memory: Some(32 << 20),
-        pids: Some(16),
-        ..Default::default()
-    }
 }

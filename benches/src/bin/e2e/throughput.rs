@@ -1,7 +1,7 @@
 //! Spawn throughput through the bus against herd's exec driver alone, both with 32 starts in
 //! flight and limits on every workload, in the same run.
 
-use super::start::bench_limits;
+use super::driver::bench_limits;
 use super::*;
 
 const IN_FLIGHT: usize = 32;
