@@ -178,13 +178,22 @@ async fn limit_files_hold_exactly_the_requested_values() {
     } else {
         "join_before_exec"
     };
-    let line = n
-        .herdd
-        .log()
-        .lines()
-        .find(|l| l.contains("started under its supervisor") && l.contains("lim1"))
-        .map(String::from)
-        .unwrap_or_else(|| panic!("no start line in:\n{}", n.herdd.log()));
+    // herdd logs it once the shim has answered, which may come a moment after the workload
+    // is in its cgroup.
+    let start_line = || {
+        n.herdd
+            .log()
+            .lines()
+            .find(|l| l.contains("started under its supervisor") && l.contains("lim1"))
+            .map(String::from)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut line = start_line();
+    while line.is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        line = start_line();
+    }
+    let line = line.unwrap_or_else(|| panic!("no start line in:\n{}", n.herdd.log()));
     announce(&format!("cgroup {}: placement {want}", n.backend));
     assert!(line.contains(want), "{line}");
 }
