@@ -22,7 +22,7 @@ pub use fleet::Fleet;
 pub use herd_bus;
 pub use herdd::{state_dir, Herdd, HerddOptions};
 pub use nats::{nats_version, NatsServer, TEST_MAX_PAYLOAD};
-pub use process::{herdctl, signal, workspace_bin};
+pub use process::{herdctl, proc_args, proc_state_and_parent, signal, workspace_bin};
 
 use std::io::Write;
 use std::net::TcpListener;

@@ -25,6 +25,26 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Process `pid`'s command line, one string per argument; None when it is gone.
+pub fn proc_args(pid: i32) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// Process `pid`'s state letter and parent's pid, from /proc/<pid>/stat; None when it is gone.
+pub fn proc_state_and_parent(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut after = stat.rsplit(')').next()?.split_whitespace();
+    let state = after.next()?.chars().next()?;
+    let parent = after.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
 /// Sends `sig` to process `pid`, if it still exists.
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);

@@ -347,21 +347,8 @@ async fn without_herd_shim_herdd_supervises_with_itself() {
         herdd.log()
     );
     // Its parent is herdd's binary run as `shim`.
-    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = ppid
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap();
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let (_, ppid) = herd_tests::proc_state_and_parent(pid).expect("the workload runs");
+    let args = herd_tests::proc_args(ppid).expect("its supervisor runs");
     assert_eq!(args.get(1).map(String::as_str), Some("shim"), "{args:?}");
 
     assert!(herdd

@@ -15,26 +15,18 @@ fn spares(workloads: &std::path::Path) -> Vec<(i32, i32)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        let Some(args) = herd_tests::proc_args(pid) else {
             continue;
         };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
         if args.get(1).map(String::as_str) != Some("--spare")
             || args.get(2).map(std::path::Path::new) != Some(workloads)
         {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let mut after = stat.rsplit(')').next().unwrap_or("").split_whitespace();
-        let state = after.next().unwrap_or("");
-        let ppid: i32 = after.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if state != "Z" {
-            out.push((pid, ppid));
+        if let Some((state, parent)) = herd_tests::proc_state_and_parent(pid) {
+            if state != 'Z' {
+                out.push((pid, parent));
+            }
         }
     }
     out
@@ -82,16 +74,7 @@ async fn a_spare_supervisor_takes_each_start_and_ends_with_herdd() {
     })
     .await;
     // The workload's parent is the spare that was waiting.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let parent: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_, parent) = herd_tests::proc_state_and_parent(pid).expect("the workload runs");
     assert_eq!(
         parent, first,
         "the waiting spare supervises the started workload"

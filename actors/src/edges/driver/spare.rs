@@ -2,8 +2,8 @@
 //! load (about a millisecond here, most of a start's time before this); a spare has paid it
 //! and waits for a workload's directory on its stdin (`herd-shim --spare`, see
 //! [`herd_shim::spare_main`]). A start takes the spare when there is one, else spawns a shim
-//! as before, and a new spare is started once that shim has answered. Dropping the spare closes its
-//! stdin and it exits.
+//! as before, and a new spare is started shortly after that shim has answered. Dropping the
+//! spare closes its stdin and it exits.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -45,13 +45,17 @@ impl SpareShim {
         if let Some(child) = self.hand_off(dir) {
             return Ok(child);
         }
-        Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .arg(dir)
-            .stdin(Stdio::null())
+        self.shim().arg(dir).stdin(Stdio::null()).spawn()
+    }
+
+    /// The shim's command (program and leading arguments), its answer read from its stdout,
+    /// outliving herdd (not killed when dropped).
+    fn shim(&self) -> Command {
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&self.command[1..])
             .stdout(Stdio::piped())
-            .kill_on_drop(false)
-            .spawn()
+            .kill_on_drop(false);
+        cmd
     }
 
     /// Gives `dir` to the waiting spare; None when there is none or it cannot take it (it
@@ -94,13 +98,11 @@ impl SpareShim {
         if slot.is_some() {
             return;
         }
-        let spawned = Command::new(&self.command[0])
-            .args(&self.command[1..])
+        let spawned = self
+            .shim()
             .arg("--spare")
             .arg(self.workloads.as_os_str())
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(false)
             .spawn();
         match spawned {
             Ok(child) => *slot = Some(child),

@@ -118,13 +118,9 @@ fn shims_usage(state_dir: &std::path::Path) -> Result<(usize, f64, u64, u64)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        let Some(args) = herd_tests::proc_args(pid as i32) else {
             continue;
         };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
         // `herd-shim <dir>`, or `herdd shim <dir>` without it; `--spare <workloads dir>`
         // for a spare (waiting, or handed its workload's directory on stdin).
         let mut rest = args.iter().skip(1).map(String::as_str);
