@@ -1,9 +1,11 @@
 //! How herdd and herdctl reach NATS: the `[nats]` configuration, the connection flags that lay
-//! over it, and `connect`. No actors, no domain logic: herdctl links this, not herd-actors.
+//! over it, and `connect`; and herd's object store buckets. No actors, no domain logic:
+//! herdctl links this, not herd-actors.
 
 mod args;
 mod config;
 mod connect;
+pub mod objects;
 
 pub use args::NatsArgs;
 pub use config::{NatsConfig, DEFAULT_NATS_URL};

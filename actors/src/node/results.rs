@@ -15,7 +15,7 @@ use crate::cores::backoff::Backoff;
 use crate::cores::outbox::OutboxEntry;
 use crate::cores::results::{bound, hex, parse_metrics, plan, ResultsPolicy, MAX_METRICS_BYTES};
 use crate::edges::clock::now_ms;
-use crate::edges::results::{hash_file, list_output, object_digest, PutError, ResultsBucket};
+use crate::edges::results::{hash_file, list_output, object_digest, open_results_bucket, PutError};
 use crate::node::events::{EventPublisher, Flush, Publish};
 use actix::prelude::*;
 use herd_bus::codec::{self, Encoding};
@@ -345,7 +345,7 @@ async fn upload_files(
             Err(e) => results.metrics_error = Some(format!("{METRICS_FILE}: {e}")),
         }
     }
-    let bucket = ResultsBucket::open(job.client.clone())
+    let bucket = open_results_bucket(job.client.clone())
         .await
         .map_err(Unfinished::Retry)?;
     for file in plan.files {
