@@ -119,6 +119,9 @@ pub fn workload_spec() -> WorkloadSpec {
         },
         collect: true,
         labels: labels(),
+        inputs: vec![],
+        matrix: BTreeMap::new(),
+        retries: None,
     }
 }
 
@@ -236,6 +239,7 @@ pub fn run_spec() -> RunSpec {
         stop_timeout_s: Some(30.0),
         queue: None,
         priority: None,
+        ..Default::default()
     }
 }
 
@@ -245,6 +249,10 @@ pub fn task_record() -> TaskRecord {
         node_id: node_id(),
         rep: 2,
         status: TaskStatus::Completed,
+        workload: None,
+        phase: Default::default(),
+        attempt: 1,
+        attempts: vec![],
         workload_id: Some(workload_id()),
         started_at_ms: Some(T0),
         finished_at_ms: Some(T0 + 9000),

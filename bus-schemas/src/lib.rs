@@ -5,6 +5,7 @@
 //! [`Reply`]. Payloads are MessagePack with named fields, or JSON when a request asks for it
 //! (see [`codec`]).
 
+pub mod campaign;
 pub mod codec;
 pub mod fixtures;
 pub mod ids;

@@ -72,10 +72,11 @@ pub enum ClusterVerb {
     RunList,
     RunSummary,
     RunCompare,
+    RunRetry,
 }
 
 impl ClusterVerb {
-    pub const ALL: [ClusterVerb; 10] = [
+    pub const ALL: [ClusterVerb; 11] = [
         ClusterVerb::Nodes,
         ClusterVerb::NodeGet,
         ClusterVerb::Workloads,
@@ -86,6 +87,7 @@ impl ClusterVerb {
         ClusterVerb::RunList,
         ClusterVerb::RunSummary,
         ClusterVerb::RunCompare,
+        ClusterVerb::RunRetry,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +102,7 @@ impl ClusterVerb {
             ClusterVerb::RunList => "run.list",
             ClusterVerb::RunSummary => "run.summary",
             ClusterVerb::RunCompare => "run.compare",
+            ClusterVerb::RunRetry => "run.retry",
         }
     }
 

@@ -189,6 +189,25 @@ pub enum RunCommand {
     },
     /// Stop a run on every node and wait for the verdict (stopped or stop_failed).
     Stop { run_id: String },
+    /// Run again, in the same run, the tasks that did not complete (FAILED, STOPPED, SKIPPED,
+    /// LOST), each as its next attempt; a node concerned runs its setup again first and its
+    /// teardown after. The run must have settled.
+    Retry {
+        run_id: String,
+        /// Only tasks in this status (repeatable): failed, stopped, skipped, lost.
+        #[arg(long = "status", value_name = "STATUS")]
+        statuses: Vec<String>,
+        /// Only tasks on this node (repeatable).
+        #[arg(long = "node", value_name = "NODE")]
+        nodes: Vec<String>,
+        /// Only tasks of this workload, or of this one variant `name[axis=value,…]`
+        /// (repeatable).
+        #[arg(long = "workload", value_name = "NAME")]
+        workloads: Vec<String>,
+        /// Follow the run until it settles, as `run submit --follow` does.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Download every task's uploaded files into DIR/RUN/NODE/TASK/..., checking each one's
     /// SHA-256, with the run's journal.json and summary.json beside them.
     Fetch {
@@ -245,6 +264,12 @@ pub struct SubmitArgs {
     /// Follow the run live (while it is queued, why it waits); Ctrl-C twice stops it.
     #[arg(long, short)]
     pub follow: bool,
+    /// A file or directory every task finds below $HERD_INPUT_DIR (repeatable): a file under
+    /// its name, a directory as NAME/... with every regular file below it (symbolic links and
+    /// special files are refused). Uploaded to the herd-inputs bucket, each content once across
+    /// runs; every node checks its SHA-256 before the task starts.
+    #[arg(long = "input", value_name = "PATH")]
+    pub inputs: Vec<std::path::PathBuf>,
     /// The command and its arguments.
     #[arg(last = true)]
     pub command: Vec<String>,

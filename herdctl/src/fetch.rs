@@ -49,12 +49,8 @@ fn awaited(t: &TaskRecord) -> Awaited {
 
 /// `path` as a relative path below a task's directory: no `..`, no root, nothing empty.
 fn safe_relative(path: &str) -> anyhow::Result<PathBuf> {
-    let plain = !path.contains('\0')
-        && path
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
-    if !plain {
-        bail!("refusing the path '{path}': not a plain relative path");
+    if let Some(why) = herd_bus::input_path_problem(path) {
+        bail!("refusing the path '{path}': not a plain relative path ({why})");
     }
     Ok(PathBuf::from(path))
 }
@@ -98,7 +94,10 @@ fn summary<'a>(run: &'a RunRecord) -> serde_json::Value {
                 task_id: &t.task_id,
                 node_id: t.node_id.as_str(),
                 rep: t.rep,
-                dir: result_task_name(run.spec.workload.name.as_deref(), t.rep),
+                dir: result_task_name(
+                    t.workload.as_deref().or(run.spec.workload.name.as_deref()),
+                    t.rep,
+                ),
                 status: t.status,
                 exit_code: t.exit_code,
                 duration_s: t.duration_s,
@@ -132,7 +131,10 @@ pub async fn fetch(ctl: &Ctl, run_id: &str, to: &Path, partial: bool) -> anyhow:
     let (mut files, mut bytes, mut failed) = (0usize, 0u64, 0usize);
     let mut waiting = Vec::new();
     for t in &run.tasks {
-        let dir = result_task_name(run.spec.workload.name.as_deref(), t.rep);
+        let dir = result_task_name(
+            t.workload.as_deref().or(run.spec.workload.name.as_deref()),
+            t.rep,
+        );
         let (fetched, note) = match (awaited(t), &t.results) {
             (Awaited::Uploaded, Some(results)) => {
                 let store = match &bucket {
@@ -347,6 +349,10 @@ mod tests {
             node_id: NodeId::new("a").unwrap(),
             rep: 1,
             status,
+            workload: None,
+            phase: Default::default(),
+            attempt: 1,
+            attempts: vec![],
             workload_id: None,
             started_at_ms: started.then_some(1),
             finished_at_ms: None,

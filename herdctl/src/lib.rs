@@ -13,6 +13,7 @@ mod cluster;
 mod ctl;
 mod fetch;
 mod follow;
+mod inputs;
 mod logs;
 mod node;
 mod render;
@@ -108,6 +109,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 csv,
             } => report::compare(ctl, &run_a, &run_b, alpha, csv).await,
             RunCommand::Stop { run_id } => runs::stop(ctl, &run_id).await,
+            RunCommand::Retry {
+                run_id,
+                statuses,
+                nodes,
+                workloads,
+                follow,
+            } => runs::retry(ctl, &run_id, statuses, nodes, workloads, follow).await,
             RunCommand::Fetch {
                 run_id,
                 to,

@@ -54,7 +54,13 @@ pub fn progress(run: &RunRecord) -> String {
         let now = tasks
             .iter()
             .find(|t| t.status == TaskStatus::Running)
-            .map(|t| format!("rep {} running", t.rep))
+            .map(|t| match (t.phase, &t.workload) {
+                (herd_bus::TaskPhase::Workloads, Some(w)) => {
+                    format!("workloads: {w} rep {} running", t.rep)
+                }
+                (herd_bus::TaskPhase::Workloads, None) => format!("rep {} running", t.rep),
+                (phase, _) => format!("{} running", phase.as_str()),
+            })
             .unwrap_or_default();
         let failed = tasks
             .iter()
@@ -94,9 +100,14 @@ pub fn task_table(run: &RunRecord) -> String {
     header.push("ERROR");
     let mut t = Table::new(&header);
     for task in &run.tasks {
+        let status = if task.attempt > 1 {
+            format!("{} (attempt {})", state_name(task.status), task.attempt)
+        } else {
+            state_name(task.status)
+        };
         let mut cells = vec![
             task.task_id.clone(),
-            state_name(task.status),
+            status,
             task.duration_s
                 .map(|d| format!("{d:.2}s"))
                 .unwrap_or_default(),
@@ -249,6 +260,10 @@ mod tests {
             node_id: NodeId::new(node).unwrap(),
             rep,
             status,
+            workload: None,
+            phase: Default::default(),
+            attempt: 1,
+            attempts: vec![],
             ..fixtures::task_record()
         };
         let run = RunRecord {

@@ -7,33 +7,29 @@ use crate::render::{
 };
 use anyhow::Context;
 use herd_bus::{
-    ClusterVerb, NodeId, RunId, RunList, RunListQuery, RunRecord, RunRef, RunSpec, RunState,
-    RunSubmitted, RunTargets, WorkloadSpec,
+    ClusterVerb, NodeId, RunId, RunList, RunListQuery, RunRecord, RunRef, RunRetried, RunRetry,
+    RunSpec, RunState, RunSubmitted, TaskStatus,
 };
 use std::process::ExitCode;
 use std::time::Duration;
 
 pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
     let mut spec: RunSpec = match &a.file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if text.trim_start().starts_with('{') {
-                serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
-            } else {
-                toml::from_str(&text).with_context(|| format!("{}", path.display()))?
-            }
-        }
-        None => RunSpec {
-            run_id: None,
-            workload: WorkloadSpec::default(),
-            targets: RunTargets::default(),
-            repetitions: 1,
-            stop_timeout_s: None,
-            queue: None,
-            priority: None,
-        },
+        Some(path) => read_run_file(path)?,
+        None => RunSpec::default(),
     };
+    // Read and hashed before anything reaches NATS: a bad --input uploads nothing.
+    let local_inputs = crate::inputs::collect(&a.inputs)?;
+    if let Some(i) = local_inputs
+        .iter()
+        .find(|i| spec.inputs.iter().any(|f| f.path == i.file.path))
+    {
+        anyhow::bail!(
+            "--input {}: the run file already lists an input {}",
+            i.source.display(),
+            i.file.path
+        );
+    }
     if let Some(id) = a.id {
         spec.run_id = Some(RunId::new(id)?);
     }
@@ -67,6 +63,13 @@ pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
     if a.no_queue {
         spec.queue = Some(false);
     }
+    // Checked before any upload: a bad run file sends nothing.
+    herd_bus::campaign::check_run_spec(&spec).map_err(|e| match &a.file {
+        Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
+        None => anyhow::anyhow!("{e}"),
+    })?;
+    let (inputs, _) = crate::inputs::upload(&ctl.client, &local_inputs).await?;
+    spec.inputs.extend(inputs);
     let submitted: RunSubmitted = ctl.cluster(ClusterVerb::RunSubmit, &spec).await?;
     if !a.follow {
         out(&format!("{}\n", submitted.run_id));
@@ -78,6 +81,48 @@ pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     follow(ctl, &submitted.run_id).await
+}
+
+/// A run file, TOML or JSON (a file starting with `{`): a key that no RunSpec has (a misspelt
+/// phase, a workload field that does not exist) is refused, naming it.
+fn read_run_file(path: &std::path::Path) -> anyhow::Result<RunSpec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut unknown = Vec::new();
+    let note = |p: serde_ignored::Path| unknown.push(key_path(&p.to_string()));
+    let spec: RunSpec = if text.trim_start().starts_with('{') {
+        let mut de = serde_json::Deserializer::from_str(&text);
+        serde_ignored::deserialize(&mut de, note).with_context(|| format!("{}", path.display()))?
+    } else {
+        let de = toml::Deserializer::parse(&text).with_context(|| format!("{}", path.display()))?;
+        serde_ignored::deserialize(de, note).with_context(|| format!("{}", path.display()))?
+    };
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "{}: unknown key{} {} (see docs/bus.md for a RunSpec's fields)",
+            path.display(),
+            if unknown.len() > 1 { "s" } else { "" },
+            unknown.join(", ")
+        );
+    }
+    Ok(spec)
+}
+
+/// serde_ignored's path as the run file writes it: `teardown.comand` (not `teardown.?.comand`),
+/// `workloads[1].comand` (not `workloads.1.comand`).
+fn key_path(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('.').filter(|s| *s != "?") {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out += &format!("[{seg}]");
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out += seg;
+        }
+    }
+    out
 }
 
 pub(crate) async fn get_run(ctl: &Ctl, run_id: &RunId) -> anyhow::Result<RunRecord> {
@@ -135,12 +180,8 @@ pub async fn show(ctl: &Ctl, run_id: &str) -> anyhow::Result<ExitCode> {
     if ctl.json {
         out(&format!("{}\n", serde_json::to_string_pretty(&run)?));
     } else {
-        out(&format!(
-            "run {} is {}\n",
-            run.run_id,
-            state_name(run.state)
-        ));
-        out(&queued_line(&run));
+        // Per node: its progress and what it runs now (setup, which workload, teardown).
+        out(&progress(&run));
         out(&task_table(&run));
     }
     Ok(ExitCode::SUCCESS)
@@ -181,6 +222,45 @@ pub async fn stop(ctl: &Ctl, run_id: &str) -> anyhow::Result<ExitCode> {
     }
     out(&task_table(&run));
     Ok(exit_for(run.state))
+}
+
+pub async fn retry(
+    ctl: &Ctl,
+    run_id: &str,
+    statuses: Vec<String>,
+    nodes: Vec<String>,
+    workloads: Vec<String>,
+    follow_it: bool,
+) -> anyhow::Result<ExitCode> {
+    let statuses = statuses
+        .iter()
+        .map(|s| {
+            TaskStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+                anyhow::anyhow!("--status {s}: one of failed, stopped, skipped, lost")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let q = RunRetry {
+        run_id: RunId::new(run_id)?,
+        statuses,
+        nodes: nodes
+            .into_iter()
+            .map(NodeId::new)
+            .collect::<Result<_, _>>()?,
+        workloads,
+    };
+    let retried: RunRetried = ctl.cluster(ClusterVerb::RunRetry, &q).await?;
+    eprintln!(
+        "herdctl: run {}: {} task(s) to run again: {}",
+        retried.run_id,
+        retried.tasks.len(),
+        retried.tasks.join(", ")
+    );
+    if follow_it {
+        return follow(ctl, &retried.run_id).await;
+    }
+    out(&format!("{}\n", retried.run_id));
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn list(ctl: &Ctl, state: Option<String>, limit: u32) -> anyhow::Result<ExitCode> {
@@ -234,5 +314,18 @@ fn exit_for(s: RunState) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_keys_are_named_as_the_file_writes_them() {
+        assert_eq!(super::key_path("teardown.?.comand"), "teardown.comand");
+        assert_eq!(
+            super::key_path("workloads.1.limits.cpus"),
+            "workloads[1].limits.cpus"
+        );
+        assert_eq!(super::key_path("setpu"), "setpu");
     }
 }

@@ -192,6 +192,77 @@ impl Fleet {
         .unwrap_or_else(|e| panic!("{subject}: {e}"));
         serde_json::from_slice(&msg.payload).unwrap()
     }
+
+    /// Run `run`'s journal (`cluster.run.get`).
+    pub async fn run_record(&self, run: &str) -> herd_bus::RunRecord {
+        let v = self
+            .cluster("run.get", serde_json::json!({"run_id": run}))
+            .await;
+        serde_json::from_value(v["data"].clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
+    }
+
+    /// Run `run`'s journal once its state is one of `states`.
+    pub async fn wait_run(
+        &self,
+        run: &str,
+        states: &[herd_bus::RunState],
+        within: Duration,
+    ) -> herd_bus::RunRecord {
+        eventually(within, &format!("run {run} in {states:?}"), || async {
+            let r = self.run_record(run).await;
+            states.contains(&r.state).then_some(r)
+        })
+        .await
+    }
+
+    /// Fails the test when anything of run `run` is still running, starting or pending on
+    /// any agent.
+    pub async fn nothing_left(&self, run: &str) {
+        for a in &self.agents {
+            for state in ["running", "starting", "pending"] {
+                let v = self
+                    .call(
+                        &format!("herd.v1.node.{}.workload.list", a.node_id),
+                        serde_json::json!({"run_id": run, "state": state}),
+                    )
+                    .await;
+                assert_eq!(
+                    v["data"]["workloads"].as_array().map(|w| w.len()),
+                    Some(0),
+                    "{}: {v}",
+                    a.node_id
+                );
+            }
+        }
+    }
+
+    /// How many `running` events each workload of run `run` has in `HERD_EVENTS`: a task
+    /// started once has one.
+    pub async fn running_events(&self, run: &str) -> std::collections::HashMap<String, u32> {
+        use herd_bus::codec::{self, DecodeLimits, Encoding};
+        let js = async_nats::jetstream::new(self.client.clone());
+        let mut stream = js.get_stream("HERD_EVENTS").await.unwrap();
+        let count = stream.info().await.unwrap().state.messages;
+        let mut starts = std::collections::HashMap::new();
+        for seq in 1..=count {
+            let Ok(m) = stream.get_raw_message(seq).await else {
+                continue;
+            };
+            let decoded = codec::decode::<herd_bus::WorkloadEvent>(
+                &m.payload,
+                Encoding::MsgPack,
+                &DecodeLimits::default(),
+            );
+            if let Ok(ev) = decoded {
+                if ev.state == herd_bus::WorkloadState::Running
+                    && ev.run_id.as_ref().map(|r| r.as_str()) == Some(run)
+                {
+                    *starts.entry(ev.workload_id.to_string()).or_default() += 1;
+                }
+            }
+        }
+        starts
+    }
 }
 
 impl Drop for Fleet {

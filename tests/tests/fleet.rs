@@ -168,7 +168,7 @@ async fn three_agents_listed_queries_lameduck_and_malformed_heartbeats() {
             "run.submit",
             br#"{"repetitions":1}"#.to_vec(),
             "bad_request",
-            "`workload`",
+            "`targets`",
         ),
     ] {
         let msg = request(&f.client, &format!("herd.v1.cluster.{verb}"), None, body)

@@ -2,7 +2,7 @@
 //! node A's credentials cannot publish in node B's name or read B's commands (the server's
 //! permission errors are checked), while herdd nodes, the coordinator and an operator work
 //! under their own users without a single permission violation (the operator reads a node's
-//! kept logs with herdctl).
+//! kept logs with herdctl, and uploads a run input that a node fetches).
 
 use futures::StreamExt;
 use herd_tests::{announce, node_call, wait_for_node, Herdd, HerddOptions, NatsServer};
@@ -340,6 +340,59 @@ async fn herdd_nodes_the_coordinator_and_an_operator_work_under_their_users() {
     assert_eq!(text, "result\n");
     no_violation(&mut operator_errors).await;
 
+    // The operator uploads a run input with herdctl; node A fetches it under its own user.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "input\n").unwrap();
+    let submit = tokio::process::Command::new(herd_tests::workspace_bin("herdctl"))
+        .args(["--nats-url", &nats.url(), "--nats-user", "operator"])
+        .args([
+            "--nats-password",
+            OPERATOR_PASSWORD,
+            "run",
+            "submit",
+            "--nodes",
+            "a",
+        ])
+        .args([
+            "--input",
+            dir.path().join("in.txt").to_str().unwrap(),
+            "--",
+            "true",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        submit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submit.stderr)
+    );
+    let run_id = String::from_utf8_lossy(&submit.stdout).trim().to_string();
+    let run = cluster(&operator, "run.get", json!({"run_id": run_id})).await;
+    let inputs = run["data"]["spec"]["inputs"].clone();
+    assert_eq!(inputs[0]["path"], "in.txt", "{run}");
+    let reply = node_call(
+        &operator,
+        "a",
+        "workload.start",
+        json!({"workload_id": "perm2", "inputs": inputs,
+               "command": ["sh", "-c", "test \"$(cat \"$HERD_INPUT_DIR/in.txt\")\" = input"]}),
+    )
+    .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let ev = herd_tests::wait_workload_event(
+        &mut events,
+        "perm2",
+        &[
+            herd_bus::WorkloadState::Exited,
+            herd_bus::WorkloadState::Failed,
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(ev.exit_code, Some(0), "{ev:?}\n{}", a.log());
+    no_violation(&mut operator_errors).await;
+
     // Nobody hit a permission the configuration lacks: herdd's own uses (streams, KV,
     // replies, heartbeats, the results bucket) are all allowed.
     for herdd in [&a, &b, &coordinator] {
@@ -354,5 +407,5 @@ async fn herdd_nodes_the_coordinator_and_an_operator_work_under_their_users() {
         "permission violations:\n{}",
         violations.join("\n")
     );
-    announce("nats permissions: herdd nodes a and b, the coordinator and an operator ran a workload and a run task (its output uploaded, read back) with no violation");
+    announce("nats permissions: herdd nodes a and b, the coordinator and an operator ran a workload and a run task (its output uploaded, read back) and a workload with an input (uploaded by herdctl, fetched by its node) with no violation");
 }

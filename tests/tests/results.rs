@@ -39,8 +39,7 @@ async fn submit(f: &Fleet, spec: Value) -> String {
 }
 
 async fn get(f: &Fleet, run: &str) -> RunRecord {
-    let v = f.cluster("run.get", json!({"run_id": run})).await;
-    serde_json::from_value(v["data"].clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
+    f.run_record(run).await
 }
 
 /// The run once it has settled and every task's results are in its journal (the coordinator

@@ -4,13 +4,10 @@
 
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{
-    ClusterEvent, LogChunk, RunRecord, RunState, TaskStatus, WorkloadEvent, WorkloadState,
-};
+use herd_bus::{ClusterEvent, LogChunk, RunRecord, RunState, TaskStatus, WorkloadState};
 use herd_tests::{announce, eventually, wait_workloads_events, Fleet};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const HB: f64 = 0.5;
@@ -22,16 +19,11 @@ async fn submit(f: &Fleet, spec: Value) -> String {
 }
 
 async fn get(f: &Fleet, run: &str) -> RunRecord {
-    let v = f.cluster("run.get", json!({"run_id": run})).await;
-    serde_json::from_value(v["data"].clone()).unwrap_or_else(|e| panic!("{e}: {v}"))
+    f.run_record(run).await
 }
 
 async fn wait_state(f: &Fleet, run: &str, states: &[RunState], within: Duration) -> RunRecord {
-    eventually(within, &format!("run {run} in {states:?}"), || async {
-        let r = get(f, run).await;
-        states.contains(&r.state).then_some(r)
-    })
-    .await
+    f.wait_run(run, states, within).await
 }
 
 fn statuses(r: &RunRecord) -> Vec<(String, u32, TaskStatus)> {
@@ -39,26 +31,6 @@ fn statuses(r: &RunRecord) -> Vec<(String, u32, TaskStatus)> {
         .iter()
         .map(|t| (t.node_id.to_string(), t.rep, t.status))
         .collect()
-}
-
-/// Nothing of the run is running on any node.
-async fn nothing_left(f: &Fleet, run: &str) {
-    for a in &f.agents {
-        for state in ["running", "starting", "pending"] {
-            let v = f
-                .call(
-                    &format!("herd.v1.node.{}.workload.list", a.node_id),
-                    json!({"run_id": run, "state": state}),
-                )
-                .await;
-            assert_eq!(
-                v["data"]["workloads"].as_array().map(|w| w.len()),
-                Some(0),
-                "{}: {v}",
-                a.node_id
-            );
-        }
-    }
 }
 
 #[tokio::test]
@@ -198,7 +170,7 @@ async fn a_run_stopped_midway_is_confirmed_by_every_node_and_leaves_nothing() {
         };
         assert_eq!(t.status, want, "{t:?}");
     }
-    nothing_left(&f, &run).await;
+    f.nothing_left(&run).await;
     let mut kinds = Vec::new();
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), events.next()).await {
         let ev: ClusterEvent =
@@ -267,7 +239,7 @@ async fn a_frozen_node_makes_the_stop_fail_naming_exactly_that_node() {
         (v["data"]["workloads"].as_array().map(|w| w.len()) == Some(0)).then_some(())
     })
     .await;
-    nothing_left(&f, &run).await;
+    f.nothing_left(&run).await;
 }
 
 #[tokio::test]
@@ -298,22 +270,7 @@ async fn a_coordinator_restarted_mid_run_finishes_it_with_every_task_run_once() 
     assert_eq!(r.state, RunState::Completed, "{:#?}", statuses(&r));
     assert!(r.tasks.iter().all(|t| t.status == TaskStatus::Completed));
     // Every task started exactly once: count `running` events per workload in HERD_EVENTS.
-    let js = async_nats::jetstream::new(f.client.clone());
-    let mut stream = js.get_stream("HERD_EVENTS").await.unwrap();
-    let count = stream.info().await.unwrap().state.messages;
-    let mut starts: HashMap<String, u32> = HashMap::new();
-    for seq in 1..=count {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        if let Ok(ev) =
-            codec::decode::<WorkloadEvent>(&m.payload, Encoding::MsgPack, &DecodeLimits::default())
-        {
-            if ev.state == WorkloadState::Running
-                && ev.run_id.as_ref().map(|r| r.as_str()) == Some(run.as_str())
-            {
-                *starts.entry(ev.workload_id.to_string()).or_default() += 1;
-            }
-        }
-    }
+    let starts = f.running_events(&run).await;
     assert_eq!(starts.len(), 6, "{starts:?}");
     assert!(starts.values().all(|n| *n == 1), "{starts:?}");
     for t in &r.tasks {
@@ -409,7 +366,7 @@ async fn a_coordinator_restarted_while_a_run_stops_ends_it_stopped() {
         };
         assert_eq!(t.status, want, "{t:?}");
     }
-    nothing_left(&f, &run).await;
+    f.nothing_left(&run).await;
 }
 
 #[tokio::test]
@@ -455,7 +412,7 @@ async fn bad_run_specs_are_refused_naming_the_problem_and_nothing_starts() {
         ),
         (
             json!({"targets": {"nodes": ["rb-a"]}, "repetitions": 1}),
-            "`workload`",
+            "give a workload, or a suite in workloads",
         ),
     ] {
         let v = f.cluster("run.submit", spec.clone()).await;

@@ -20,8 +20,8 @@ use herd_bus::{
     ClusterEvent, ClusterEventKind, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, Heartbeat,
     NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord, NodesQuery,
     ResultsEvent, RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord, RunRef,
-    RunSpec, RunState, RunStats, RunSubmitted, Subject, Subjects, WorkloadEvent, WorkloadSpec,
-    WorkloadsQuery,
+    RunRetried, RunRetry, RunSpec, RunState, RunStats, RunSubmitted, Subject, Subjects,
+    WorkloadEvent, WorkloadSpec, WorkloadsQuery,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -7,7 +7,7 @@ use herd_bus::codec::{DecodeLimits, Encoding};
 use herd_bus::{
     ClusterVerb, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, NodeGet, NodeList,
     NodeRecord, NodesQuery, RunCompare, RunComparison, RunList, RunListQuery, RunRecord, RunRef,
-    RunSpec, RunStats, RunSubmitted, SubjectError, WorkloadsQuery,
+    RunRetried, RunRetry, RunSpec, RunStats, RunSubmitted, SubjectError, WorkloadsQuery,
 };
 
 /// What the coordinator answers.
@@ -32,6 +32,8 @@ pub trait ClusterApi {
     fn run_summary(&mut self, r: RunRef) -> Answer<RunStats>;
     /// `cluster.run.compare`: two runs' figures side by side, with a test of each difference.
     fn run_compare(&mut self, q: RunCompare) -> Answer<RunComparison>;
+    /// `cluster.run.retry`: runs again, in the same run, the tasks that did not complete.
+    fn run_retry(&mut self, q: RunRetry) -> Answer<RunRetried>;
 }
 
 /// Decodes a verb's request, hands it to `api`, encodes the answer.
@@ -54,6 +56,7 @@ pub fn dispatch(
         ClusterVerb::RunList => serve(payload, enc, limits, |q| api.run_list(q)),
         ClusterVerb::RunSummary => serve(payload, enc, limits, |q| api.run_summary(q)),
         ClusterVerb::RunCompare => serve(payload, enc, limits, |q| api.run_compare(q)),
+        ClusterVerb::RunRetry => serve(payload, enc, limits, |q| api.run_retry(q)),
     }
 }
 
@@ -116,6 +119,9 @@ mod tests {
         fn run_compare(&mut self, _: RunCompare) -> Answer<RunComparison> {
             self.answer(ClusterVerb::RunCompare)
         }
+        fn run_retry(&mut self, _: RunRetry) -> Answer<RunRetried> {
+            self.answer(ClusterVerb::RunRetry)
+        }
     }
 
     fn error(api: &mut Named, verb: ClusterVerb, body: &str) -> ErrorBody {
@@ -148,6 +154,7 @@ mod tests {
             (ClusterVerb::RunList, ""),
             (ClusterVerb::RunSummary, r#"{"run_id": "r"}"#),
             (ClusterVerb::RunCompare, r#"{"run_a": "r", "run_b": "s"}"#),
+            (ClusterVerb::RunRetry, r#"{"run_id": "r"}"#),
         ] {
             let e = error(&mut api, verb, body);
             assert_eq!(

@@ -53,6 +53,7 @@ impl Request for NodeGet {}
 impl Request for RunSpec {}
 impl Request for RunRef {}
 impl Request for RunCompare {}
+impl Request for herd_bus::RunRetry {}
 
 /// A handler's answer: now, or once another actor has answered.
 pub enum Answer<T> {

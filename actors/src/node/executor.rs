@@ -6,12 +6,12 @@
 use crate::cores::outbox::OutboxEntry;
 use crate::cores::workload::lifecycle::{parse_signal, Effect, Exit, Lifecycle};
 use crate::cores::workload::table::{Effects, WorkloadTable};
-use crate::cores::workload::validate::{validate_any, ExecPolicy};
+use crate::cores::workload::validate::ExecPolicy;
 use crate::edges::cgroup::CgroupBackend;
 use crate::edges::clock::now_ms;
 use crate::edges::driver::docker::{DockerConfig, DockerDriver};
 use crate::edges::driver::exec::ExecDriver;
-use crate::edges::driver::{Driver, DriverError, Launch, Running, Started};
+use crate::edges::driver::{Driver, DriverError, Running, Started};
 use crate::edges::logs::{self, LogTarget};
 use crate::node::events::EventIds;
 use crate::node::events::Publish;
@@ -66,6 +66,8 @@ pub struct WorkloadExecutor {
     records: crate::edges::records::RecordWriter,
     /// Where settled run tasks' outputs go to be uploaded.
     results: Option<ResultsSpool>,
+    /// Run inputs this node fetched, by content.
+    inputs: crate::edges::inputs::InputCache,
     gpu_use: Option<GpuUseBoard>,
 }
 
@@ -91,6 +93,7 @@ impl WorkloadExecutor {
             .with_gpu_inventory(cfg.allocation.gpus.clone()),
             docker: DockerDriver::new(&cfg.docker, cfg.node_id.clone()),
             table: WorkloadTable::new(cfg.node_id.clone(), cfg.keep_settled),
+            inputs: crate::edges::inputs::InputCache::new(&cfg.state_dir),
             cfg,
             client,
             events,
@@ -322,98 +325,6 @@ impl WorkloadExecutor {
         }
     }
 
-    /// Asks the workload's driver to start it (its lifecycle is `starting`).
-    fn launch(&mut self, id: &WorkloadId, ctx: &mut Context<Self>) {
-        let launch = match self.launch_for(id) {
-            Ok(l) => l,
-            Err(reason) => return self.launched(id, None, Err(DriverError::Launch(reason)), ctx),
-        };
-        let Some(generation) = self.table.next_generation(id) else {
-            return;
-        };
-        let mut started = self.driver(launch.spec.driver).launch(launch);
-        // exec starts at once; a container is started by requests to the engine.
-        match started.as_mut().now_or_never() {
-            Some(result) => self.launched(id, Some(generation), result, ctx),
-            None => {
-                let id = id.clone();
-                ctx.spawn(
-                    started.into_actor(self).map(move |result, act, ctx| {
-                        act.launched(&id, Some(generation), result, ctx)
-                    }),
-                );
-            }
-        }
-    }
-
-    /// What the driver needs, with the run task's results directory made. A workload adopted
-    /// after a restart has its spec resolved again when it restarts.
-    fn launch_for(&mut self, id: &WorkloadId) -> Result<Launch, String> {
-        let work_dir = self.work_dir(id);
-        let (policy, host_cpus) = (&self.cfg.policy, self.cfg.host_cpus);
-        let entry = self.table.get_mut(id).ok_or("forgotten")?;
-        let spec = entry.lc.status.spec.clone();
-        let resolved = match &entry.resolved {
-            Some(r) => r.clone(),
-            None => {
-                let r = validate_any(&spec, policy, host_cpus).map_err(|e| e.message)?;
-                entry.resolved = Some(r.clone());
-                r
-            }
-        };
-        let output_dir = spec
-            .run_id
-            .as_ref()
-            .map(|_| work_dir.join(crate::edges::driver::OUTPUT_SUBDIR));
-        for dir in [
-            Some(work_dir.join(crate::edges::driver::TMP_SUBDIR)),
-            output_dir.clone(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        entry.lc.status.work_dir = Some(work_dir.display().to_string());
-        Ok(Launch {
-            workload_id: id.clone(),
-            node_id: self.cfg.node_id.clone(),
-            spec,
-            resolved,
-            work_dir,
-            output_dir,
-            assigned: entry.lc.status.assigned.clone(),
-        })
-    }
-
-    /// A driver's answer to a launch (`generation` None: it failed before launching).
-    fn launched(
-        &mut self,
-        id: &WorkloadId,
-        generation: Option<u64>,
-        result: Result<Started, DriverError>,
-        ctx: &mut Context<Self>,
-    ) {
-        if generation.is_some_and(|g| !self.table.is_current(id, g)) {
-            // Forgotten or superseded meanwhile: nothing may keep running unseen.
-            if let Ok(started) = result {
-                started.handle.kill();
-                ctx.spawn(started.handle.release().into_actor(self));
-            }
-            return;
-        }
-        match result {
-            Ok(started) => self.attach(id, started, ctx),
-            Err(e) => {
-                tracing::warn!(workload = %id, reason = %e, "workload failed to start");
-                self.input(id, None, ctx, |lc| {
-                    lc.on_spawn_failed(e.to_string(), now_ms())
-                });
-            }
-        }
-    }
-
     /// Follows a started workload: its logs, its exit, its telemetry; then reports it running.
     fn attach(&mut self, id: &WorkloadId, started: Started, ctx: &mut Context<Self>) {
         let Some(entry) = self.table.get_mut(id) else {
@@ -561,6 +472,7 @@ impl Handler<ChildExited> for WorkloadExecutor {
     }
 }
 
+mod launch;
 mod recovery;
 mod requests;
 pub use requests::{

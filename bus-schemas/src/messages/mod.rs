@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod node;
 pub mod results;
 pub mod run;
+pub mod suite;
 pub mod telemetry;
 pub mod workload;
 
@@ -23,6 +24,7 @@ pub use cluster::*;
 pub use node::*;
 pub use results::*;
 pub use run::*;
+pub use suite::*;
 pub use telemetry::*;
 pub use workload::*;
 

@@ -1,7 +1,10 @@
 //! Runs: a workload template over targets × repetitions (`cluster.run.*`), its journal of
 //! tasks, and the run catalog.
 
-use super::{is_false, Labels, PlacementStrategy, WorkloadSpec};
+use super::{
+    is_false, InputFile, Labels, PlacementStrategy, SetupFailure, TaskAttempt, TaskOrder,
+    TaskPhase, WorkloadSpec,
+};
 use crate::ids::{NodeId, RunId, WorkloadId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,7 +27,29 @@ pub struct RunTargets {
 pub struct RunSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<RunId>,
+    /// The single-workload form; left out when `workloads` is given.
+    #[serde(default, skip_serializing_if = "WorkloadSpec::is_unset")]
     pub workload: WorkloadSpec,
+    /// A suite: named workloads, each run on every node in order (see `order`), each with its
+    /// repetitions and the variants of its `matrix`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadSpec>,
+    /// Run once on each node before its first task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<WorkloadSpec>,
+    /// Run once on each node after its last task: after completion, failures and stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teardown: Option<WorkloadSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<TaskOrder>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_setup_failure: Option<SetupFailure>,
+    /// At most this many nodes run the run's tasks at once; the others wait their turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// Files every task finds in `HERD_INPUT_DIR` (uploaded by `herdctl run submit --input`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputFile>,
     pub targets: RunTargets,
     pub repetitions: u32,
     /// Seconds to wait for every node to confirm a stop; default 30.
@@ -37,6 +62,29 @@ pub struct RunSpec {
     /// Among queued runs, a higher priority starts first; equal ones in submission order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+}
+
+/// One repetition of an unset workload on no target: the base of a RunSpec written field by
+/// field (`RunSpec { workloads, ..Default::default() }`).
+impl Default for RunSpec {
+    fn default() -> Self {
+        RunSpec {
+            run_id: None,
+            workload: WorkloadSpec::default(),
+            workloads: vec![],
+            setup: None,
+            teardown: None,
+            order: None,
+            on_setup_failure: None,
+            max_parallel: None,
+            inputs: vec![],
+            targets: RunTargets::default(),
+            repetitions: 1,
+            stop_timeout_s: None,
+            queue: None,
+            priority: None,
+        }
+    }
 }
 
 /// Reply data of `cluster.run.submit`.
@@ -140,6 +188,17 @@ pub struct TaskRecord {
     pub node_id: NodeId,
     pub rep: u32,
     pub status: TaskStatus,
+    /// Its workload's name, with the variant's values for a matrix: `fio[size=1G,threads=2]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(default, skip_serializing_if = "is_workloads")]
+    pub phase: TaskPhase,
+    /// Which attempt this is (1 unless it was run again).
+    #[serde(default, skip_serializing_if = "is_first")]
+    pub attempt: u32,
+    /// Its earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<TaskAttempt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_id: Option<WorkloadId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +217,14 @@ pub struct TaskRecord {
     /// Its uploaded output and metrics, once the node has uploaded them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<super::TaskResults>,
+}
+
+fn is_workloads(p: &TaskPhase) -> bool {
+    *p == TaskPhase::Workloads
+}
+
+fn is_first(attempt: &u32) -> bool {
+    *attempt <= 1
 }
 
 /// Reply data of `cluster.run.get`: the run's journal.

@@ -169,6 +169,18 @@ pub struct WorkloadSpec {
     pub collect: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: Labels,
+    /// Files the node materializes, digest checked, into the task's `HERD_INPUT_DIR` before it
+    /// starts (a run sets them from its `inputs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<super::InputFile>,
+    /// In a run's workload: its parameter axes, expanded by the coordinator into one variant
+    /// per combination; `workload.start` refuses a spec that still has one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub matrix: BTreeMap<String, Vec<super::ParamValue>>,
+    /// In a run's workload: how many times a failed task is run again before its node moves
+    /// on (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
 }
 
 /// The same defaults as a payload that leaves every optional field out (`collect` is on).
@@ -193,7 +205,17 @@ impl Default for WorkloadSpec {
             restart: RestartPolicy::default(),
             collect: true,
             labels: Labels::new(),
+            inputs: vec![],
+            matrix: BTreeMap::new(),
+            retries: None,
         }
+    }
+}
+
+impl WorkloadSpec {
+    /// Nothing set: the form a suite's RunSpec leaves out.
+    pub fn is_unset(&self) -> bool {
+        *self == WorkloadSpec::default()
     }
 }
 

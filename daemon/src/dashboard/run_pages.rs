@@ -222,17 +222,43 @@ pub fn run_body(run: &RunRecord, stats: Option<&RunStats>, now_ms: u64, actions:
 }
 
 pub fn run_page(frame: &Frame, run: &RunRecord, body: &str) -> String {
-    let w = &run.spec.workload;
-    frame.render(&format!(
-        "<h1>Run {id}</h1><p><code>{cmd}</code> × {reps} repetitions</p>{body}",
-        id = esc(run.run_id.as_str()),
-        cmd = esc(&w
-            .image
+    let line = |w: &herd_bus::WorkloadSpec| {
+        w.image
             .iter()
             .chain(w.command.iter())
             .cloned()
             .collect::<Vec<_>>()
-            .join(" ")),
+            .join(" ")
+    };
+    // A suite: its workloads' names, with the phases around them.
+    let what = if run.spec.workloads.is_empty() {
+        line(&run.spec.workload)
+    } else {
+        let names: Vec<&str> = run
+            .spec
+            .workloads
+            .iter()
+            .filter_map(|w| w.name.as_deref())
+            .collect();
+        format!(
+            "{}{}{}",
+            if run.spec.setup.is_some() {
+                "setup → "
+            } else {
+                ""
+            },
+            names.join(", "),
+            if run.spec.teardown.is_some() {
+                " → teardown"
+            } else {
+                ""
+            }
+        )
+    };
+    frame.render(&format!(
+        "<h1>Run {id}</h1><p><code>{cmd}</code> × {reps} repetitions</p>{body}",
+        id = esc(run.run_id.as_str()),
+        cmd = esc(&what),
         reps = run.spec.repetitions,
         // Results reach the journal after the tasks end: polled until the run has settled.
         body = polled_region(

@@ -21,7 +21,8 @@ impl Coordinator {
                     })
                 } else {
                     Err(ErrorBody::conflict(format!(
-                        "run {id} exists with a different spec"
+                        "run {id} exists with a different spec: {} differ",
+                        herd_bus::campaign::differences(&j.record.spec, &spec).join(", ")
                     )))
                 };
             }
@@ -51,6 +52,32 @@ impl Coordinator {
         Ok(RunSubmitted {
             run_id,
             existing: false,
+        })
+    }
+
+    /// `cluster.run.retry`: the run's tasks that did not complete run again, on nodes that are
+    /// up; the run goes back to `running`.
+    pub(super) fn retry(
+        &mut self,
+        q: RunRetry,
+        ctx: &mut Context<Self>,
+    ) -> Result<RunRetried, ErrorBody> {
+        let registry = &self.registry;
+        let up = |n: &NodeId| {
+            registry
+                .get(n)
+                .is_some_and(|r| r.liveness == NodeLiveness::Up)
+        };
+        let j = self
+            .runs
+            .get_mut(&q.run_id)
+            .ok_or_else(|| ErrorBody::not_found(format!("run {} is not known", q.run_id)))?;
+        let (tasks, fx) = j.retry(&q, up, now_ms()).map_err(ErrorBody::conflict)?;
+        tracing::info!(run = %q.run_id, tasks = tasks.len(), "run retried");
+        self.apply_run(&q.run_id, fx, ctx);
+        Ok(RunRetried {
+            run_id: q.run_id,
+            tasks,
         })
     }
 

@@ -90,4 +90,8 @@ impl ClusterApi for Serving<'_> {
         };
         compared().into()
     }
+
+    fn run_retry(&mut self, q: RunRetry) -> Answer<RunRetried> {
+        self.act.retry(q, self.ctx).into()
+    }
 }

@@ -2,6 +2,8 @@
 //! node loss, stop requests and the clock; it answers with effects.
 
 use super::stop::{StopProtocol, StopVerdict};
+use herd_bus::campaign::{self as suite, Variant};
+use herd_bus::TaskPhase;
 use herd_bus::{
     NodeId, ResourceSummary, RunId, RunList, RunListQuery, RunRecord, RunSpec, RunState,
     RunSummary, TaskRecord, TaskResults, TaskStatus, WorkloadEvent, WorkloadId, WorkloadSpec,
@@ -37,6 +39,11 @@ pub struct RunJournal {
     pub record: RunRecord,
     /// While stopping: who must still confirm.
     stop: Option<StopProtocol>,
+    /// While stopping, once every node confirmed or the timeout passed: the verdict, given
+    /// when the teardowns have run.
+    verdict: Option<StopVerdict>,
+    /// What each node runs, in order (setup, each workload's variants, teardown).
+    variants: Vec<Variant>,
 }
 
 /// What the coordinator learned about a task's workload, from an event or from its node.
@@ -49,7 +56,7 @@ struct Observed {
     ts_ms: u64,
 }
 
-fn is_settled(s: TaskStatus) -> bool {
+pub(super) fn is_settled(s: TaskStatus) -> bool {
     !matches!(s, TaskStatus::Pending | TaskStatus::Running)
 }
 
@@ -61,7 +68,8 @@ impl RunJournal {
         nodes: &[NodeId],
         now_ms: u64,
     ) -> (RunJournal, Vec<RunEffect>) {
-        let tasks = queued::tasks_over(&run_id, &spec, nodes);
+        let variants = suite::variants(&spec);
+        let tasks = campaign::tasks_over(&run_id, &spec, nodes, &variants);
         let mut j = RunJournal {
             record: RunRecord {
                 run_id,
@@ -74,6 +82,8 @@ impl RunJournal {
                 queued_reason: None,
             },
             stop: None,
+            verdict: None,
+            variants,
         };
         let mut fx = j.set_state(RunState::Running, now_ms);
         fx.extend(j.next_starts());
@@ -84,12 +94,20 @@ impl RunJournal {
     pub fn resume(record: RunRecord, now_ms: u64) -> (RunJournal, Vec<RunEffect>) {
         let stopping = record.state == RunState::Stopping;
         let timeout = stop_timeout_ms(&record.spec);
-        let mut j = RunJournal { record, stop: None };
+        let variants = suite::variants(&record.spec);
+        let mut j = RunJournal {
+            record,
+            stop: None,
+            verdict: None,
+            variants,
+        };
         let mut fx = Vec::new();
         if stopping {
             // Ask again, and ask what has settled: confirmations may have come while the
-            // coordinator was away, and a workload that settled then says nothing new.
-            let nodes = j.running_nodes();
+            // coordinator was away, and a workload that settled then says nothing new. A
+            // running teardown is left to finish.
+            fx.extend(j.reconcile_teardowns());
+            let nodes = j.stoppable_nodes();
             for n in &nodes {
                 fx.push(RunEffect::StopOnNode { node: n.clone() });
                 fx.push(RunEffect::ListOnNode { node: n.clone() });
@@ -130,6 +148,16 @@ impl RunJournal {
             .collect()
     }
 
+    /// Nodes running a task a stop interrupts: any but a teardown.
+    fn stoppable_nodes(&self) -> BTreeSet<NodeId> {
+        self.record
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Running && t.phase != TaskPhase::Teardown)
+            .map(|t| t.node_id.clone())
+            .collect()
+    }
+
     /// Reconciles the tasks recorded as running with their nodes.
     fn restart_running(&self) -> Vec<RunEffect> {
         self.record
@@ -143,20 +171,42 @@ impl RunJournal {
             .collect()
     }
 
+    /// The workload a task starts: its variant's spec (a journal from before suites has one
+    /// workload), with the task's ids and the run's inputs.
     fn task_spec(&self, t: &TaskRecord) -> WorkloadSpec {
-        let mut spec = self.record.spec.workload.clone();
+        let variant = t
+            .workload
+            .as_ref()
+            .and_then(|name| self.variants.iter().find(|v| v.name == *name))
+            .or_else(|| {
+                self.variants
+                    .iter()
+                    .find(|v| v.phase == TaskPhase::Workloads)
+            });
+        let mut spec = variant.map(|v| v.spec.clone()).unwrap_or_default();
         spec.workload_id = t.workload_id.clone();
         spec.run_id = Some(self.record.run_id.clone());
         spec.rep = Some(t.rep);
+        spec.inputs = self.record.spec.inputs.clone();
         spec
     }
 
-    /// The next repetition of every node that has none running.
+    /// The next task of every node that has none running, in the node's order. While running,
+    /// a node that has not begun waits while `max_parallel` nodes are busy; while stopping,
+    /// only teardowns start, on nodes that have confirmed the stop.
     fn next_starts(&mut self) -> Vec<RunEffect> {
-        if self.record.state != RunState::Running {
+        let stopping = self.record.state == RunState::Stopping;
+        if self.record.state != RunState::Running && !stopping {
             return vec![];
         }
         let busy = self.running_nodes();
+        let awaiting: BTreeSet<NodeId> = self
+            .stop
+            .as_ref()
+            .map(|s| s.awaiting().cloned().collect())
+            .unwrap_or_default();
+        let mut active = self.active_nodes();
+        let limit = self.record.spec.max_parallel.unwrap_or(u32::MAX) as usize;
         let mut started = BTreeSet::new();
         let mut fx = Vec::new();
         for i in 0..self.record.tasks.len() {
@@ -164,8 +214,15 @@ impl RunJournal {
             if t.status != TaskStatus::Pending
                 || busy.contains(&t.node_id)
                 || started.contains(&t.node_id)
+                || (stopping && (t.phase != TaskPhase::Teardown || awaiting.contains(&t.node_id)))
             {
                 continue;
+            }
+            if !active.contains(&t.node_id) {
+                if active.len() >= limit {
+                    continue;
+                }
+                active.insert(t.node_id.clone());
             }
             started.insert(t.node_id.clone());
             let spec = self.task_spec(t);
@@ -183,10 +240,15 @@ impl RunJournal {
     }
 
     fn task_mut(&mut self, node: &NodeId, workload: &WorkloadId) -> Option<&mut TaskRecord> {
+        let i = self.task_index(node, workload)?;
+        Some(&mut self.record.tasks[i])
+    }
+
+    fn task_index(&self, node: &NodeId, workload: &WorkloadId) -> Option<usize> {
         self.record
             .tasks
-            .iter_mut()
-            .find(|t| t.node_id == *node && t.workload_id.as_ref() == Some(workload))
+            .iter()
+            .position(|t| t.node_id == *node && t.workload_id.as_ref() == Some(workload))
     }
 
     /// A workload event of this run (from `evt.<node>.workload.<state>`).
@@ -305,9 +367,10 @@ impl RunJournal {
         } = seen;
         // During a stop, and after its verdict, an ended task counts as stopped.
         let stopping = !matches!(self.record.state, RunState::Pending | RunState::Running);
-        let Some(t) = self.task_mut(node, workload) else {
+        let Some(i) = self.task_index(node, workload) else {
             return vec![];
         };
+        let t = &mut self.record.tasks[i];
         if is_settled(t.status) {
             return vec![]; // late or duplicate
         }
@@ -345,6 +408,7 @@ impl RunJournal {
         }
         let mut fx = vec![RunEffect::Persist];
         self.record.updated_at_ms = now_ms;
+        self.after_settled(i, now_ms);
         fx.extend(self.advance(now_ms));
         fx
     }
@@ -378,9 +442,10 @@ impl RunJournal {
         error: String,
         now_ms: u64,
     ) -> Vec<RunEffect> {
-        let Some(t) = self.task_mut(node, workload) else {
+        let Some(i) = self.task_index(node, workload) else {
             return vec![];
         };
+        let t = &mut self.record.tasks[i];
         if is_settled(t.status) {
             return vec![];
         }
@@ -388,6 +453,7 @@ impl RunJournal {
         t.error = Some(error);
         t.finished_at_ms = Some(now_ms);
         let mut fx = vec![RunEffect::Persist];
+        self.after_settled(i, now_ms);
         fx.extend(self.advance(now_ms));
         fx
     }
@@ -421,7 +487,7 @@ impl RunJournal {
     /// Starts the next repetitions, settles the run when every task is settled, and counts stop
     /// confirmations.
     fn advance(&mut self, now_ms: u64) -> Vec<RunEffect> {
-        if self.stop.is_some() {
+        if self.record.state == RunState::Stopping {
             return self.check_stopped(now_ms);
         }
         if self.record.state != RunState::Running {
@@ -444,76 +510,6 @@ impl RunJournal {
             ));
         }
         fx
-    }
-
-    /// Stop: pending repetitions are skipped, every node with a running task is asked to stop
-    /// the run and must confirm (with an event of its task) before `stop_timeout_s`.
-    pub fn on_stop(&mut self, now_ms: u64) -> Vec<RunEffect> {
-        if self.record.state == RunState::Queued {
-            return self.stop_queued(now_ms);
-        }
-        if !matches!(self.record.state, RunState::Pending | RunState::Running) {
-            return vec![];
-        }
-        for t in self
-            .record
-            .tasks
-            .iter_mut()
-            .filter(|t| t.status == TaskStatus::Pending)
-        {
-            t.status = TaskStatus::Skipped;
-        }
-        let nodes = self.running_nodes();
-        let mut fx = self.set_state(RunState::Stopping, now_ms);
-        for n in &nodes {
-            fx.push(RunEffect::StopOnNode { node: n.clone() });
-        }
-        self.stop = Some(StopProtocol::new(
-            nodes,
-            now_ms,
-            stop_timeout_ms(&self.record.spec),
-        ));
-        fx.extend(self.check_stopped(now_ms));
-        fx
-    }
-
-    /// Counts as confirmed every awaited node with no running task left, and settles the stop
-    /// when its verdict is in.
-    fn check_stopped(&mut self, now_ms: u64) -> Vec<RunEffect> {
-        let running = self.running_nodes();
-        let Some(stop) = self.stop.as_mut() else {
-            return vec![];
-        };
-        let done: Vec<NodeId> = stop
-            .awaiting()
-            .filter(|n| !running.contains(*n))
-            .cloned()
-            .collect();
-        for n in &done {
-            stop.confirm(n);
-        }
-        self.settle_stop(now_ms)
-    }
-
-    fn settle_stop(&mut self, now_ms: u64) -> Vec<RunEffect> {
-        let Some(verdict) = self.stop.as_ref().and_then(|s| s.verdict(now_ms)) else {
-            return vec![];
-        };
-        self.stop = None;
-        match verdict {
-            StopVerdict::Stopped => {
-                self.record.unconfirmed_nodes.clear();
-                self.set_state(RunState::Stopped, now_ms)
-            }
-            StopVerdict::StopFailed(nodes) => {
-                self.record.unconfirmed_nodes = nodes;
-                self.set_state(RunState::StopFailed, now_ms)
-            }
-        }
-    }
-
-    pub fn tick(&mut self, now_ms: u64) -> Vec<RunEffect> {
-        self.settle_stop(now_ms)
     }
 
     /// Task counts per status, for the run catalog.
@@ -558,6 +554,10 @@ fn stop_timeout_ms(spec: &RunSpec) -> u64 {
     (spec.stop_timeout_s.unwrap_or(DEFAULT_STOP_TIMEOUT_S) * 1000.0) as u64
 }
 
+mod campaign;
+#[cfg(test)]
+mod campaign_tests;
 mod queued;
+mod stopping;
 #[cfg(test)]
 mod tests;

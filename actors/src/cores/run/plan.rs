@@ -36,16 +36,8 @@ pub fn plan(
     round_robin: usize,
 ) -> Result<Vec<NodeId>, PlanError> {
     check(spec).map_err(PlanError::Invalid)?;
-    let w = &spec.workload;
     let t = &spec.targets;
-    let q = FitQuery {
-        cpu: w.limits.cpu,
-        memory: w.limits.memory,
-        gpus: w.limits.gpus.as_ref().map(|g| g.count()),
-        cpuset_cpus: w.limits.cpuset_cpus,
-        labels: t.labels.clone(),
-        strategy: t.strategy,
-    };
+    let q = fit_query(spec);
     match t.count {
         None => explicit(&t.nodes, &q, registry, pending),
         Some(count) => {
@@ -88,36 +80,29 @@ pub fn plan(
     }
 }
 
-/// The spec's own errors, whatever the fleet.
+/// The spec's own errors ([`herd_bus::campaign::check_run_spec`], which herdctl runs too).
 fn check(spec: &RunSpec) -> Result<(), String> {
-    if spec.repetitions == 0 || spec.repetitions > 10_000 {
-        return Err(format!(
-            "repetitions: must be between 1 and 10000, got {}",
-            spec.repetitions
-        ));
+    herd_bus::campaign::check_run_spec(spec)
+}
+
+/// What a node must hold: the most any of its workloads asks, as they run one at a time.
+fn fit_query(spec: &RunSpec) -> FitQuery {
+    let mut q = FitQuery {
+        labels: spec.targets.labels.clone(),
+        strategy: spec.targets.strategy,
+        ..Default::default()
+    };
+    for v in herd_bus::campaign::variants(spec) {
+        let l = &v.spec.limits;
+        q.cpu = match (q.cpu, l.cpu) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        q.memory = q.memory.max(l.memory);
+        q.gpus = q.gpus.max(l.gpus.as_ref().map(|g| g.count()));
+        q.cpuset_cpus = q.cpuset_cpus.max(l.cpuset_cpus);
     }
-    if spec.workload.command.is_empty() && spec.workload.image.is_none() {
-        return Err("workload.command: must not be empty".into());
-    }
-    if let Some(t) = spec
-        .stop_timeout_s
-        .filter(|t| !t.is_finite() || *t <= 0.0 || *t > 3600.0)
-    {
-        return Err(format!(
-            "stop_timeout_s: must be between 0 and 3600, got {t}"
-        ));
-    }
-    let w = &spec.workload;
-    if w.workload_id.is_some() || w.run_id.is_some() || w.rep.is_some() {
-        return Err("workload: workload_id, run_id and rep are set by the run".into());
-    }
-    let t = &spec.targets;
-    match (t.nodes.is_empty(), t.count) {
-        (true, None) => Err("targets: give nodes, or count (with labels and a strategy)".into()),
-        (false, Some(_)) => Err("targets: give nodes or count, not both".into()),
-        (true, Some(0)) => Err("targets.count: must be ≥ 1".into()),
-        _ => Ok(()),
-    }
+    q
 }
 
 /// Explicit nodes: each known and up. A node reporting its allocation must have room (a node
@@ -189,12 +174,12 @@ fn fnv1a(parts: &[&str]) -> u64 {
     h
 }
 
-/// The workload id of a task: the same on every retry and after a coordinator restart, so that
-/// starting it again is a no-op on the node.
-pub fn task_workload_id(run: &RunId, node: &NodeId, rep: u32) -> WorkloadId {
+/// The workload id of a task's attempt: the same on every resend and after a coordinator
+/// restart, so that starting it again is a no-op on the node; a new attempt has a new one.
+pub fn task_workload_id(run: &RunId, task_id: &str, attempt: u32) -> WorkloadId {
     WorkloadId::new(format!(
         "r-{:016x}",
-        fnv1a(&[run.as_str(), node.as_str(), &rep.to_string()])
+        fnv1a(&[run.as_str(), task_id, &attempt.to_string()])
     ))
     .expect("valid id")
 }
@@ -220,6 +205,7 @@ mod tests {
             stop_timeout_s: Some(10.0),
             queue: None,
             priority: None,
+            ..Default::default()
         }
     }
 
@@ -380,12 +366,16 @@ mod tests {
     fn task_workload_ids_are_stable_and_distinct_per_rep() {
         let x = RunId::new("x").unwrap();
         assert_eq!(
-            task_workload_id(&x, &n("a"), 1),
-            task_workload_id(&x, &n("a"), 1)
+            task_workload_id(&x, "a::t::1", 1),
+            task_workload_id(&x, "a::t::1", 1)
         );
         assert_ne!(
-            task_workload_id(&x, &n("a"), 1),
-            task_workload_id(&x, &n("a"), 2)
+            task_workload_id(&x, "a::t::1", 1),
+            task_workload_id(&x, "a::t::2", 1)
+        );
+        assert_ne!(
+            task_workload_id(&x, "a::t::1", 1),
+            task_workload_id(&x, "a::t::1", 2)
         );
     }
 }

@@ -47,6 +47,7 @@ fn spec(run: &str, cpu: f64, priority: Option<i32>) -> RunSpec {
         stop_timeout_s: None,
         queue: None,
         priority,
+        ..Default::default()
     }
 }
 

@@ -116,12 +116,20 @@ impl Collected {
     }
 }
 
-/// `cluster.run.summary`: per workload (in the order of the journal), its group across nodes,
-/// then one per node when it ran on more than one.
+/// `cluster.run.summary`: per workload variant (in the order of the journal), its group across
+/// nodes, then one per node when it ran on more than one. Setup and teardown are not measured
+/// work: their outcomes are in the journal, not here.
 pub fn run_stats(run: &RunRecord) -> RunStats {
     let mut workloads: Vec<(String, Vec<&TaskRecord>)> = Vec::new();
-    for task in &run.tasks {
-        let name = workload_name(run, task);
+    for task in run
+        .tasks
+        .iter()
+        .filter(|t| t.phase == herd_bus::TaskPhase::Workloads)
+    {
+        let name = task
+            .workload
+            .clone()
+            .unwrap_or_else(|| workload_name(run, task));
         match workloads.iter_mut().find(|(w, _)| *w == name) {
             Some((_, tasks)) => tasks.push(task),
             None => workloads.push((name, vec![task])),

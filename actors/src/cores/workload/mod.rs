@@ -1,5 +1,6 @@
 //! Workloads: the lifecycle state machine (sans-IO), spec validation, and telemetry rates.
 
+pub mod inputs;
 pub mod lifecycle;
 pub mod rates;
 pub mod resources;

@@ -217,6 +217,15 @@ fn check_common(
             return Err(field("limits.gpus", "a UUID is listed twice"));
         }
     }
+    if !spec.matrix.is_empty() {
+        return Err(field(
+            "matrix",
+            "a run expands it into variants; workload.start takes one",
+        ));
+    }
+    if let Some(problem) = herd_bus::inputs_problem(&spec.inputs) {
+        return Err(field("inputs", problem));
+    }
     positive("timeout_s", spec.timeout_s, false)?;
     positive("grace_s", spec.grace_s, true)?;
     if let Some(g) = spec.grace_s {
@@ -566,5 +575,21 @@ mod tests {
         assert!(message(|s| s.limits.cpu = Some(64.0)).starts_with("limits.cpu:"));
         assert!(message(|s| s.kill_signal = Some("NOPE".into())).starts_with("kill_signal:"));
         assert!(message(|s| s.command = vec!["a\0b".into()]).starts_with("command:"));
+        assert_eq!(
+            message(|s| {
+                s.matrix
+                    .insert("size".into(), vec![herd_bus::ParamValue::Int(1)]);
+            }),
+            "matrix: a run expands it into variants; workload.start takes one"
+        );
+        assert_eq!(
+            message(|s| s.inputs = vec![herd_bus::InputFile {
+                path: "../x".into(),
+                digest: "SHA-256=ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0=".into(),
+                size: 3,
+                executable: false,
+            }]),
+            "inputs: \"../x\": the path must not contain '..'"
+        );
     }
 }

@@ -29,7 +29,7 @@ pub const LABEL_RUN: &str = "herd.run_id";
 pub const LABEL_NODE: &str = "herd.node";
 /// Where a run task's results directory appears inside its container.
 /// Where a container sees its working directory (its default cwd, HOME; a run task's
-/// HERD_OUTPUT_DIR is `output/` in it).
+/// HERD_OUTPUT_DIR is `output/` in it, HERD_INPUT_DIR `inputs/`).
 pub const WORK_MOUNT: &str = "/herd/work";
 /// The default engine socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";

@@ -33,14 +33,17 @@ pub struct Launch {
     pub assigned: herd_bus::Assigned,
 }
 
-/// Inside the working directory: the workload's TMPDIR and a run task's output directory.
+/// Inside the working directory: the workload's TMPDIR, a run task's output directory, and
+/// where its inputs are materialized.
 pub const TMP_SUBDIR: &str = "tmp";
 pub const OUTPUT_SUBDIR: &str = "output";
+pub use crate::cores::workload::inputs::INPUT_SUBDIR;
 
 impl Launch {
     /// The variables herd gives every workload, with `work_dir` as the workload sees it (the
     /// path on the node, or where a container has it mounted): HOME, TMPDIR and HERD_WORK_DIR
-    /// point into it, and a run task's HERD_OUTPUT_DIR is inside it. The spec's own `env`
+    /// point into it, and a run task's HERD_OUTPUT_DIR and a workload's HERD_INPUT_DIR (when it
+    /// has inputs) are inside it. The spec's own `env`
     /// comes after and wins.
     pub fn herd_env(&self, work_dir: &str) -> Vec<(String, String)> {
         let mut env = vec![
@@ -62,6 +65,12 @@ impl Launch {
         }
         if let Some(dir) = output_dir {
             env.push(("HERD_OUTPUT_DIR".into(), dir));
+        }
+        if !self.spec.inputs.is_empty() {
+            env.push((
+                "HERD_INPUT_DIR".into(),
+                format!("{work_dir}/{INPUT_SUBDIR}"),
+            ));
         }
         env
     }

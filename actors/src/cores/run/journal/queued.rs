@@ -2,8 +2,7 @@
 //! room; then it goes on as a fresh submission placed there would.
 
 use super::{RunEffect, RunJournal};
-use crate::cores::run::plan::task_workload_id;
-use herd_bus::{NodeId, RunId, RunRecord, RunSpec, RunState, TaskRecord, TaskStatus};
+use herd_bus::{NodeId, RunId, RunRecord, RunSpec, RunState};
 
 impl RunJournal {
     /// A run whose tasks do not fit now: it waits `queued`, saved, with why.
@@ -13,6 +12,7 @@ impl RunJournal {
         reason: String,
         now_ms: u64,
     ) -> (RunJournal, Vec<RunEffect>) {
+        let variants = herd_bus::campaign::variants(&spec);
         let j = RunJournal {
             record: RunRecord {
                 run_id,
@@ -25,6 +25,8 @@ impl RunJournal {
                 queued_reason: Some(reason),
             },
             stop: None,
+            verdict: None,
+            variants,
         };
         (
             j,
@@ -50,7 +52,12 @@ impl RunJournal {
         if self.record.state != RunState::Queued {
             return vec![];
         }
-        self.record.tasks = tasks_over(&self.record.run_id, &self.record.spec, nodes);
+        self.record.tasks = super::campaign::tasks_over(
+            &self.record.run_id,
+            &self.record.spec,
+            nodes,
+            &self.variants,
+        );
         self.record.queued_reason = None;
         let mut fx = self.set_state(RunState::Running, now_ms);
         fx.extend(self.next_starts());
@@ -62,29 +69,4 @@ impl RunJournal {
         self.record.queued_reason = None;
         self.set_state(RunState::Stopped, now_ms)
     }
-}
-
-/// One pending task per node × repetition (`node::name::rep`).
-pub(super) fn tasks_over(run_id: &RunId, spec: &RunSpec, nodes: &[NodeId]) -> Vec<TaskRecord> {
-    let name = spec.workload.name.clone().unwrap_or_else(|| "task".into());
-    let mut tasks = Vec::new();
-    for node in nodes {
-        for rep in 1..=spec.repetitions {
-            tasks.push(TaskRecord {
-                task_id: format!("{node}::{name}::{rep}"),
-                node_id: node.clone(),
-                rep,
-                status: TaskStatus::Pending,
-                workload_id: Some(task_workload_id(run_id, node, rep)),
-                started_at_ms: None,
-                finished_at_ms: None,
-                duration_s: None,
-                exit_code: None,
-                error: None,
-                resources: None,
-                results: None,
-            });
-        }
-    }
-    tasks
 }

@@ -21,6 +21,7 @@ fn spec(reps: u32) -> RunSpec {
         stop_timeout_s: Some(10.0),
         queue: None,
         priority: None,
+        ..Default::default()
     }
 }
 
@@ -34,7 +35,7 @@ fn started(fx: &[RunEffect]) -> Vec<(String, u32)> {
 }
 
 fn wid(j: &RunJournal, node: &str, rep: u32) -> WorkloadId {
-    task_workload_id(j.run_id(), &n(node), rep)
+    task_workload_id(j.run_id(), &format!("{node}::bench::{rep}"), 1)
 }
 
 fn event(workload: WorkloadId, state: WorkloadState, code: Option<i32>, t: u64) -> WorkloadEvent {
@@ -112,7 +113,7 @@ fn duplicate_late_and_foreign_events_change_nothing() {
         ev(&mut j, "a", 1, WorkloadState::Killed, None, 3).is_empty(),
         "late"
     );
-    let other = task_workload_id(&RunId::new("other").unwrap(), &n("a"), 1);
+    let other = task_workload_id(&RunId::new("other").unwrap(), "a::bench::1", 1);
     assert!(j
         .on_workload_event(&n("a"), &event(other, WorkloadState::Exited, Some(0), 4), 4)
         .is_empty());
@@ -467,7 +468,7 @@ fn uploaded_results_are_recorded_in_their_task_whatever_its_status() {
     assert!(j.record.tasks[3].results.as_ref().unwrap().truncated);
     assert_eq!(j.state(), RunState::Completed);
     // A workload this run does not have, or a node that is not the task's: ignored.
-    let other = task_workload_id(&RunId::new("other").unwrap(), &n("a"), 1);
+    let other = task_workload_id(&RunId::new("other").unwrap(), "a::bench::1", 1);
     assert!(j
         .on_results(&n("a"), &other, TaskResults::default(), 70)
         .is_empty());

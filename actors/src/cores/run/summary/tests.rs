@@ -10,6 +10,10 @@ fn task(node: &str, name: &str, rep: u32, metrics: &[(&str, f64)]) -> TaskRecord
         node_id: NodeId::new(node).unwrap(),
         rep,
         status: TaskStatus::Completed,
+        workload: None,
+        phase: Default::default(),
+        attempt: 1,
+        attempts: vec![],
         duration_s: Some(1.0 + f64::from(rep) / 10.0),
         resources: Some(ResourceSummary {
             cpu_user_s: 0.5,
@@ -270,4 +274,25 @@ fn one_node_has_one_group_and_workloads_are_named_from_task_ids() {
         s.groups[0].workload,
         fixtures::run_spec().workload.name.unwrap()
     );
+}
+
+#[test]
+fn setup_and_teardown_are_left_out_and_variants_are_groups() {
+    let mut setup = task("a", "setup", 1, &[]);
+    setup.phase = herd_bus::TaskPhase::Setup;
+    setup.workload = Some("setup".into());
+    let mut teardown = task("a", "teardown", 1, &[]);
+    teardown.phase = herd_bus::TaskPhase::Teardown;
+    let mut tasks = vec![setup];
+    for size in ["1G", "4G"] {
+        for rep in 1..=2 {
+            let mut t = task("a", &format!("fio[size={size}]"), rep, &[("mbps", 1.0)]);
+            t.workload = Some(format!("fio[size={size}]"));
+            tasks.push(t);
+        }
+    }
+    tasks.push(teardown);
+    let stats = run_stats(&run("v", tasks));
+    let names: Vec<&str> = stats.groups.iter().map(|g| g.workload.as_str()).collect();
+    assert_eq!(names, ["fio[size=1G]", "fio[size=4G]"]);
 }

@@ -154,3 +154,26 @@ fn a_container_without_assignments_is_left_as_its_spec_says() {
     );
     assert_eq!(env_of(&body, "NVIDIA_VISIBLE_DEVICES"), None);
 }
+
+#[test]
+fn a_container_sees_its_inputs_where_its_work_dir_is_mounted() {
+    let driver = DockerDriver::new(&DockerConfig::default(), NodeId::new("n1").unwrap());
+    let mut launch = docker_launch(Default::default());
+    let body = driver.create_body(&launch);
+    assert_eq!(
+        env_of(&body, "HERD_INPUT_DIR"),
+        None,
+        "no inputs, no variable"
+    );
+    launch.spec.inputs = vec![herd_bus::InputFile {
+        path: "bench.sh".into(),
+        digest: "SHA-256=ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0=".into(),
+        size: 3,
+        executable: true,
+    }];
+    let body = driver.create_body(&launch);
+    assert_eq!(
+        env_of(&body, "HERD_INPUT_DIR").as_deref(),
+        Some("/herd/work/inputs")
+    );
+}
