@@ -4,6 +4,7 @@
 
 pub mod allocation;
 pub mod backoff;
+pub mod election;
 pub mod heartbeat;
 pub mod node_state;
 pub mod outbox;
