@@ -349,7 +349,12 @@ fixtures! {
         first_seen_ms: T0,
         last_seen_ms: T0 + 3_600_000,
         heartbeat: None,
-    }] }, "reply data of cluster.nodes";
+    }], leader: None }, "reply data of cluster.nodes";
+    "Leadership": Leadership = Leadership {
+        coordinator: "node-1:4242".into(),
+        term: 17,
+        since_ms: T0 + 5_000,
+    }, "key coordinator of KV bucket herd-leader; NodeList.leader; ClusterEvent.leader";
     "WorkloadsQuery": WorkloadsQuery = WorkloadsQuery {
         node_id: Some(node_id()),
         run_id: None,
@@ -430,6 +435,7 @@ fixtures! {
         run_id: Some(run_id()),
         nodes: vec![NodeId::new("node-3").unwrap()],
         message: Some("node-3 did not confirm within 30 s".into()),
+        leader: None,
     }, "cluster.evt.<kind>";
     "ReplyOk": Reply<NodeInfo> = Reply::ok(node_info()), "every reply: success";
     "ReplyError": Reply<Empty> = Reply::<Empty>::err(ErrorCode::BadRequest, "invalid JSON at `limits.memory`: invalid value: integer `-5`, expected u64"), "every reply: failure";

@@ -72,7 +72,13 @@ pub struct CoordinatorConfig {
     pub stale_after_missed: u32,
     /// Seconds without a heartbeat before a node is lost (its workloads too).
     pub lost_after_s: f64,
+    /// The leader's lease, in seconds: a standby coordinator takes over within a lease and a
+    /// quarter of the leader's death. The same on every coordinator.
+    pub lease_s: f64,
 }
+
+/// The leader lease when the configuration names none.
+pub const DEFAULT_LEASE_S: f64 = 3.0;
 
 /// The registry's defaults, in the configuration's units.
 impl Default for CoordinatorConfig {
@@ -81,6 +87,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             stale_after_missed: registry.stale_after_missed,
             lost_after_s: registry.lost_after_ms as f64 / 1000.0,
+            lease_s: DEFAULT_LEASE_S,
         }
     }
 }
@@ -401,6 +408,16 @@ impl Config {
         if !(hb.is_finite() && (0.05..=600.0).contains(&hb)) {
             bail!("heartbeat.interval_s must be between 0.05 and 600, got {hb}");
         }
+        let lease = self.coordinator.lease_s;
+        if !(lease.is_finite() && (0.3..=600.0).contains(&lease)) {
+            bail!("coordinator.lease_s ({lease}) must be between 0.3 and 600 seconds");
+        }
+        if !(1..=5).contains(&self.nats.replicas) {
+            bail!(
+                "nats.replicas ({}) must be between 1 and 5 (JetStream's limit)",
+                self.nats.replicas
+            );
+        }
         if self.coordinator.stale_after_missed == 0 {
             bail!("coordinator.stale_after_missed must be ≥ 1");
         }
@@ -512,6 +529,12 @@ mod tests {
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("logs.max_bytes"));
         let c = Config::parse("[logs]\nmax_age_s = 0").unwrap();
         assert!(c.validate().is_err());
+        let c = Config::parse("[coordinator]\nlease_s = 0.1").unwrap();
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("coordinator.lease_s"));
+        let c = Config::parse("[nats]\nreplicas = 0").unwrap();
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("nats.replicas"));
+        let c = Config::parse("[nats]\nreplicas = 3\n[coordinator]\nlease_s = 5").unwrap();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

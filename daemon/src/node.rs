@@ -4,7 +4,8 @@ use crate::config::{Config, OnShutdown};
 use crate::systemd;
 use actix::prelude::*;
 use anyhow::Context;
-use herd_actors::coordinator::Coordinator;
+use herd_actors::coordinator::candidate::CoordinatorFactory;
+use herd_actors::coordinator::{Candidate, Coordinator, Leave, Mandate};
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::nats::connected_and_flushed;
 use herd_actors::node::bus::OnStateChange;
@@ -75,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &subjects,
         config.events.outbox_capacity,
         Duration::from_secs(config.events.max_age_s),
+        config.nats.replicas,
         Some(config.state_dir.join(OUTBOX_FILE)),
     )
     .start();
@@ -111,6 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 &subjects,
                 &node_id,
                 config.logs.retention(),
+                config.nats.replicas,
             ),
         );
         let nvml = herd_actors::edges::gpu::Nvml::load();
@@ -134,6 +137,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             node_id.clone(),
             Duration::from_secs_f64(config.telemetry.interval_s),
             Duration::from_secs(config.telemetry.max_age_s),
+            config.nats.replicas,
             nvml,
         );
         let gpu_use = monitor.gpu_use();
@@ -146,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.results.clone(),
             results_spool.clone(),
             publisher.clone(),
+            config.nats.replicas,
         )
         .start();
         let executor = WorkloadExecutor::new(
@@ -197,20 +202,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bus.do_send(OnStateChange(heartbeat.recipient()));
     }
     let is_coordinator = config.roles.contains(&Role::Coordinator);
+    let mut candidate = None;
     if is_coordinator {
         let registry = config.coordinator.registry();
         let tick = Duration::from_secs_f64((config.heartbeat.interval_s / 4.0).clamp(0.05, 1.0));
-        Coordinator::new(
+        let (client2, subjects2, limits) = (
             client.clone(),
             subjects.clone(),
-            registry,
             config.limits.decode_limits(),
-            tick,
-        )
-        .start();
+        );
+        let replicas = config.nats.replicas;
+        let make: CoordinatorFactory = Box::new(move |leadership, superseded, guard| {
+            let mandate = Mandate {
+                leadership,
+                superseded,
+                guard,
+                replicas,
+            };
+            Coordinator::new(
+                client2.clone(),
+                subjects2.clone(),
+                registry,
+                limits,
+                tick,
+                mandate,
+            )
+        });
+        let me = format!("{node_id}:{}", std::process::id());
+        let lease = Duration::from_secs_f64(config.coordinator.lease_s);
+        candidate = Some(
+            Candidate::new(client.clone(), subjects.clone(), me, lease, replicas, make).start(),
+        );
         tracing::info!(
             lost_after_s = config.coordinator.lost_after_s,
-            "coordinator role active"
+            lease_s = config.coordinator.lease_s,
+            "coordinator role active: standing for the lead"
         );
     }
     bus.do_send(EmitNodeEvent(NodeEventKind::Started, None));
@@ -258,6 +284,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     tracing::info!(signal = signal_name, "shutting down");
+    if let Some(candidate) = &candidate {
+        // Hand the lead over first: a standby takes it at once instead of after the lease.
+        let _ = candidate.send(Leave).await;
+    }
     systemd::stopping(match config.shutdown.on_shutdown {
         OnShutdown::Keep => "stopping: delivering queued events; workloads keep running",
         OnShutdown::Stop => "stopping: stopping workloads, delivering queued events",

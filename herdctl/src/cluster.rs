@@ -74,6 +74,14 @@ pub async fn nodes(
         ]);
     }
     out(&t.render());
+    if let Some(l) = &list.leader {
+        out(&format!(
+            "leader: {} (term {}, for {})\n",
+            l.coordinator,
+            l.term,
+            human_duration(now.saturating_sub(l.since_ms) as f64 / 1e3)
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,8 @@ pub struct Ctl {
     pub timeout: Duration,
     /// Print JSON instead of tables.
     pub json: bool,
+    /// Replicas of a bucket herdctl creates (`--nats-replicas`).
+    pub replicas: usize,
 }
 
 impl Ctl {
@@ -29,6 +31,7 @@ impl Ctl {
             subjects: Subjects::new(&config.prefix)?,
             timeout: Duration::from_secs_f64(wait_s.max(0.01)),
             json,
+            replicas: config.replicas.max(1),
         })
     }
 

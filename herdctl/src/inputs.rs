@@ -149,6 +149,7 @@ fn walk(dir: &Path, prefix: &str, found: &mut Vec<(String, PathBuf)>) -> anyhow:
 pub async fn upload(
     client: &async_nats::Client,
     inputs: &[LocalInput],
+    replicas: usize,
 ) -> anyhow::Result<(Vec<InputFile>, UploadReport)> {
     let mut report = UploadReport {
         files: inputs.len(),
@@ -162,6 +163,7 @@ pub async fn upload(
         INPUTS_BUCKET,
         INPUTS_STREAM,
         "herd: run inputs, one object per content (sha256/<digest>)",
+        replicas,
     )
     .await
     .map_err(anyhow::Error::msg)?;

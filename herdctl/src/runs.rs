@@ -68,7 +68,7 @@ pub async fn submit(ctl: &Ctl, a: SubmitArgs) -> anyhow::Result<ExitCode> {
         Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
         None => anyhow::anyhow!("{e}"),
     })?;
-    let (inputs, _) = crate::inputs::upload(&ctl.client, &local_inputs).await?;
+    let (inputs, _) = crate::inputs::upload(&ctl.client, &local_inputs, ctl.replicas).await?;
     spec.inputs.extend(inputs);
     let submitted: RunSubmitted = ctl.cluster(ClusterVerb::RunSubmit, &spec).await?;
     if !a.follow {

@@ -94,6 +94,14 @@ pub struct NatsArgs {
         global = true
     )]
     pub tls_required: bool,
+    /// Replicas of the streams and buckets this process creates (3 on a three-server cluster).
+    #[arg(
+        id = "nats_replicas",
+        long = "nats-replicas",
+        env = "HERD_NATS_REPLICAS",
+        global = true
+    )]
+    pub replicas: Option<usize>,
 }
 
 impl NatsArgs {
@@ -124,6 +132,9 @@ impl NatsArgs {
             config.prefix = p.clone();
         }
         config.tls_required |= self.tls_required;
+        if let Some(r) = self.replicas {
+            config.replicas = r;
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub struct NatsConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_required: bool,
+    /// Replicas of every stream and bucket herd creates: 1 on a single server, 3 on a
+    /// three-server cluster. Streams that exist keep theirs (herd warns when they have fewer).
+    pub replicas: usize,
 }
 
 impl Default for NatsConfig {
@@ -38,6 +41,7 @@ impl Default for NatsConfig {
             tls_cert: None,
             tls_key: None,
             tls_required: false,
+            replicas: 1,
         }
     }
 }

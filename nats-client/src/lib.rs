@@ -6,10 +6,12 @@ mod args;
 mod config;
 mod connect;
 pub mod objects;
+mod streams;
 
 pub use args::NatsArgs;
 pub use config::{NatsConfig, DEFAULT_NATS_URL};
 pub use connect::{connect, reconnect_delay, Persistence};
+pub use streams::ensure_stream;
 
 use std::path::PathBuf;
 

@@ -129,9 +129,10 @@ impl ObjectBucket {
         bucket: &str,
         stream_name: &str,
         description: &str,
+        replicas: usize,
     ) -> Result<ObjectBucket, String> {
         let js = jetstream::new(client);
-        js.get_or_create_stream(stream::Config {
+        let config = stream::Config {
             name: stream_name.into(),
             description: Some(description.into()),
             subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
@@ -139,10 +140,12 @@ impl ObjectBucket {
             allow_rollup: true,
             allow_direct: true,
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("cannot open the {bucket} bucket: {e}"))?;
+        };
+        crate::ensure_stream(&js, config)
+            .await
+            .map_err(|e| format!("cannot open the {bucket} bucket: {e}"))?;
         ObjectBucket::existing(js, bucket, stream_name).await
     }
 

@@ -62,7 +62,7 @@ async fn store(client: &async_nats::Client, root: &Path, path: &str) -> InputFil
         size,
         executable: path.ends_with(".sh"),
     };
-    let bucket = ObjectBucket::open(client.clone(), INPUTS_BUCKET, INPUTS_STREAM, "test")
+    let bucket = ObjectBucket::open(client.clone(), INPUTS_BUCKET, INPUTS_STREAM, "test", 1)
         .await
         .unwrap();
     bucket
@@ -201,7 +201,7 @@ async fn a_node_materializes_checked_inputs_once_and_fails_a_start_naming_a_bad_
     let evil = tree.path().join("evil");
     std::fs::write(&evil, "not the data\n").unwrap();
     let (_, evil_sha) = hash_file(&evil).unwrap();
-    ObjectBucket::open(f.client.clone(), INPUTS_BUCKET, INPUTS_STREAM, "test")
+    ObjectBucket::open(f.client.clone(), INPUTS_BUCKET, INPUTS_STREAM, "test", 1)
         .await
         .unwrap()
         .put_file(

@@ -3,8 +3,9 @@
 //! and stop tasks on nodes), and answers `cluster.*` requests through [`ClusterApi`].
 
 use crate::coordinator::api::{self, ClusterApi};
+use crate::coordinator::candidate::{LeaseGuard, Superseded};
 use crate::coordinator::node_client::NodeClient;
-use crate::coordinator::store::{self, Restored, Store};
+use crate::coordinator::store::{self, Restored, SaveError, Store};
 use crate::cores::pending::PendingPlacements;
 use crate::cores::placement;
 use crate::cores::registry::{Change, NodeRegistry, RegistryConfig};
@@ -18,16 +19,13 @@ use async_nats::Message as NatsMessage;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
     ClusterEvent, ClusterEventKind, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, Heartbeat,
-    NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord, NodesQuery,
-    ResultsEvent, RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord, RunRef,
-    RunRetried, RunRetry, RunSpec, RunState, RunStats, RunSubmitted, Subject, Subjects,
+    Leadership, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord,
+    NodesQuery, ResultsEvent, RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord,
+    RunRef, RunRetried, RunRetry, RunSpec, RunState, RunStats, RunSubmitted, Subject, Subjects,
     WorkloadEvent, WorkloadSpec, WorkloadsQuery,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-/// Queue group: with several coordinators, each query is answered once.
-pub const QUEUE_GROUP: &str = "herd-coordinator";
 
 pub struct Coordinator {
     client: async_nats::Client,
@@ -47,6 +45,24 @@ pub struct Coordinator {
     unsaved: BTreeSet<RunId>,
     round_robin: usize,
     malformed_heartbeats: u64,
+    /// The leadership this coordinator acts under.
+    leadership: Leadership,
+    /// Told when a write is refused because another coordinator wrote since.
+    superseded: Recipient<Superseded>,
+    guard: LeaseGuard,
+    replicas: usize,
+    /// Dropped with the actor: the lifecycle-event consumer stops with it.
+    _events: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Where a coordinator stands: the leadership it acts under, the replicas of its buckets, and
+/// whom to tell when it finds that another coordinator acts.
+pub struct Mandate {
+    pub leadership: Leadership,
+    pub superseded: Recipient<Superseded>,
+    /// Whether the lease still lets this coordinator act.
+    pub guard: LeaseGuard,
+    pub replicas: usize,
 }
 
 impl Coordinator {
@@ -56,6 +72,7 @@ impl Coordinator {
         config: RegistryConfig,
         limits: DecodeLimits,
         tick: Duration,
+        mandate: Mandate,
     ) -> Coordinator {
         Coordinator {
             nodes: NodeClient::new(client.clone(), subjects.clone()),
@@ -71,6 +88,11 @@ impl Coordinator {
             unsaved: BTreeSet::new(),
             round_robin: 0,
             malformed_heartbeats: 0,
+            leadership: mandate.leadership,
+            superseded: mandate.superseded,
+            guard: mandate.guard,
+            replicas: mandate.replicas,
+            _events: None,
         }
     }
 
@@ -85,6 +107,11 @@ impl Coordinator {
         for r in &nodes {
             self.pending.unheard(&r.node_id);
         }
+        // Each record written once at the revision read, so that a deposed leader's write at
+        // a revision it read before cannot land any more.
+        for r in &nodes {
+            self.save_node(&store, r);
+        }
         self.registry.restore(nodes, now_ms());
         self.store = Some(store);
         for record in runs {
@@ -95,15 +122,19 @@ impl Coordinator {
             }
             self.runs.insert(id.clone(), journal);
             self.apply_run(&id, fx, ctx);
+            let _ = self.save_run(&id, ctx);
         }
         self.queue.restore(self.runs.values().map(|j| &j.record));
         if !self.queue.is_empty() {
             tracing::info!(queued = self.queue.len(), "runs still queued");
         }
         let addr = ctx.address();
+        let (guard, stopped) = tokio::sync::oneshot::channel();
+        self._events = Some(guard);
         actix::spawn(store::follow_events(
             self.client.clone(),
             self.subjects.clone(),
+            stopped,
             move |m| {
                 addr.do_send(LifecycleEvent(m));
                 addr.connected()
@@ -130,12 +161,7 @@ impl Coordinator {
                 "a cluster event",
             );
             if let (Some(store), Some(record)) = (&self.store, self.registry.get(&c.node_id)) {
-                let save = store.save_node(record);
-                actix::spawn(async move {
-                    if let Err(e) = save.await {
-                        tracing::warn!(error = %e, "cannot save a node record");
-                    }
-                });
+                self.save_node(store, record);
             }
             if c.to == NodeLiveness::Lost {
                 self.each_run(ctx, |j| j.on_node_lost(&c.node_id, now_ms()));
@@ -383,13 +409,32 @@ impl Coordinator {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let id = run_id.clone();
         ctx.spawn(save.into_actor(self).map(move |res, act, _| {
-            if let Err(e) = &res {
-                tracing::warn!(run = %id, error = %e, "cannot save a run journal");
-                act.unsaved.insert(id);
+            match &res {
+                Err(SaveError::Superseded(why)) => act.superseded.do_send(Superseded(why.clone())),
+                Err(SaveError::Failed(e)) => {
+                    tracing::warn!(run = %id, error = %e, "cannot save a run journal");
+                    act.unsaved.insert(id);
+                }
+                Ok(()) => {}
             }
             let _ = tx.send(res.is_ok());
         }));
         Saved(Some(rx))
+    }
+
+    /// Saves a node's record; a failed save waits for the node's next change.
+    fn save_node(&self, store: &Store, record: &NodeRecord) {
+        let save = store.save_node(record);
+        let superseded = self.superseded.clone();
+        actix::spawn(async move {
+            match save.await {
+                Err(SaveError::Superseded(why)) => superseded.do_send(Superseded(why)),
+                Err(SaveError::Failed(e)) => {
+                    tracing::warn!(error = %e, "cannot save a node record")
+                }
+                Ok(()) => {}
+            }
+        });
     }
 
     fn run(&self, id: &RunId) -> Result<&RunJournal, ErrorBody> {
@@ -424,16 +469,19 @@ impl Actor for Coordinator {
         let client = self.client.clone();
         let limits = self.limits;
         let subjects = self.subjects.clone();
+        let replicas = self.replicas;
         // Restore before anything is applied; subscriptions follow.
         ctx.wait(
             async move {
-                let restored = Store::open(client.clone(), limits).await;
-                // Lifecycle events come through the durable consumer, once restored.
+                let restored = Store::open(client.clone(), limits, replicas).await;
+                // Lifecycle events come through the durable consumer, once restored. Requests
+                // are no queue group's: only the leader subscribes, and a frozen former leader
+                // must not be handed any of them.
                 let [requests, requests2] = subjects.cluster_requests();
                 let subs = futures::future::try_join3(
                     client.subscribe(subjects.heartbeats_all()),
-                    client.queue_subscribe(requests, QUEUE_GROUP.into()),
-                    client.queue_subscribe(requests2, QUEUE_GROUP.into()),
+                    client.subscribe(requests),
+                    client.subscribe(requests2),
                 )
                 .await
                 .map(|(a, b, c)| vec![a, b, c]);
@@ -451,6 +499,9 @@ impl Actor for Coordinator {
             }),
         );
         ctx.run_interval(self.tick, |act, ctx| {
+            if !act.guard.holds() {
+                return;
+            }
             let changes = act.registry.tick(now_ms());
             act.apply(changes, ctx);
             act.each_run(ctx, |j| j.tick(now_ms()));
@@ -466,6 +517,9 @@ impl Actor for Coordinator {
 /// Heartbeats and cluster requests.
 impl StreamHandler<NatsMessage> for Coordinator {
     fn handle(&mut self, msg: NatsMessage, ctx: &mut Self::Context) {
+        if !self.guard.holds() {
+            return;
+        }
         let parsed = self.subjects.parse(msg.subject.as_str());
         if let Ok(Subject::Heartbeat { node }) = &parsed {
             return self.on_heartbeat(&msg, node, ctx);
@@ -499,6 +553,10 @@ struct LifecycleEvent(jetstream::Message);
 impl Handler<LifecycleEvent> for Coordinator {
     type Result = ();
     fn handle(&mut self, LifecycleEvent(msg): LifecycleEvent, ctx: &mut Self::Context) {
+        if !self.guard.holds() {
+            // Left unacknowledged: the next leader gets it.
+            return;
+        }
         let saved = match self.subjects.parse(msg.subject.as_str()) {
             Ok(Subject::WorkloadEvent { node, .. }) => {
                 self.on_workload_event(&msg.payload, &node, ctx)
@@ -517,6 +575,23 @@ impl Handler<LifecycleEvent> for Coordinator {
                 }
             }
         });
+    }
+}
+
+/// This coordinator no longer leads: it stops at once, and with it its subscriptions and its
+/// consumer of lifecycle events.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Depose;
+
+impl Handler<Depose> for Coordinator {
+    type Result = ();
+    fn handle(&mut self, _: Depose, ctx: &mut Self::Context) {
+        tracing::info!(
+            term = self.leadership.term,
+            "coordinator stopping: no longer the leader"
+        );
+        ctx.stop();
     }
 }
 

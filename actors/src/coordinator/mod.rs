@@ -4,11 +4,14 @@
 //! - [`api`]: the cluster API, one typed method per `cluster.<verb>`, and its dispatch;
 //! - [`store`]: the durable state in JetStream (KV buckets, the lifecycle-event consumer);
 //! - [`node_client`]: the requests the coordinator makes to nodes;
-//! - [`actor`]: receives, calls the cores, performs their effects.
+//! - [`actor`]: receives, calls the cores, performs their effects;
+//! - [`candidate`]: the election; starts the coordinator while this process leads.
 
 pub mod actor;
 pub mod api;
+pub mod candidate;
 pub mod node_client;
 pub mod store;
 
-pub use actor::Coordinator;
+pub use actor::{Coordinator, Mandate};
+pub use candidate::{Candidate, Leave};

@@ -1,14 +1,21 @@
 //! The coordinator's durable state in JetStream: its KV buckets (the node records and the run
 //! journals, restored at start and saved on change) and its durable consumer of the lifecycle
 //! events in `HERD_EVENTS`, so that none is missed while it is down.
+//!
+//! Every write is a compare-and-set on the revision this coordinator last read or wrote: when
+//! another coordinator has written the key since (it leads now), the write fails as
+//! [`SaveError::Superseded`] instead of overwriting its state.
 
 use crate::cores::backoff::Backoff;
-use crate::edges::nats::open_bucket;
+use crate::edges::nats::{kv_stream_config, open_bucket, Stored};
+use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, consumer, kv};
 use futures::{Future, StreamExt};
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{NodeRecord, RunRecord, Subjects};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// JetStream KV bucket with one NodeRecord per node: what heartbeats cannot rebuild.
@@ -19,8 +26,8 @@ pub const RUNS_BUCKET: &str = "herd-runs";
 /// The coordinator's buckets, once open.
 #[derive(Clone)]
 pub struct Store {
-    nodes: kv::Store,
-    runs: kv::Store,
+    nodes: Bucket,
+    runs: Bucket,
 }
 
 /// What a coordinator finds at start.
@@ -30,35 +37,58 @@ pub struct Restored {
     pub runs: Vec<RunRecord>,
 }
 
+/// Why a record was not saved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaveError {
+    /// Another coordinator wrote the key since this one read it: it no longer leads.
+    #[error("another coordinator wrote {0} since this one read it")]
+    Superseded(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
 impl Store {
-    /// Opens (or creates) both buckets and reads them; tries again until JetStream answers.
-    pub async fn open(client: async_nats::Client, limits: DecodeLimits) -> Restored {
+    /// Opens (or creates) both buckets with `replicas` and reads them; tries again until
+    /// JetStream answers.
+    pub async fn open(
+        client: async_nats::Client,
+        limits: DecodeLimits,
+        replicas: usize,
+    ) -> Restored {
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         loop {
-            let nodes = open_bucket(
+            let nodes = open_bucket::<NodeRecord>(
                 client.clone(),
-                NODES_BUCKET,
-                "herd coordinator: last known state of every node",
+                kv_stream_config(
+                    NODES_BUCKET,
+                    "herd coordinator: last known state of every node",
+                    replicas,
+                ),
                 limits,
             )
             .await;
-            let runs = open_bucket(
+            let runs = open_bucket::<RunRecord>(
                 client.clone(),
-                RUNS_BUCKET,
-                "herd coordinator: the journal of every run",
+                kv_stream_config(
+                    RUNS_BUCKET,
+                    "herd coordinator: the journal of every run",
+                    replicas,
+                ),
                 limits,
             )
             .await;
             match (nodes, runs) {
                 (Ok((nodes_kv, nodes)), Ok((runs_kv, runs))) => {
+                    let (nodes_bucket, nodes) = Bucket::restored(nodes_kv, nodes);
+                    let (runs_bucket, runs) = Bucket::restored(runs_kv, runs);
                     return Restored {
                         store: Store {
-                            nodes: nodes_kv,
-                            runs: runs_kv,
+                            nodes: nodes_bucket,
+                            runs: runs_bucket,
                         },
                         nodes,
                         runs,
-                    }
+                    };
                 }
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(error = %e, "coordinator buckets not ready; retrying");
@@ -69,33 +99,77 @@ impl Store {
     }
 
     /// Saves a node's record, without its last heartbeat's inventory (to keep it small).
-    pub fn save_node(&self, record: &NodeRecord) -> impl Future<Output = Result<(), String>> {
+    pub fn save_node(&self, record: &NodeRecord) -> impl Future<Output = Result<(), SaveError>> {
         let mut record = record.clone();
         if let Some(hb) = record.heartbeat.as_mut() {
             hb.workloads.clear();
         }
-        put(&self.nodes, record.node_id.to_string(), &record)
+        self.nodes.save(record.node_id.to_string(), &record)
     }
 
     /// Saves a run's journal.
-    pub fn save_run(&self, record: &RunRecord) -> impl Future<Output = Result<(), String>> {
-        put(&self.runs, record.run_id.to_string(), record)
+    pub fn save_run(&self, record: &RunRecord) -> impl Future<Output = Result<(), SaveError>> {
+        self.runs.save(record.run_id.to_string(), record)
     }
 }
 
-fn put<T: Serialize>(
-    bucket: &kv::Store,
-    key: String,
-    value: &T,
-) -> impl Future<Output = Result<(), String>> {
-    let bucket = bucket.clone();
-    let bytes = codec::encode(value, Encoding::MsgPack).map_err(|e| e.to_string());
-    async move {
-        bucket
-            .put(key, bytes?.into())
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+/// A KV bucket and the revision this coordinator knows of each key (0: none, the next write
+/// creates it). Writes of one key go one at a time, each at the revision the last one left.
+#[derive(Clone)]
+struct Bucket {
+    kv: kv::Store,
+    revisions: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<u64>>>>>,
+}
+
+impl Bucket {
+    fn restored<T>(kv: kv::Store, stored: Vec<Stored<T>>) -> (Bucket, Vec<T>) {
+        let mut revisions = HashMap::new();
+        let mut values = Vec::with_capacity(stored.len());
+        for s in stored {
+            revisions.insert(s.key, Arc::new(tokio::sync::Mutex::new(s.revision)));
+            values.push(s.value);
+        }
+        let bucket = Bucket {
+            kv,
+            revisions: Arc::new(Mutex::new(revisions)),
+        };
+        (bucket, values)
+    }
+
+    fn revision(&self, key: &str) -> Arc<tokio::sync::Mutex<u64>> {
+        let mut map = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_string()).or_default().clone()
+    }
+
+    fn save<T: Serialize>(
+        &self,
+        key: String,
+        value: &T,
+    ) -> impl Future<Output = Result<(), SaveError>> {
+        let kv = self.kv.clone();
+        let bytes = codec::encode(value, Encoding::MsgPack).map_err(|e| e.to_string());
+        let slot = self.revision(&key);
+        async move {
+            let bytes = bytes.map_err(SaveError::Failed)?;
+            let mut revision = slot.lock().await;
+            let written = if *revision == 0 {
+                kv.create(&key, bytes.into())
+                    .await
+                    .map_err(|e| match e.kind() {
+                        CreateErrorKind::AlreadyExists => SaveError::Superseded(key.clone()),
+                        _ => SaveError::Failed(e.to_string()),
+                    })
+            } else {
+                kv.update(&key, bytes.into(), *revision)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        UpdateErrorKind::WrongLastRevision => SaveError::Superseded(key.clone()),
+                        _ => SaveError::Failed(e.to_string()),
+                    })
+            };
+            *revision = written?;
+            Ok(())
+        }
     }
 }
 
@@ -117,6 +191,20 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// when this was called, so a first coordinator does not replay old history — or at the stream's
 /// start, when the stream was created later.
 pub async fn follow_events(
+    client: async_nats::Client,
+    subjects: Subjects,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    deliver: impl FnMut(jetstream::Message) -> bool,
+) {
+    // Stopping drops the consumer's pull requests at once: what this coordinator pulled but did
+    // not acknowledge goes to the next one after the ack wait.
+    tokio::select! {
+        _ = stop => {}
+        _ = follow(client, subjects, deliver) => {}
+    }
+}
+
+async fn follow(
     client: async_nats::Client,
     subjects: Subjects,
     mut deliver: impl FnMut(jetstream::Message) -> bool,

@@ -148,17 +148,26 @@ impl Election {
     /// The term this coordinator leads in, if it may act at `now_ms`.
     pub fn leading(&self, now_ms: u64) -> Option<u64> {
         match self.role {
-            Role::Leader {
-                term,
-                confirmed_sent_ms,
-                ..
-            } if now_ms < confirmed_sent_ms + self.config.act_for_ms() => Some(term),
+            Role::Leader { term, .. } if self.acts_until().is_some_and(|t| now_ms < t) => {
+                Some(term)
+            }
             _ => None,
         }
     }
 
     pub fn me(&self) -> &str {
         &self.me
+    }
+
+    /// Until when (`now_ms`) this coordinator may act, if it leads: its last confirmed renew's
+    /// send time plus [`ElectionConfig::act_for_ms`].
+    pub fn acts_until(&self) -> Option<u64> {
+        match self.role {
+            Role::Leader {
+                confirmed_sent_ms, ..
+            } => Some(confirmed_sent_ms + self.config.act_for_ms()),
+            Role::Standby => None,
+        }
     }
 
     /// Who leads as far as this coordinator knows: (holder, term); [`Election::me`] when it
@@ -312,6 +321,15 @@ impl Election {
                 }
                 self.step_down_if_expired(now_ms)
             }
+        }
+    }
+
+    /// A write of this coordinator's was refused because another one wrote since: whatever
+    /// the key says, another coordinator acts, so this one stops.
+    pub fn superseded(&mut self) -> Vec<ElectionEffect> {
+        match self.role {
+            Role::Leader { term, .. } => self.step_down(term, StepDown::Superseded),
+            Role::Standby => Vec::new(),
         }
     }
 

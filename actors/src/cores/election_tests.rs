@@ -98,7 +98,10 @@ fn a_lone_candidate_reads_creates_and_leads_in_the_create_s_revision() {
 fn a_leader_renews_at_the_revision_it_wrote_and_keeps_leading() {
     let mut key = Key::default();
     let mut e = Election::new("a", config());
-    assert_eq!(step(&mut e, &mut key, 0), vec![ElectionEffect::Lead { term: 1 }]);
+    assert_eq!(
+        step(&mut e, &mut key, 0),
+        vec![ElectionEffect::Lead { term: 1 }]
+    );
     assert_eq!(e.tick(LEASE / 3 - 1), vec![]);
     assert_eq!(
         e.tick(LEASE / 3),
@@ -143,7 +146,10 @@ fn a_leader_without_confirmed_renews_stops_acting_before_its_entry_can_expire() 
         }
     }
     let at = stepped_down.expect("it stepped down");
-    assert!(at >= config().act_for_ms() && at < LEASE, "stepped down at {at}");
+    assert!(
+        at >= config().act_for_ms() && at < LEASE,
+        "stepped down at {at}"
+    );
     assert_eq!(e.leading(at), None);
     assert!(key.read(at).is_some(), "while its entry still stood");
 }
@@ -152,7 +158,10 @@ fn a_leader_without_confirmed_renews_stops_acting_before_its_entry_can_expire() 
 fn a_standby_takes_over_within_two_leases_of_the_leader_s_death_in_a_higher_term() {
     let mut key = Key::default();
     let (mut a, mut b) = (Election::new("a", config()), Election::new("b", config()));
-    assert_eq!(step(&mut a, &mut key, 0), vec![ElectionEffect::Lead { term: 1 }]);
+    assert_eq!(
+        step(&mut a, &mut key, 0),
+        vec![ElectionEffect::Lead { term: 1 }]
+    );
     let mut now = 0;
     let mut followed = Vec::new();
     while now < 5000 {
@@ -178,7 +187,11 @@ fn a_standby_takes_over_within_two_leases_of_the_leader_s_death_in_a_higher_term
         now += 50;
         assert!(now < killed + 10 * LEASE, "b never took over");
     };
-    assert!(led.0 - killed <= 2 * LEASE, "took over after {} ms", led.0 - killed);
+    assert!(
+        led.0 - killed <= 2 * LEASE,
+        "took over after {} ms",
+        led.0 - killed
+    );
     assert!(led.1 > 1, "a new term: {}", led.1);
     assert_eq!(b.leader(), Some(("b", led.1)));
 }
@@ -288,7 +301,10 @@ fn a_leader_cut_off_stops_acting_before_the_other_side_elects_a_new_one() {
         );
     }
     let (a_stopped, b_led) = (a_stopped.unwrap(), b_led.unwrap());
-    assert!(a_stopped < b_led, "a stopped at {a_stopped}, b led at {b_led}");
+    assert!(
+        a_stopped < b_led,
+        "a stopped at {a_stopped}, b led at {b_led}"
+    );
 }
 
 #[test]
@@ -316,4 +332,31 @@ fn a_leader_that_leaves_steps_down_and_asks_for_nothing_more() {
     );
     assert_eq!(e.tick(LEASE), vec![]);
     assert_eq!(e.leading(LEASE), None);
+}
+
+#[test]
+fn a_leader_whose_write_was_refused_steps_down_and_waits_for_the_key_to_expire() {
+    let mut key = Key::default();
+    let mut e = Election::new("a", config());
+    step(&mut e, &mut key, 0);
+    assert_eq!(
+        e.superseded(),
+        vec![ElectionEffect::StepDown {
+            term: 1,
+            why: StepDown::Superseded
+        }]
+    );
+    assert_eq!(e.superseded(), vec![], "once");
+    // Its own entry still stands: it does not take it back, it lets it expire.
+    let mut now = 1;
+    while e.leading(now).is_none() {
+        step(&mut e, &mut key, now);
+        now += 50;
+        assert!(now < 3 * LEASE, "never led again");
+    }
+    assert!(
+        now >= LEASE,
+        "led again at {now}, before its old entry expired"
+    );
+    assert_eq!(e.leading(now), Some(2));
 }

@@ -27,6 +27,7 @@ pub fn logs_stream_config(
     subjects: &Subjects,
     node: &NodeId,
     retention: LogRetention,
+    replicas: usize,
 ) -> stream::Config {
     stream::Config {
         name: subjects.logs_stream(node),
@@ -35,6 +36,7 @@ pub fn logs_stream_config(
         max_age: retention.max_age,
         max_bytes: i64::try_from(retention.max_bytes).unwrap_or(i64::MAX),
         discard: stream::DiscardPolicy::Old,
+        num_replicas: replicas,
         ..Default::default()
     }
 }
@@ -87,10 +89,7 @@ pub fn keep_logs(client: async_nats::Client, config: stream::Config) -> LogsKept
 }
 
 async fn ensure(js: &jetstream::Context, config: &stream::Config) -> Result<(), String> {
-    let stream = js
-        .get_or_create_stream(config.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = herd_nats::ensure_stream(js, config.clone()).await?;
     let current = &stream.cached_info().config;
     if (current.max_age, current.max_bytes, current.discard)
         != (config.max_age, config.max_bytes, config.discard)
@@ -123,8 +122,10 @@ mod tests {
                 max_age: Duration::from_secs(86_400),
                 max_bytes: 1 << 30,
             },
+            3,
         );
         assert_eq!(config.name, "HERD_LOGS_n1");
+        assert_eq!(config.num_replicas, 3);
         assert_eq!(config.subjects, ["herd.v1.logs.n1.>"]);
         assert_eq!(config.max_bytes, 1 << 30);
         assert_eq!(config.max_age, Duration::from_secs(86_400));

@@ -2,7 +2,7 @@
 //! service error headers, MessagePack requests, and JetStream KV buckets.
 
 use async_nats::connection::State;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use async_nats::{HeaderMap, Message as NatsMessage};
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding, CONTENT_TYPE_HEADER};
@@ -109,45 +109,61 @@ pub async fn request_msgpack<Q: Serialize, R: serde::de::DeserializeOwned>(
     reply.into_result().map_err(|e| e.to_string())
 }
 
-/// Opens (or creates) a KV bucket and reads every value in it. The bucket's stream is created
-/// through the stream API with the KV conventions: async-nats' KV create cannot read nats-server
-/// 2.9's reply, the stream call can.
-pub async fn open_bucket<T: serde::de::DeserializeOwned>(
-    client: async_nats::Client,
-    bucket: &str,
-    description: &str,
-    limits: DecodeLimits,
-) -> Result<(kv::Store, Vec<T>), String> {
-    let js = jetstream::new(client);
-    js.get_or_create_stream(jetstream::stream::Config {
+/// A value read from a KV bucket, with the revision a compare-and-set write must name.
+pub struct Stored<T> {
+    pub key: String,
+    pub revision: u64,
+    pub value: T,
+}
+
+/// The stream of a KV bucket by the KV conventions, history 1. The stream API creates it:
+/// async-nats' KV create cannot read nats-server 2.9's reply, the stream call can.
+pub fn kv_stream_config(bucket: &str, description: &str, replicas: usize) -> stream::Config {
+    stream::Config {
         name: format!("KV_{bucket}"),
         description: Some(description.into()),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
-        discard: jetstream::stream::DiscardPolicy::New,
+        discard: stream::DiscardPolicy::New,
         allow_rollup: true,
         deny_delete: true,
         allow_direct: true,
-        storage: jetstream::stream::StorageType::File,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("cannot create the {bucket} bucket: {e}"))?;
+    }
+}
+
+/// Opens (or creates) a KV bucket and reads every value in it, with its revision.
+pub async fn open_bucket<T: serde::de::DeserializeOwned>(
+    client: async_nats::Client,
+    config: stream::Config,
+    limits: DecodeLimits,
+) -> Result<(kv::Store, Vec<Stored<T>>), String> {
+    let js = jetstream::new(client);
+    let bucket = config.name.trim_start_matches("KV_").to_string();
+    herd_nats::ensure_stream(&js, config).await?;
     let store = js
-        .get_key_value(bucket)
+        .get_key_value(&bucket)
         .await
         .map_err(|e| format!("cannot open the {bucket} bucket: {e}"))?;
     let mut values = Vec::new();
     let mut keys = store.keys().await.map_err(|e| e.to_string())?;
     while let Some(key) = keys.next().await {
         let Ok(key) = key else { continue };
-        if let Ok(Some(bytes)) = store.get(&key).await {
-            match codec::decode::<T>(&bytes, Encoding::MsgPack, &limits) {
-                Ok(v) => values.push(v),
-                Err(e) => {
-                    tracing::warn!(%bucket, %key, error = %e, "ignoring an unreadable record")
-                }
-            }
+        let Ok(Some(entry)) = store.entry(&key).await else {
+            continue;
+        };
+        if entry.operation != kv::Operation::Put {
+            continue;
+        }
+        match codec::decode::<T>(&entry.value, Encoding::MsgPack, &limits) {
+            Ok(value) => values.push(Stored {
+                key,
+                revision: entry.revision,
+                value,
+            }),
+            Err(e) => tracing::warn!(%bucket, %key, error = %e, "ignoring an unreadable record"),
         }
     }
     Ok((store, values))

@@ -65,13 +65,17 @@ fn join(rel: &str, name: &str) -> String {
     }
 }
 
-/// Opens the `herd-results` bucket, creating its stream (idempotently).
-pub async fn open_results_bucket(client: async_nats::Client) -> Result<ObjectBucket, String> {
+/// Opens the `herd-results` bucket, creating its stream (idempotently) with `replicas`.
+pub async fn open_results_bucket(
+    client: async_nats::Client,
+    replicas: usize,
+) -> Result<ObjectBucket, String> {
     ObjectBucket::open(
         client,
         RESULTS_BUCKET,
         RESULTS_STREAM,
         "herd: the files run tasks left, as RUN/NODE/TASK/PATH",
+        replicas,
     )
     .await
 }

@@ -63,6 +63,7 @@ impl EventPublisher {
         subjects: &Subjects,
         capacity: usize,
         max_age: Duration,
+        replicas: usize,
         state_file: Option<PathBuf>,
     ) -> EventPublisher {
         let mut js = jetstream::new(client);
@@ -81,7 +82,7 @@ impl EventPublisher {
         }
         EventPublisher {
             js,
-            stream: events_stream_config(subjects, max_age),
+            stream: events_stream_config(subjects, max_age, replicas),
             outbox,
             state_file,
             in_flight: false,
@@ -108,9 +109,7 @@ impl EventPublisher {
         let stream = (!self.stream_ready).then(|| self.stream.clone());
         let fut = async move {
             if let Some(config) = stream {
-                js.get_or_create_stream(config)
-                    .await
-                    .map_err(|e| format!("cannot create the events stream: {e}"))?;
+                herd_nats::ensure_stream(&js, config).await?;
             }
             herd_shim::stage::stage("event_sent");
             let publish = PublishMessage::build()
@@ -176,13 +175,18 @@ impl EventPublisher {
 }
 
 /// The `HERD_EVENTS` stream: every node's lifecycle events, de-duplicated by message id.
-pub fn events_stream_config(subjects: &Subjects, max_age: Duration) -> stream::Config {
+pub fn events_stream_config(
+    subjects: &Subjects,
+    max_age: Duration,
+    replicas: usize,
+) -> stream::Config {
     stream::Config {
         name: subjects.events_stream(),
         subjects: vec![subjects.events_all()],
         storage: stream::StorageType::File,
         max_age,
         duplicate_window: DUPLICATE_WINDOW.min(max_age),
+        num_replicas: replicas,
         ..Default::default()
     }
 }

@@ -185,6 +185,7 @@ pub struct ProcessMonitor {
     subjects: Subjects,
     interval: Duration,
     max_age: Duration,
+    replicas: usize,
     collector: Collector,
 }
 
@@ -200,6 +201,7 @@ impl ProcessMonitor {
         node_id: NodeId,
         interval: Duration,
         max_age: Duration,
+        replicas: usize,
         gpus: crate::edges::gpu::Nvml,
     ) -> ProcessMonitor {
         ProcessMonitor {
@@ -207,6 +209,7 @@ impl ProcessMonitor {
             subjects,
             interval,
             max_age,
+            replicas,
             collector: Collector::new(node_id).with_gpus(gpus),
         }
     }
@@ -222,12 +225,17 @@ impl ProcessMonitor {
 }
 
 /// The `HERD_TELEMETRY` stream: every node's batches, kept for `max_age`.
-pub fn telemetry_stream_config(subjects: &Subjects, max_age: Duration) -> stream::Config {
+pub fn telemetry_stream_config(
+    subjects: &Subjects,
+    max_age: Duration,
+    replicas: usize,
+) -> stream::Config {
     stream::Config {
         name: subjects.telemetry_stream(),
         subjects: vec![subjects.telemetry_all()],
         storage: stream::StorageType::File,
         max_age,
+        num_replicas: replicas,
         ..Default::default()
     }
 }
@@ -237,11 +245,11 @@ impl Actor for ProcessMonitor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let js = jetstream::new(self.client.clone());
-        let config = telemetry_stream_config(&self.subjects, self.max_age);
+        let config = telemetry_stream_config(&self.subjects, self.max_age, self.replicas);
         actix::spawn(async move {
             let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
             loop {
-                match js.get_or_create_stream(config.clone()).await {
+                match herd_nats::ensure_stream(&js, config.clone()).await {
                     Ok(_) => return,
                     Err(e) => tracing::debug!(error = %e, "telemetry stream not ready; retrying"),
                 }

@@ -102,6 +102,7 @@ struct Job {
     node_id: NodeId,
     policy: ResultsPolicy,
     events: Addr<EventPublisher>,
+    replicas: usize,
 }
 
 /// Why a spool entry was not finished.
@@ -131,6 +132,7 @@ impl ResultsUploader {
         policy: ResultsPolicy,
         spool: PathBuf,
         events: Addr<EventPublisher>,
+        replicas: usize,
     ) -> ResultsUploader {
         ResultsUploader {
             job: Job {
@@ -139,6 +141,7 @@ impl ResultsUploader {
                 node_id,
                 policy,
                 events,
+                replicas,
             },
             spool,
             queue: VecDeque::new(),
@@ -345,7 +348,7 @@ async fn upload_files(
             Err(e) => results.metrics_error = Some(format!("{METRICS_FILE}: {e}")),
         }
     }
-    let bucket = open_results_bucket(job.client.clone())
+    let bucket = open_results_bucket(job.client.clone(), job.replicas)
         .await
         .map_err(Unfinished::Retry)?;
     for file in plan.files {

@@ -71,6 +71,27 @@ pub struct NodeRecord {
 pub struct NodeList {
     #[serde(default)]
     pub nodes: Vec<NodeRecord>,
+    /// The coordinator that answered, which leads (absent from coordinators before elections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<Leadership>,
+}
+
+/// JetStream KV bucket whose one key, [`LEADER_KEY`], names the leading coordinator. Its
+/// entries expire after the lease (the bucket's `max_age`).
+pub const LEADER_BUCKET: &str = "herd-leader";
+pub const LEADER_KEY: &str = "coordinator";
+
+/// A coordinator's leadership: the value of [`LEADER_KEY`], in `cluster.nodes` replies and in
+/// `coordinator.leader` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leadership {
+    /// The coordinator's name: its node id, `:`, its process id (unique per process).
+    pub coordinator: String,
+    /// The revision of the KV entry that won the lease: later leaderships have higher terms.
+    /// 0 in that entry itself (its revision is not known before it is written).
+    pub term: u64,
+    /// Wall clock, when it took the lease.
+    pub since_ms: u64,
 }
 
 /// `cluster.workloads` request.
@@ -158,13 +179,17 @@ pub enum ClusterEventKind {
     Node(NodeLiveness),
     /// A run's state changed.
     Run(RunState),
+    /// A coordinator took the lead ([`ClusterEvent::leader`] says which, in which term).
+    Leader,
 }
 
 impl ClusterEventKind {
     /// Every kind: each node liveness, then each run state.
     pub fn all() -> impl Iterator<Item = ClusterEventKind> {
         let nodes = NodeLiveness::ALL.into_iter().map(ClusterEventKind::Node);
-        nodes.chain(RunState::ALL.into_iter().map(ClusterEventKind::Run))
+        nodes
+            .chain(RunState::ALL.into_iter().map(ClusterEventKind::Run))
+            .chain([ClusterEventKind::Leader])
     }
 
     pub fn as_str(self) -> &'static str {
@@ -181,6 +206,7 @@ impl ClusterEventKind {
             ClusterEventKind::Run(RunState::Stopping) => "run.stopping",
             ClusterEventKind::Run(RunState::Stopped) => "run.stopped",
             ClusterEventKind::Run(RunState::StopFailed) => "run.stop_failed",
+            ClusterEventKind::Leader => "coordinator.leader",
         }
     }
 
@@ -188,6 +214,7 @@ impl ClusterEventKind {
         match kind.split_once('.')? {
             ("node", liveness) => NodeLiveness::parse(liveness).map(ClusterEventKind::Node),
             ("run", state) => RunState::parse(state).map(ClusterEventKind::Run),
+            ("coordinator", "leader") => Some(ClusterEventKind::Leader),
             _ => None,
         }
     }
@@ -214,6 +241,9 @@ pub struct ClusterEvent {
     pub nodes: Vec<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// In `coordinator.leader`: the new leadership.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<Leadership>,
 }
 
 impl ClusterEvent {
@@ -226,6 +256,7 @@ impl ClusterEvent {
             run_id: None,
             nodes: vec![],
             message: None,
+            leader: None,
         }
     }
 
@@ -250,11 +281,12 @@ mod tests {
 
     #[test]
     fn cluster_event_kinds_are_area_dot_name_and_parse_back() {
-        assert_eq!(ClusterEventKind::all().count(), 12);
+        assert_eq!(ClusterEventKind::all().count(), 13);
         for kind in ClusterEventKind::all() {
             let expected = match kind {
                 ClusterEventKind::Node(l) => format!("node.{}", l.as_str()),
                 ClusterEventKind::Run(s) => format!("run.{}", s.as_str()),
+                ClusterEventKind::Leader => "coordinator.leader".to_string(),
             };
             assert_eq!(kind.as_str(), expected);
             assert_eq!(ClusterEventKind::parse(kind.as_str()), Some(kind));

@@ -36,6 +36,8 @@ impl Source {
                 subjects,
                 timeout: Duration::from_secs(3),
                 json: false,
+                // The dashboard creates no bucket.
+                replicas: 1,
             },
         }
     }

@@ -13,6 +13,7 @@ impl ClusterApi for Serving<'_> {
     fn nodes(&mut self, q: NodesQuery) -> Answer<NodeList> {
         Ok(NodeList {
             nodes: self.act.registry.nodes(&q),
+            leader: Some(self.act.leadership.clone()),
         })
         .into()
     }

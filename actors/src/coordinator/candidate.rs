@@ -1,0 +1,375 @@
+//! The coordinator role's outer actor: a candidate for the lead. It runs the [`Election`]
+//! against key `coordinator` of the `herd-leader` KV bucket (entries expire after the lease) and
+//! starts a [`Coordinator`] while this process leads, stopping it the moment it does not. A
+//! standby therefore answers no `cluster.*` request and acts on nothing; the leader's
+//! coordinator restores the fleet and the runs from the buckets when it starts.
+
+use crate::coordinator::actor::{Coordinator, Depose};
+use crate::cores::election::{
+    Election, ElectionConfig, ElectionEffect, Observed, StepDown, WriteRefused,
+};
+use crate::edges::clock::now_ms;
+use crate::edges::nats::{kv_stream_config, publish_msgpack};
+use actix::prelude::*;
+use async_nats::jetstream;
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use herd_bus::codec::{self, DecodeLimits, Encoding};
+use herd_bus::{ClusterEvent, ClusterEventKind, Leadership, Subjects, LEADER_BUCKET, LEADER_KEY};
+use herd_nats::ensure_stream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Until when this process may act as the leader, shared by the candidate with its
+/// coordinator, which checks it before each request, event and tick: a coordinator frozen past
+/// its lease (a paused VM, SIGSTOP) does not act on what it finds queued when it thaws, before
+/// the candidate has had a chance to depose it.
+#[derive(Clone)]
+pub struct LeaseGuard {
+    epoch: Instant,
+    until_ms: Arc<AtomicU64>,
+}
+
+impl LeaseGuard {
+    fn new() -> LeaseGuard {
+        LeaseGuard {
+            epoch: Instant::now(),
+            until_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Monotonic milliseconds since this process's guard was made.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn holds(&self) -> bool {
+        self.now_ms() < self.until_ms.load(Ordering::Acquire)
+    }
+
+    fn set(&self, until_ms: Option<u64>) {
+        self.until_ms
+            .store(until_ms.unwrap_or(0), Ordering::Release);
+    }
+}
+
+/// Builds this process's coordinator for a leadership it just won.
+pub type CoordinatorFactory =
+    Box<dyn Fn(Leadership, Recipient<Superseded>, LeaseGuard) -> Coordinator>;
+
+pub struct Candidate {
+    client: async_nats::Client,
+    subjects: Subjects,
+    election: Election,
+    replicas: usize,
+    make: CoordinatorFactory,
+    /// The leader bucket, once open.
+    key: Option<kv::Store>,
+    opening: bool,
+    open_failures: u32,
+    leading: Option<(Leadership, Addr<Coordinator>)>,
+    guard: LeaseGuard,
+}
+
+impl Candidate {
+    /// `me`: this process's name in the key, unique per process (`<node id>:<pid>`).
+    pub fn new(
+        client: async_nats::Client,
+        subjects: Subjects,
+        me: String,
+        lease: Duration,
+        replicas: usize,
+        make: CoordinatorFactory,
+    ) -> Candidate {
+        let config = ElectionConfig {
+            lease_ms: lease.as_millis().max(1) as u64,
+        };
+        Candidate {
+            client,
+            subjects,
+            election: Election::new(me, config),
+            replicas,
+            make,
+            key: None,
+            opening: false,
+            open_failures: 0,
+            leading: None,
+            guard: LeaseGuard::new(),
+        }
+    }
+
+    /// Monotonic milliseconds for the election (the wall clock may jump).
+    fn now(&self) -> u64 {
+        self.guard.now_ms()
+    }
+
+    /// How long a request to the key may take before it counts as unanswered.
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis((self.election.config().lease_ms / 4).max(50))
+    }
+
+    fn perform(&mut self, effects: Vec<ElectionEffect>, ctx: &mut Context<Self>) {
+        self.guard.set(self.election.acts_until());
+        for effect in effects {
+            match effect {
+                ElectionEffect::Read => self.read(ctx),
+                ElectionEffect::Create => self.create(ctx),
+                ElectionEffect::Renew { term, revision } => self.renew(term, revision, ctx),
+                ElectionEffect::Lead { term } => self.lead(term, ctx),
+                ElectionEffect::StepDown { term, why } => self.step_down(term, why),
+                ElectionEffect::Follow { holder, term } => {
+                    tracing::info!(leader = %holder, term, "another coordinator leads; standing by")
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, ctx: &mut Context<Self>) {
+        let Some(key) = self.key.clone() else {
+            self.election.on_read_failed();
+            return;
+        };
+        let timeout = self.request_timeout();
+        let read = async move { tokio::time::timeout(timeout, key.entry(LEADER_KEY)).await };
+        ctx.spawn(read.into_actor(self).map(|res, act, ctx| {
+            let now = act.now();
+            let fx = match res {
+                Ok(Ok(Some(entry))) if entry.operation == kv::Operation::Put => {
+                    match codec::decode::<Leadership>(
+                        &entry.value,
+                        Encoding::MsgPack,
+                        &DecodeLimits::default(),
+                    ) {
+                        Ok(l) => act.election.on_read(
+                            Some(Observed {
+                                holder: l.coordinator,
+                                term: if l.term == 0 { entry.revision } else { l.term },
+                                revision: entry.revision,
+                            }),
+                            now,
+                        ),
+                        Err(e) => {
+                            // Not herd's: left to expire rather than overwritten.
+                            tracing::warn!(error = %e, "the leader key holds something unreadable");
+                            act.election.on_read_failed();
+                            Vec::new()
+                        }
+                    }
+                }
+                // Expired, or deleted by a leader that left.
+                Ok(Ok(_)) => act.election.on_read(None, now),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cannot read the leader key");
+                    act.election.on_read_failed();
+                    Vec::new()
+                }
+                Err(_) => {
+                    act.election.on_read_failed();
+                    Vec::new()
+                }
+            };
+            act.perform(fx, ctx);
+        }));
+    }
+
+    fn lease_value(&self, term: u64) -> bytes::Bytes {
+        let value = Leadership {
+            coordinator: self.election.me().to_string(),
+            term,
+            since_ms: self
+                .leading
+                .as_ref()
+                .map_or_else(now_ms, |(l, _)| l.since_ms),
+        };
+        codec::encode(&value, Encoding::MsgPack)
+            .expect("a Leadership encodes")
+            .into()
+    }
+
+    fn create(&mut self, ctx: &mut Context<Self>) {
+        let Some(key) = self.key.clone() else {
+            let now = self.now();
+            let fx = self
+                .election
+                .on_created(Err(WriteRefused::Unreachable), now, now);
+            return self.perform(fx, ctx);
+        };
+        let (value, sent, timeout) = (self.lease_value(0), self.now(), self.request_timeout());
+        let create =
+            async move { tokio::time::timeout(timeout, key.create(LEADER_KEY, value)).await };
+        ctx.spawn(create.into_actor(self).map(move |res, act, ctx| {
+            let res = match res {
+                Ok(Ok(revision)) => Ok(revision),
+                Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => {
+                    Err(WriteRefused::Conflict)
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cannot create the leader key");
+                    Err(WriteRefused::Unreachable)
+                }
+                Err(_) => Err(WriteRefused::Unreachable),
+            };
+            let fx = act.election.on_created(res, sent, act.now());
+            act.perform(fx, ctx);
+        }));
+    }
+
+    fn renew(&mut self, term: u64, revision: u64, ctx: &mut Context<Self>) {
+        let Some(key) = self.key.clone() else { return };
+        let (value, sent, timeout) = (self.lease_value(term), self.now(), self.request_timeout());
+        let update = async move {
+            tokio::time::timeout(timeout, key.update(LEADER_KEY, value, revision)).await
+        };
+        ctx.spawn(update.into_actor(self).map(move |res, act, ctx| {
+            let res = match res {
+                Ok(Ok(revision)) => Ok(revision),
+                Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                    Err(WriteRefused::Conflict)
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot renew the lead");
+                    Err(WriteRefused::Unreachable)
+                }
+                Err(_) => {
+                    tracing::warn!("renewing the lead timed out");
+                    Err(WriteRefused::Unreachable)
+                }
+            };
+            let fx = act.election.on_renewed(res, sent, act.now());
+            act.perform(fx, ctx);
+        }));
+    }
+
+    fn lead(&mut self, term: u64, ctx: &mut Context<Self>) {
+        let leadership = Leadership {
+            coordinator: self.election.me().to_string(),
+            term,
+            since_ms: now_ms(),
+        };
+        tracing::info!(term, "this coordinator leads");
+        let event = ClusterEvent {
+            leader: Some(leadership.clone()),
+            ..ClusterEvent::new(ClusterEventKind::Leader, leadership.since_ms)
+        };
+        publish_msgpack(
+            &self.client,
+            self.subjects.cluster_event(ClusterEventKind::Leader),
+            &event,
+            "a leader event",
+        );
+        let superseded = ctx.address().recipient();
+        let coordinator = (self.make)(leadership.clone(), superseded, self.guard.clone()).start();
+        self.leading = Some((leadership, coordinator));
+    }
+
+    fn step_down(&mut self, term: u64, why: StepDown) {
+        tracing::warn!(term, %why, "this coordinator no longer leads; standing by");
+        if let Some((_, coordinator)) = self.leading.take() {
+            coordinator.do_send(Depose);
+        }
+    }
+}
+
+impl Actor for Candidate {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.open(ctx);
+        let every = Duration::from_millis((self.election.config().lease_ms / 10).max(10));
+        ctx.run_interval(every, |act, ctx| {
+            if act.key.is_none() {
+                // No election until the bucket is open: a standby that cannot read the key
+                // cannot know that it is free.
+                return act.open(ctx);
+            }
+            let fx = act.election.tick(act.now());
+            act.perform(fx, ctx);
+        });
+    }
+}
+
+impl Candidate {
+    /// Opens (or creates) the leader bucket with this lease; tried again on each tick until it
+    /// succeeds.
+    fn open(&mut self, ctx: &mut Context<Self>) {
+        if self.opening {
+            return;
+        }
+        self.opening = true;
+        let js = jetstream::new(self.client.clone());
+        let mut config = kv_stream_config(
+            LEADER_BUCKET,
+            "herd coordinators: which one leads (the entry expires after the lease)",
+            self.replicas,
+        );
+        config.max_age = Duration::from_millis(self.election.config().lease_ms);
+        let open = async move {
+            let stream = ensure_stream(&js, config.clone()).await?;
+            let found = stream.cached_info().config.max_age;
+            if found != config.max_age {
+                // Another lease was configured before: this one holds from now on.
+                tracing::warn!(?found, wanted = ?config.max_age, "changing the leader bucket's lease");
+                js.update_stream(config)
+                    .await
+                    .map_err(|e| format!("cannot change the {LEADER_BUCKET} bucket: {e}"))?;
+            }
+            js.get_key_value(LEADER_BUCKET)
+                .await
+                .map_err(|e| format!("cannot open the {LEADER_BUCKET} bucket: {e}"))
+        };
+        ctx.spawn(open.into_actor(self).map(|res, act, _| {
+            act.opening = false;
+            match res {
+                Ok(key) => act.key = Some(key),
+                Err(e) => {
+                    act.open_failures += 1;
+                    // The first failure and then every power of two: it is retried each tick.
+                    if act.open_failures.is_power_of_two() {
+                        tracing::warn!(error = %e, tries = act.open_failures, "leader bucket not ready; retrying");
+                    }
+                }
+            }
+        }));
+    }
+}
+
+/// A coordinator found its writes refused: another one leads.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Superseded(pub String);
+
+impl Handler<Superseded> for Candidate {
+    type Result = ();
+    fn handle(&mut self, Superseded(why): Superseded, ctx: &mut Self::Context) {
+        tracing::warn!(%why, "a write was refused");
+        let fx = self.election.superseded();
+        self.perform(fx, ctx);
+    }
+}
+
+/// This herdd is shutting down: a leader steps down and deletes its key, so that a standby
+/// takes over without waiting for the lease to expire.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave;
+
+impl Handler<Leave> for Candidate {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Leave, ctx: &mut Self::Context) -> Self::Result {
+        let revision = self.election.revision();
+        let fx = self.election.leave();
+        self.perform(fx, ctx);
+        let (key, timeout) = (self.key.clone(), self.request_timeout());
+        Box::pin(async move {
+            if let (Some(key), Some(revision)) = (key, revision) {
+                let delete = key.delete_expect_revision(LEADER_KEY, Some(revision));
+                match tokio::time::timeout(timeout, delete).await {
+                    Ok(Ok(())) => tracing::info!("handed the lead over"),
+                    _ => tracing::warn!(
+                        "could not delete the leader key; a standby takes over once it expires"
+                    ),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! Two coordinators, each a herdd process, on a real nats-server: one leads through the
+//! `herd-leader` KV lease, the other stands by; killed, frozen or shut down, the leader is
+//! replaced and the runs go on, each task started once.
+
+use futures::StreamExt;
+use herd_bus::codec::{self, DecodeLimits, Encoding};
+use herd_bus::{ClusterEvent, LogChunk, RunRecord, RunState, TaskStatus, WorkloadState};
+use herd_tests::{announce, eventually, herdctl, wait_workloads_events, Fleet, Herdd};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const HB: f64 = 0.5;
+const LEASE_S: f64 = 2.0;
+const COORDINATOR_TOML: &str = "lease_s = 2.0\n";
+
+/// A fleet of `agents` with its coordinator leading, and a standby coordinator `<tag>-standby`
+/// that has seen the leader.
+async fn fleet_with_standby(tag: &str, agents: &[&str]) -> (Fleet, Herdd) {
+    let f = Fleet::start_with(tag, agents, HB, 30.0, "", COORDINATOR_TOML).await;
+    let leader = name(&f.coordinator);
+    assert_eq!(leads(&f).await.map(|l| l.0), Some(leader.clone()));
+    let standby = Fleet::start_coordinator_with(
+        &f.nats,
+        &format!("{tag}-standby"),
+        HB,
+        30.0,
+        COORDINATOR_TOML,
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the standby to see the leader",
+        || async {
+            standby
+                .log()
+                .contains("another coordinator leads")
+                .then_some(())
+        },
+    )
+    .await;
+    announce(&format!(
+        "topology: nats-server {}, leader {leader}, standby {}, agents {:?}, lease {LEASE_S} s",
+        f.nats.url(),
+        name(&standby),
+        f.agents.iter().map(|a| &a.node_id).collect::<Vec<_>>()
+    ));
+    (f, standby)
+}
+
+/// A coordinator's name in the lease: node id and process id.
+fn name(h: &Herdd) -> String {
+    format!("{}:{}", h.node_id, h.pid())
+}
+
+/// The coordinator that answered `cluster.nodes`, and its term. A request sent as the leader
+/// dies is lost with it: each try waits a quarter of a second, not the client's 5 s.
+async fn leads(f: &Fleet) -> Option<(String, u64)> {
+    let ask = f.try_call("herd.v1.cluster.nodes", json!({}));
+    let v = tokio::time::timeout(Duration::from_millis(250), ask)
+        .await
+        .ok()??;
+    let l = &v["data"]["leader"];
+    Some((l["coordinator"].as_str()?.to_string(), l["term"].as_u64()?))
+}
+
+/// Every one of 20 requests is answered by `who`.
+async fn only_answers(f: &Fleet, who: &str) {
+    for _ in 0..20 {
+        let v = f.cluster("nodes", json!({})).await;
+        assert_eq!(
+            v["data"]["leader"]["coordinator"].as_str(),
+            Some(who),
+            "{v}"
+        );
+    }
+}
+
+async fn submit(f: &Fleet, spec: Value) -> String {
+    let v = f.cluster("run.submit", spec.clone()).await;
+    assert_eq!(v["ok"], true, "{spec} → {v}");
+    v["data"]["run_id"].as_str().unwrap().to_string()
+}
+
+/// Waits until `who` answers `cluster.nodes`; how long that took since `from`.
+async fn led_by(f: &Fleet, who: &str, from: Instant) -> (Duration, u64) {
+    let term = eventually(
+        Duration::from_secs(30),
+        &format!("{who} to lead"),
+        || async { leads(f).await.filter(|l| l.0 == who).map(|l| l.1) },
+    )
+    .await;
+    (from.elapsed(), term)
+}
+
+async fn next_leader_event(sub: &mut async_nats::Subscriber) -> ClusterEvent {
+    let m = tokio::time::timeout(Duration::from_secs(30), sub.next())
+        .await
+        .expect("a coordinator.leader event")
+        .unwrap();
+    codec::decode(&m.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap()
+}
+
+fn assert_started_once(starts: &std::collections::HashMap<String, u32>, r: &RunRecord) {
+    assert_eq!(starts.len(), r.tasks.len(), "{starts:?}");
+    assert!(starts.values().all(|n| *n == 1), "{starts:?}");
+    for t in &r.tasks {
+        assert!(
+            starts.contains_key(t.workload_id.as_ref().unwrap().as_str()),
+            "{t:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_standby_leads_within_two_leases_of_the_leader_s_kill_and_the_run_completes() {
+    let (f, standby) = fleet_with_standby("fk", &["a", "b"]).await;
+    let (old, old_term) = leads(&f).await.unwrap();
+    only_answers(&f, &old).await;
+    let mut leader_events = f
+        .client
+        .subscribe("herd.v1.cluster.evt.coordinator.leader")
+        .await
+        .unwrap();
+    f.client.flush().await.unwrap();
+    let run = submit(
+        &f,
+        json!({
+            "workload": {"command": ["sleep", "1"]},
+            "targets": {"nodes": ["fk-a", "fk-b"]},
+            "repetitions": 3
+        }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    f.coordinator.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    announce("failure: SIGKILL of the leading coordinator 1.5 s into a 6-task run");
+    let new = name(&standby);
+    let (took, term) = led_by(&f, &new, killed).await;
+    announce(&format!(
+        "the standby answered cluster.nodes as leader {took:.2?} after the kill (lease {LEASE_S} s)"
+    ));
+    assert!(
+        took <= Duration::from_secs_f64(2.0 * LEASE_S),
+        "took {took:?}, more than two leases"
+    );
+    assert!(term > old_term, "term {term} after {old_term}");
+    let event = next_leader_event(&mut leader_events).await;
+    assert_eq!(
+        event.leader.as_ref().map(|l| l.coordinator.as_str()),
+        Some(new.as_str())
+    );
+    assert_eq!(event.leader.as_ref().map(|l| l.term), Some(term));
+    let r = f
+        .wait_run(
+            &run,
+            &[RunState::Completed, RunState::Failed],
+            Duration::from_secs(40),
+        )
+        .await;
+    assert_eq!(r.state, RunState::Completed, "{r:#?}");
+    assert!(r.tasks.iter().all(|t| t.status == TaskStatus::Completed));
+    assert_started_once(&f.running_events(&run).await, &r);
+    only_answers(&f, &new).await;
+    let (out, _) = herdctl(&f.nats.url(), &["nodes"]).await;
+    assert!(
+        out.contains(&format!("leader: {new} (term {term},")),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_killed_mid_stop_leaves_the_run_stopped() {
+    let (f, standby) = fleet_with_standby("fs", &["a", "b"]).await;
+    let mut ready = f.client.subscribe("herd.v1.logs.*.*.stdout").await.unwrap();
+    let mut events = f
+        .client
+        .subscribe("herd.v1.evt.*.workload.*")
+        .await
+        .unwrap();
+    f.client.flush().await.unwrap();
+    // A task that ignores SIGTERM: each node kills it once its 2 s grace is over.
+    let run = submit(
+        &f,
+        json!({
+            "workload": {"command": ["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"], "grace_s": 2.0},
+            "targets": {"nodes": ["fs-a", "fs-b"]},
+            "repetitions": 2,
+            "stop_timeout_s": 8.0
+        }),
+    )
+    .await;
+    let r = f.run_record(&run).await;
+    let workloads: Vec<String> = r
+        .tasks
+        .iter()
+        .filter(|t| t.rep == 1)
+        .map(|t| t.workload_id.as_ref().unwrap().to_string())
+        .collect();
+    let mut trapped = std::collections::HashSet::new();
+    while trapped.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(15), ready.next())
+            .await
+            .expect("both tasks ready")
+            .unwrap();
+        let chunk: LogChunk =
+            codec::decode(&m.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
+        if workloads.contains(&chunk.workload_id.to_string())
+            && chunk.lines.contains(&"ready".into())
+        {
+            trapped.insert(chunk.workload_id);
+        }
+    }
+    let v = f.cluster("run.stop", json!({"run_id": run})).await;
+    assert_eq!(v["data"]["state"], "stopping", "{v}");
+    f.coordinator.signal(Signal::SIGKILL);
+    announce("failure: SIGKILL of the leading coordinator right after run.stop");
+    let ids: Vec<&str> = workloads.iter().map(String::as_str).collect();
+    let killed = wait_workloads_events(
+        &mut events,
+        &ids,
+        &[WorkloadState::Killed],
+        Duration::from_secs(6),
+    )
+    .await;
+    assert_eq!(killed.len(), 2);
+    led_by(&f, &name(&standby), Instant::now()).await;
+    let r = f
+        .wait_run(
+            &run,
+            &[RunState::Stopped, RunState::StopFailed],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(r.state, RunState::Stopped, "{r:#?}");
+    assert!(r.unconfirmed_nodes.is_empty(), "{r:?}");
+    for t in &r.tasks {
+        let want = if t.rep == 1 {
+            TaskStatus::Stopped
+        } else {
+            TaskStatus::Skipped
+        };
+        assert_eq!(t.status, want, "{t:?}");
+    }
+    f.nothing_left(&run).await;
+}
+
+#[tokio::test]
+async fn a_frozen_leader_is_replaced_and_acts_no_more_once_thawed() {
+    let (f, standby) = fleet_with_standby("ff", &["a"]).await;
+    let old = name(&f.coordinator);
+    f.coordinator.signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
+    announce("failure: SIGSTOP of the leading coordinator (cut off from everything)");
+    let new = name(&standby);
+    let (took, _) = led_by(&f, &new, frozen).await;
+    announce(&format!("the standby led {took:.2?} after the freeze"));
+    assert!(
+        took <= Duration::from_secs_f64(2.0 * LEASE_S),
+        "took {took:?}"
+    );
+    let run = submit(
+        &f,
+        json!({
+            "workload": {"command": ["sleep", "0.5"]},
+            "targets": {"nodes": ["ff-a"]},
+            "repetitions": 2
+        }),
+    )
+    .await;
+    f.coordinator.signal(Signal::SIGCONT);
+    announce("healed: SIGCONT of the old leader");
+    eventually(
+        Duration::from_secs(10),
+        "the old leader to step down",
+        || async {
+            f.coordinator
+                .log()
+                .contains("no longer leads")
+                .then_some(())
+        },
+    )
+    .await;
+    let r = f
+        .wait_run(
+            &run,
+            &[RunState::Completed, RunState::Failed],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(r.state, RunState::Completed, "{r:#?}");
+    assert_started_once(&f.running_events(&run).await, &r);
+    only_answers(&f, &new).await;
+    assert!(
+        !standby.log().contains("no longer leads"),
+        "the new leader stood down: {}",
+        standby.log()
+    );
+    assert!(old != new);
+}
+
+#[tokio::test]
+async fn a_leader_that_shuts_down_hands_over_without_waiting_for_its_lease() {
+    let (mut f, standby) = fleet_with_standby("fh", &["a"]).await;
+    let stopping = Instant::now();
+    f.coordinator
+        .terminate(Duration::from_secs(10))
+        .expect("the leader stops");
+    let (took, _) = led_by(&f, &name(&standby), stopping).await;
+    announce(&format!(
+        "SIGTERM of the leader: the standby led {took:.2?} later"
+    ));
+    assert!(f.coordinator.log().contains("handed the lead over"));
+    assert!(
+        took < Duration::from_secs_f64(LEASE_S),
+        "took {took:?}: it waited for the lease"
+    );
+}
+
+#[tokio::test]
+async fn more_replicas_than_servers_is_said_plainly_and_nothing_is_half_made() {
+    let nats = herd_tests::NatsServer::start();
+    let mut h = Herdd::start_with(herd_tests::HerddOptions {
+        env: vec![("HERD_NATS_REPLICAS", "3".to_string())],
+        config_toml: Some("roles = [\"coordinator\"]\n"),
+        ..herd_tests::HerddOptions::new("rp-coord", nats.url())
+    });
+    let line = eventually(Duration::from_secs(15), "the replicas error", || async {
+        h.log()
+            .lines()
+            .find(|l| l.contains("with 3 replicas (nats.replicas)"))
+            .map(str::to_string)
+    })
+    .await;
+    announce(&format!("nats.replicas = 3 on one server: {line}"));
+    assert!(
+        line.contains("a JetStream cluster of at least 3 servers"),
+        "{line}"
+    );
+    assert!(h.is_running(), "herdd keeps trying instead of exiting");
+    let client = herd_tests::connect(&nats.url()).await;
+    let js = async_nats::jetstream::new(client);
+    assert!(
+        js.get_stream("KV_herd-leader").await.is_err(),
+        "no R1 bucket made instead"
+    );
+}
