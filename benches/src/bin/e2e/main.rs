@@ -167,6 +167,7 @@ mod breakdown;
 mod coordinator;
 mod docker;
 mod driver;
+mod failover;
 mod footprint;
 mod report;
 mod start;
@@ -175,6 +176,7 @@ mod tick;
 
 use coordinator::coordinator;
 use docker::docker;
+use failover::failover;
 use footprint::footprint;
 use report::{criterion_means, criterion_sections, machine};
 use start::start_latency;
@@ -192,8 +194,8 @@ async fn main() -> Result<()> {
             "--criterion" => criterion = args.next().context("--criterion DIR")?.into(),
             "--out" => out = args.next().context("--out FILE")?.into(),
             "--command" => command = args.next().context("--command TEXT")?,
-            // For working on one part: start, footprint, coordinator or docker; no report is
-            // written.
+            // For working on one part: start, throughput, footprint, coordinator, failover or
+            // docker; no report is written.
             "--only" => only = Some(args.next().context("--only PART")?),
             other => bail!("unknown argument {other}"),
         }
@@ -219,6 +221,7 @@ async fn main() -> Result<()> {
             "footprint" => footprint(&mut r, &criterion_means(&criterion)).await?,
             "coordinator" => coordinator(&mut r).await?,
             "docker" => docker(&mut r).await?,
+            "failover" => failover(&mut r).await?,
             other => bail!("unknown part {other}"),
         }
         println!("{}", r.body);
@@ -231,6 +234,7 @@ async fn main() -> Result<()> {
     throughput(&mut r).await?;
     footprint(&mut r, &means).await?;
     coordinator(&mut r).await?;
+    failover(&mut r).await?;
     docker(&mut r).await?;
 
     let mut doc = String::new();
