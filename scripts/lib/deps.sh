@@ -108,3 +108,11 @@ ensure_chromium() {
   echo "installing chromium (Debian package)..." >&2
   apt_install chromium fonts-dejavu-core
 }
+
+# docker-compose (Debian's, v1): deploy/cluster/ and the cluster tests bring up their topology
+# with it.
+ensure_docker_compose() {
+  if command -v docker-compose >/dev/null 2>&1; then return 0; fi
+  echo "installing docker-compose (Debian package, for deploy/cluster and its tests)..." >&2
+  apt_install docker-compose
+}

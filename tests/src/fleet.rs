@@ -239,29 +239,7 @@ impl Fleet {
     /// How many `running` events each workload of run `run` has in `HERD_EVENTS`: a task
     /// started once has one.
     pub async fn running_events(&self, run: &str) -> std::collections::HashMap<String, u32> {
-        use herd_bus::codec::{self, DecodeLimits, Encoding};
-        let js = async_nats::jetstream::new(self.client.clone());
-        let mut stream = js.get_stream("HERD_EVENTS").await.unwrap();
-        let count = stream.info().await.unwrap().state.messages;
-        let mut starts = std::collections::HashMap::new();
-        for seq in 1..=count {
-            let Ok(m) = stream.get_raw_message(seq).await else {
-                continue;
-            };
-            let decoded = codec::decode::<herd_bus::WorkloadEvent>(
-                &m.payload,
-                Encoding::MsgPack,
-                &DecodeLimits::default(),
-            );
-            if let Ok(ev) = decoded {
-                if ev.state == herd_bus::WorkloadState::Running
-                    && ev.run_id.as_ref().map(|r| r.as_str()) == Some(run)
-                {
-                    *starts.entry(ev.workload_id.to_string()).or_default() += 1;
-                }
-            }
-        }
-        starts
+        running_events(&self.client, run).await
     }
 }
 
@@ -282,4 +260,45 @@ impl Drop for Fleet {
             let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&root));
         }
     }
+}
+
+/// How many `running` events each workload of run `run` has in `HERD_EVENTS`: a task started
+/// once has one.
+pub async fn running_events(
+    client: &async_nats::Client,
+    run: &str,
+) -> std::collections::HashMap<String, u32> {
+    let mut starts = std::collections::HashMap::new();
+    for ev in run_events(client, run).await {
+        if ev.state == herd_bus::WorkloadState::Running {
+            *starts.entry(ev.workload_id.to_string()).or_default() += 1;
+        }
+    }
+    starts
+}
+
+/// Every workload event of run `run` in `HERD_EVENTS`, in the stream's order.
+pub async fn run_events(client: &async_nats::Client, run: &str) -> Vec<herd_bus::WorkloadEvent> {
+    use herd_bus::codec::{self, DecodeLimits, Encoding};
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream("HERD_EVENTS").await.unwrap();
+    let info = stream.info().await.unwrap();
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let mut events = Vec::new();
+    for seq in first..=last {
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let decoded = codec::decode::<herd_bus::WorkloadEvent>(
+            &m.payload,
+            Encoding::MsgPack,
+            &DecodeLimits::default(),
+        );
+        if let Ok(ev) = decoded {
+            if ev.run_id.as_ref().map(|r| r.as_str()) == Some(run) {
+                events.push(ev);
+            }
+        }
+    }
+    events
 }

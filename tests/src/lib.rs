@@ -6,6 +6,7 @@
 
 mod browser;
 mod client;
+mod cluster;
 mod docker;
 mod fleet;
 mod herdd;
@@ -17,8 +18,10 @@ pub use client::{
     connect, content_type, eventually, node_call, real_cgroup_backend, request, wait_for_node,
     wait_workload_event, wait_workloads_events,
 };
+pub use cluster::{docker, Cluster, CLUSTER_TEST_IMAGE};
 pub use docker::{containers_of, docker_test_image};
 pub use fleet::Fleet;
+pub use fleet::{run_events, running_events};
 pub use herd_bus;
 pub use herdd::{state_dir, Herdd, HerddOptions};
 pub use nats::{nats_version, NatsServer, TEST_MAX_PAYLOAD};

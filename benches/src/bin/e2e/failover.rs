@@ -22,12 +22,7 @@ fn coordinator_process(nats: &NatsServer, i: usize) -> Herdd {
 /// reaches the leader as it dies is lost with it).
 async fn leader(client: &async_nats::Client) -> Option<String> {
     let subject = subjects().cluster(ClusterVerb::Nodes);
-    let ask = request(
-        client,
-        &subject,
-        Some("application/json"),
-        b"{}".to_vec(),
-    );
+    let ask = request(client, &subject, Some("application/json"), b"{}".to_vec());
     let msg = tokio::time::timeout(Duration::from_millis(200), ask)
         .await
         .ok()?
