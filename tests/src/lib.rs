@@ -12,6 +12,7 @@ mod fleet;
 mod herdd;
 mod nats;
 mod process;
+mod runs;
 
 pub use browser::Browser;
 pub use client::{
@@ -26,6 +27,7 @@ pub use herd_bus;
 pub use herdd::{state_dir, Herdd, HerddOptions};
 pub use nats::{nats_version, NatsServer, TEST_MAX_PAYLOAD};
 pub use process::{herdctl, proc_args, proc_state_and_parent, signal, workspace_bin};
+pub use runs::{assert_stopped_in_first_rep, wait_ready_lines};
 
 use std::io::Write;
 use std::net::TcpListener;

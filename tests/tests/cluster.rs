@@ -5,7 +5,9 @@
 
 use futures::StreamExt;
 use herd_bus::{RunRecord, RunState, TaskStatus, WorkloadState};
-use herd_tests::{announce, eventually, run_events, running_events, Cluster};
+use herd_tests::{
+    announce, assert_stopped_in_first_rep, eventually, run_events, running_events, Cluster,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -147,16 +149,7 @@ async fn the_leader_killed_mid_stop_leaves_the_run_stopped() {
         Duration::from_secs(40),
     )
     .await;
-    assert_eq!(r.state, RunState::Stopped, "{r:#?}");
-    assert!(r.unconfirmed_nodes.is_empty(), "{r:?}");
-    for t in &r.tasks {
-        let want = if t.rep == 1 {
-            TaskStatus::Stopped
-        } else {
-            TaskStatus::Skipped
-        };
-        assert_eq!(t.status, want, "{t:?}");
-    }
+    assert_stopped_in_first_rep(&r);
 }
 
 #[tokio::test]
