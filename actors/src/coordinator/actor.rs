@@ -3,7 +3,7 @@
 //! and stop tasks on nodes), and answers `cluster.*` requests through [`ClusterApi`].
 
 use crate::coordinator::api::{self, ClusterApi};
-use crate::coordinator::candidate::{LeaseGuard, Superseded};
+use crate::coordinator::mandate::{Depose, LeaseGuard, Mandate, Superseded};
 use crate::coordinator::node_client::NodeClient;
 use crate::coordinator::store::{self, Restored, SaveError, Store};
 use crate::cores::pending::PendingPlacements;
@@ -53,16 +53,6 @@ pub struct Coordinator {
     replicas: usize,
     /// Dropped with the actor: the lifecycle-event consumer stops with it.
     _events: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-/// Where a coordinator stands: the leadership it acts under, the replicas of its buckets, and
-/// whom to tell when it finds that another coordinator acts.
-pub struct Mandate {
-    pub leadership: Leadership,
-    pub superseded: Recipient<Superseded>,
-    /// Whether the lease still lets this coordinator act.
-    pub guard: LeaseGuard,
-    pub replicas: usize,
 }
 
 impl Coordinator {
@@ -577,12 +567,6 @@ impl Handler<LifecycleEvent> for Coordinator {
         });
     }
 }
-
-/// This coordinator no longer leads: it stops at once, and with it its subscriptions and its
-/// consumer of lifecycle events.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Depose;
 
 impl Handler<Depose> for Coordinator {
     type Result = ();

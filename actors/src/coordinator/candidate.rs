@@ -4,7 +4,8 @@
 //! standby therefore answers no `cluster.*` request and acts on nothing; the leader's
 //! coordinator restores the fleet and the runs from the buckets when it starts.
 
-use crate::coordinator::actor::{Coordinator, Depose};
+use crate::coordinator::actor::Coordinator;
+use crate::coordinator::mandate::{Depose, LeaseGuard, Superseded};
 use crate::cores::election::{
     Election, ElectionConfig, ElectionEffect, Observed, StepDown, WriteRefused,
 };
@@ -16,42 +17,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{ClusterEvent, ClusterEventKind, Leadership, Subjects, LEADER_BUCKET, LEADER_KEY};
 use herd_nats::ensure_stream;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Until when this process may act as the leader, shared by the candidate with its
-/// coordinator, which checks it before each request, event and tick: a coordinator frozen past
-/// its lease (a paused VM, SIGSTOP) does not act on what it finds queued when it thaws, before
-/// the candidate has had a chance to depose it.
-#[derive(Clone)]
-pub struct LeaseGuard {
-    epoch: Instant,
-    until_ms: Arc<AtomicU64>,
-}
-
-impl LeaseGuard {
-    fn new() -> LeaseGuard {
-        LeaseGuard {
-            epoch: Instant::now(),
-            until_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Monotonic milliseconds since this process's guard was made.
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    pub fn holds(&self) -> bool {
-        self.now_ms() < self.until_ms.load(Ordering::Acquire)
-    }
-
-    fn set(&self, until_ms: Option<u64>) {
-        self.until_ms
-            .store(until_ms.unwrap_or(0), Ordering::Release);
-    }
-}
+use std::time::Duration;
 
 /// Builds this process's coordinator for a leadership it just won.
 pub type CoordinatorFactory =
@@ -332,11 +298,6 @@ impl Candidate {
         }));
     }
 }
-
-/// A coordinator found its writes refused: another one leads.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Superseded(pub String);
 
 impl Handler<Superseded> for Candidate {
     type Result = ();

@@ -5,13 +5,16 @@
 //! - [`store`]: the durable state in JetStream (KV buckets, the lifecycle-event consumer);
 //! - [`node_client`]: the requests the coordinator makes to nodes;
 //! - [`actor`]: receives, calls the cores, performs their effects;
-//! - [`candidate`]: the election; starts the coordinator while this process leads.
+//! - [`candidate`]: the election; starts the coordinator while this process leads;
+//! - [`mandate`]: what the candidate hands the coordinator, and their messages.
 
 pub mod actor;
 pub mod api;
 pub mod candidate;
+pub mod mandate;
 pub mod node_client;
 pub mod store;
 
-pub use actor::{Coordinator, Mandate};
+pub use actor::Coordinator;
 pub use candidate::{Candidate, Leave};
+pub use mandate::Mandate;
