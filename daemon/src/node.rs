@@ -5,7 +5,7 @@ use crate::systemd;
 use actix::prelude::*;
 use anyhow::Context;
 use herd_actors::coordinator::candidate::CoordinatorFactory;
-use herd_actors::coordinator::{Candidate, Coordinator, Leave, Mandate};
+use herd_actors::coordinator::{Candidate, CandidateConfig, Coordinator, Leave};
 use herd_actors::cores::workload::ExecPolicy;
 use herd_actors::edges::nats::connected_and_flushed;
 use herd_actors::node::bus::OnStateChange;
@@ -211,14 +211,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             subjects.clone(),
             config.limits.decode_limits(),
         );
-        let replicas = config.nats.replicas;
-        let make: CoordinatorFactory = Box::new(move |leadership, superseded, guard| {
-            let mandate = Mandate {
-                leadership,
-                superseded,
-                guard,
-                replicas,
-            };
+        let make: CoordinatorFactory = Box::new(move |mandate| {
             Coordinator::new(
                 client2.clone(),
                 subjects2.clone(),
@@ -228,11 +221,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 mandate,
             )
         });
-        let me = format!("{node_id}:{}", std::process::id());
-        let lease = Duration::from_secs_f64(config.coordinator.lease_s);
-        candidate = Some(
-            Candidate::new(client.clone(), subjects.clone(), me, lease, replicas, make).start(),
-        );
+        let candidacy = CandidateConfig {
+            me: format!("{node_id}:{}", std::process::id()),
+            lease: Duration::from_secs_f64(config.coordinator.lease_s),
+            replicas: config.nats.replicas,
+            registry,
+            limits,
+            tick,
+        };
+        candidate = Some(Candidate::new(client.clone(), subjects.clone(), candidacy, make).start());
         tracing::info!(
             lost_after_s = config.coordinator.lost_after_s,
             lease_s = config.coordinator.lease_s,

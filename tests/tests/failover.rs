@@ -326,3 +326,73 @@ async fn more_replicas_than_servers_is_said_plainly_and_nothing_is_half_made() {
         "no R1 bucket made instead"
     );
 }
+
+#[tokio::test]
+async fn a_standby_s_registry_is_warm_the_moment_it_leads() {
+    // Heartbeats every 10 s and a 1 s lease: the standby leads long before the next heartbeat,
+    // so what it knows of the fleet then, it learnt while standing by.
+    let f = Fleet::start_with("fw", &["a"], 10.0, 60.0, "", "lease_s = 1.0\n").await;
+    let standby =
+        Fleet::start_coordinator_with(&f.nats, "fw-standby", 10.0, 60.0, "lease_s = 1.0\n");
+    eventually(
+        Duration::from_secs(10),
+        "the standby to see the leader",
+        || async {
+            standby
+                .log()
+                .contains("another coordinator leads")
+                .then_some(())
+        },
+    )
+    .await;
+    let v = herd_tests::node_call(
+        &f.client,
+        "fw-a",
+        "workload.start",
+        json!({"command": ["sleep", "60"], "workload_id": "w-warm"}),
+    )
+    .await;
+    assert_eq!(v["ok"], true, "{v}");
+    // The node's next heartbeat lists it: the leader and the standby both hear it.
+    let leader_sees = || async {
+        let v = f.try_call("herd.v1.cluster.workloads", json!({})).await?;
+        let listed = v["data"]["workloads"]
+            .as_array()?
+            .iter()
+            .any(|w| w["workload_id"] == "w-warm");
+        listed.then_some(())
+    };
+    eventually(
+        Duration::from_secs(25),
+        "a heartbeat listing w-warm",
+        leader_sees,
+    )
+    .await;
+    f.coordinator.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    let new = name(&standby);
+    eventually(Duration::from_secs(10), "the standby to lead", || async {
+        (leads(&f).await.map(|l| l.0).as_deref() == Some(new.as_str())).then_some(())
+    })
+    .await;
+    let v = f.cluster("workloads", json!({})).await;
+    let listed = v["data"]["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["workload_id"] == "w-warm");
+    announce(&format!(
+        "the standby led {:.2?} after the kill; its first cluster.workloads lists w-warm: {listed}",
+        killed.elapsed()
+    ));
+    assert!(
+        listed,
+        "the new leader knew nothing of the node's workloads: {v}"
+    );
+    let log = standby.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("coordinator starting with the standby's registry"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("nodes=1"), "{line}");
+}

@@ -62,13 +62,16 @@ impl Coordinator {
         config: RegistryConfig,
         limits: DecodeLimits,
         tick: Duration,
-        mandate: Mandate,
+        mut mandate: Mandate,
     ) -> Coordinator {
         Coordinator {
             nodes: NodeClient::new(client.clone(), subjects.clone()),
             client,
             subjects,
-            registry: NodeRegistry::new(config),
+            registry: mandate
+                .warm
+                .take()
+                .unwrap_or_else(|| NodeRegistry::new(config)),
             limits,
             tick,
             store: None,
@@ -102,8 +105,11 @@ impl Coordinator {
         for r in &nodes {
             self.save_node(&store, r);
         }
+        // What the registry learnt while standing by is announced and saved now.
+        let learnt = self.registry.differences(&nodes);
         self.registry.restore(nodes, now_ms());
         self.store = Some(store);
+        self.apply(learnt, ctx);
         for record in runs {
             let id = record.run_id.clone();
             let (journal, fx) = RunJournal::resume(record, now_ms());

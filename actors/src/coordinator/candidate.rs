@@ -5,10 +5,12 @@
 //! coordinator restores the fleet and the runs from the buckets when it starts.
 
 use crate::coordinator::actor::Coordinator;
-use crate::coordinator::mandate::{Depose, LeaseGuard, Superseded};
+use crate::coordinator::mandate::{Depose, LeaseGuard, Mandate, Superseded};
+use crate::coordinator::standby::{Handover, WarmRegistry};
 use crate::cores::election::{
     Election, ElectionConfig, ElectionEffect, Observed, StepDown, WriteRefused,
 };
+use crate::cores::registry::RegistryConfig;
 use crate::edges::clock::now_ms;
 use crate::edges::nats::{kv_stream_config, publish_msgpack};
 use actix::prelude::*;
@@ -20,8 +22,20 @@ use herd_nats::ensure_stream;
 use std::time::Duration;
 
 /// Builds this process's coordinator for a leadership it just won.
-pub type CoordinatorFactory =
-    Box<dyn Fn(Leadership, Recipient<Superseded>, LeaseGuard) -> Coordinator>;
+pub type CoordinatorFactory = Box<dyn Fn(Mandate) -> Coordinator>;
+
+/// What a candidate needs besides its connection.
+pub struct CandidateConfig {
+    /// This process's name in the key, unique per process (`<node id>:<pid>`).
+    pub me: String,
+    pub lease: Duration,
+    /// Replicas of the leader bucket (and of the coordinator's buckets).
+    pub replicas: usize,
+    /// For the standby's warm registry.
+    pub registry: RegistryConfig,
+    pub limits: DecodeLimits,
+    pub tick: Duration,
+}
 
 pub struct Candidate {
     client: async_nats::Client,
@@ -29,37 +43,42 @@ pub struct Candidate {
     election: Election,
     replicas: usize,
     make: CoordinatorFactory,
+    warm: (RegistryConfig, DecodeLimits, Duration),
+    /// While standing by: the registry kept warm from heartbeats.
+    standby: Option<Addr<WarmRegistry>>,
     /// The leader bucket, once open.
     key: Option<kv::Store>,
     opening: bool,
     open_failures: u32,
-    leading: Option<(Leadership, Addr<Coordinator>)>,
+    /// While leading: the leadership, and its coordinator once started.
+    leadership: Option<Leadership>,
+    coordinator: Option<Addr<Coordinator>>,
     guard: LeaseGuard,
 }
 
 impl Candidate {
-    /// `me`: this process's name in the key, unique per process (`<node id>:<pid>`).
     pub fn new(
         client: async_nats::Client,
         subjects: Subjects,
-        me: String,
-        lease: Duration,
-        replicas: usize,
+        config: CandidateConfig,
         make: CoordinatorFactory,
     ) -> Candidate {
-        let config = ElectionConfig {
-            lease_ms: lease.as_millis().max(1) as u64,
+        let election = ElectionConfig {
+            lease_ms: config.lease.as_millis().max(1) as u64,
         };
         Candidate {
             client,
             subjects,
-            election: Election::new(me, config),
-            replicas,
+            election: Election::new(config.me, election),
+            replicas: config.replicas,
             make,
+            warm: (config.registry, config.limits, config.tick),
+            standby: None,
             key: None,
             opening: false,
             open_failures: 0,
-            leading: None,
+            leadership: None,
+            coordinator: None,
             guard: LeaseGuard::new(),
         }
     }
@@ -142,10 +161,7 @@ impl Candidate {
         let value = Leadership {
             coordinator: self.election.me().to_string(),
             term,
-            since_ms: self
-                .leading
-                .as_ref()
-                .map_or_else(now_ms, |(l, _)| l.since_ms),
+            since_ms: self.leadership.as_ref().map_or_else(now_ms, |l| l.since_ms),
         };
         codec::encode(&value, Encoding::MsgPack)
             .expect("a Leadership encodes")
@@ -223,15 +239,59 @@ impl Candidate {
             &event,
             "a leader event",
         );
-        let superseded = ctx.address().recipient();
-        let coordinator = (self.make)(leadership.clone(), superseded, self.guard.clone()).start();
-        self.leading = Some((leadership, coordinator));
+        self.leadership = Some(leadership.clone());
+        // The standby's warm registry goes to the coordinator.
+        let handover = self.standby.take().map(|s| s.send(Handover));
+        let warm = async move {
+            match handover {
+                Some(h) => h.await.ok().flatten(),
+                None => None,
+            }
+        };
+        ctx.spawn(warm.into_actor(self).map(move |warm, act, ctx| {
+            if act.leadership.as_ref().map(|l| l.term) != Some(term) {
+                return; // stepped down meanwhile
+            }
+            let known = warm.as_ref().map_or(0, |r| r.records().count());
+            tracing::info!(
+                term,
+                nodes = known,
+                "coordinator starting with the standby's registry"
+            );
+            let mandate = Mandate {
+                leadership,
+                superseded: ctx.address().recipient(),
+                guard: act.guard.clone(),
+                replicas: act.replicas,
+                warm,
+            };
+            act.coordinator = Some((act.make)(mandate).start());
+        }));
     }
 
     fn step_down(&mut self, term: u64, why: StepDown) {
         tracing::warn!(term, %why, "this coordinator no longer leads; standing by");
-        if let Some((_, coordinator)) = self.leading.take() {
+        self.leadership = None;
+        if let Some(coordinator) = self.coordinator.take() {
             coordinator.do_send(Depose);
+        }
+        self.stand_by();
+    }
+
+    /// Keeps a registry warm from heartbeats while another coordinator leads.
+    fn stand_by(&mut self) {
+        if self.standby.is_none() {
+            let (config, limits, tick) = self.warm;
+            self.standby = Some(
+                WarmRegistry::new(
+                    self.client.clone(),
+                    self.subjects.clone(),
+                    config,
+                    limits,
+                    tick,
+                )
+                .start(),
+            );
         }
     }
 }
@@ -240,6 +300,7 @@ impl Actor for Candidate {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.stand_by();
         self.open(ctx);
         let every = Duration::from_millis((self.election.config().lease_ms / 10).max(10));
         ctx.run_interval(every, |act, ctx| {

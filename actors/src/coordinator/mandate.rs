@@ -2,6 +2,7 @@
 //! acts under (its leadership, the lease guard, whom to tell when its writes are refused), and
 //! the messages each sends the other.
 
+use crate::cores::registry::NodeRegistry;
 use actix::prelude::*;
 use herd_bus::Leadership;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,8 @@ pub struct Mandate {
     /// Whether the lease still lets this coordinator act.
     pub guard: LeaseGuard,
     pub replicas: usize,
+    /// The standby's registry, warm from heartbeats (None: start from the buckets alone).
+    pub warm: Option<NodeRegistry>,
 }
 
 /// Until when this process may act as the leader, shared by the candidate with its

@@ -186,6 +186,23 @@ impl NodeRegistry {
         }
     }
 
+    /// What this registry knows that `records` (the durable ones) do not: each node whose
+    /// liveness differs, or that they lack, as a change to announce and save. A standby's
+    /// registry, taken over by a new leader, learnt these while no one could announce them.
+    pub fn differences(&self, records: &[NodeRecord]) -> Vec<Change> {
+        let known: BTreeMap<&NodeId, NodeLiveness> =
+            records.iter().map(|r| (&r.node_id, r.liveness)).collect();
+        self.nodes
+            .values()
+            .filter(|e| known.get(&e.record.node_id) != Some(&e.record.liveness))
+            .map(|e| Change {
+                node_id: e.record.node_id.clone(),
+                to: e.record.liveness,
+                restarted: false,
+            })
+            .collect()
+    }
+
     pub fn get(&self, node_id: &NodeId) -> Option<&NodeRecord> {
         self.nodes.get(node_id).map(|e| &e.record)
     }
@@ -280,6 +297,37 @@ mod tests {
         assert!(r.tick(20_000).is_empty());
         assert_eq!(to(&r.on_heartbeat(hb("a", 3, 0), 21_000)), [Up]);
         assert_eq!(r.get(&NodeId::new("a").unwrap()).unwrap().first_seen_ms, 0);
+    }
+
+    #[test]
+    fn a_standby_s_registry_differs_from_the_records_where_it_learnt_something() {
+        let mut warm = reg();
+        warm.on_heartbeat(hb("a", 1, 0), 0);
+        warm.on_heartbeat(hb("b", 1, 0), 0);
+        warm.on_heartbeat(hb("c", 1, 0), 0);
+        warm.tick(4000); // a, b and c stale
+        warm.on_heartbeat(hb("a", 2, 0), 4000);
+        let record = |node: &str, liveness| NodeRecord {
+            node_id: NodeId::new(node).unwrap(),
+            liveness,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            heartbeat: None,
+        };
+        // a: up on both sides; b: up in the records, stale now; c: unknown to the records.
+        let records = [record("a", Up), record("b", Up), record("z", Lost)];
+        let mut d = warm.differences(&records);
+        d.sort_by(|x, y| x.node_id.cmp(&y.node_id));
+        assert_eq!(
+            d.iter()
+                .map(|c| (c.node_id.as_str(), c.to))
+                .collect::<Vec<_>>(),
+            [("b", Stale), ("c", Stale)]
+        );
+        assert!(
+            reg().differences(&records).is_empty(),
+            "a cold registry learnt nothing"
+        );
     }
 
     #[test]
