@@ -8,9 +8,9 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    Accepted, Ack, Empty, LameduckRequest, NodeId, NodeInfo, NodeVerb, RestartPolicy,
-    RestartPolicyKind, StopRequest, TelemetryBatch, WorkloadFilter, WorkloadId, WorkloadList,
-    WorkloadSpec, WorkloadStatus,
+    Accepted, Ack, ClusterVerb, Empty, LameduckRequest, NodeId, NodeInfo, NodeList, NodeLiveness,
+    NodeVerb, NodesQuery, RestartPolicy, RestartPolicyKind, StopRequest, TelemetryBatch,
+    WorkloadFilter, WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
 };
 use serde::Serialize;
 use std::process::ExitCode;
@@ -31,8 +31,25 @@ pub async fn ping(ctl: &Ctl, node: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn ping_all(ctl: &Ctl) -> anyhow::Result<ExitCode> {
-    let nodes = ping_every_node(ctl, ctl.timeout).await?;
+    // Which coordinator leads, asked while the nodes answer (for the nodes that left only: the
+    // reply stays small on a large fleet).
+    let few = NodesQuery {
+        state: Some(NodeLiveness::Left),
+        ..Default::default()
+    };
+    let leader = ctl.cluster::<_, NodeList>(ClusterVerb::Nodes, &few);
+    let (nodes, leader) = futures::join!(ping_every_node(ctl, ctl.timeout), leader);
+    let nodes = nodes?;
     print_nodes(ctl, &nodes)?;
+    if !ctl.json {
+        match leader.ok().and_then(|l| l.leader) {
+            Some(l) => out(&format!(
+                "coordinator: {} leads (term {})\n",
+                l.coordinator, l.term
+            )),
+            None => out("coordinator: none answered\n"),
+        }
+    }
     if nodes.is_empty() {
         eprintln!("herdctl: no node answered within {:?}", ctl.timeout);
         return Ok(ExitCode::FAILURE);

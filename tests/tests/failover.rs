@@ -170,6 +170,11 @@ async fn a_standby_leads_within_two_leases_of_the_leader_s_kill_and_the_run_comp
         out.contains(&format!("leader: {new} (term {term},")),
         "{out}"
     );
+    let (out, _) = herdctl(&f.nats.url(), &["nodes", "ping"]).await;
+    assert!(
+        out.contains(&format!("coordinator: {new} leads (term {term})")),
+        "{out}"
+    );
 }
 
 #[tokio::test]
