@@ -401,3 +401,57 @@ async fn a_standby_s_registry_is_warm_the_moment_it_leads() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(line.contains("nodes=1"), "{line}");
 }
+
+#[tokio::test]
+async fn a_journal_written_behind_the_leader_s_back_refuses_its_next_write_and_it_steps_down() {
+    let (f, _standby) = fleet_with_standby("fc", &["a"]).await;
+    let (_, old_term) = leads(&f).await.unwrap();
+    let run = submit(
+        &f,
+        json!({
+            "workload": {"command": ["sleep", "1.5"]},
+            "targets": {"nodes": ["fc-a"]},
+            "repetitions": 2
+        }),
+    )
+    .await;
+    // Another writer (a deposed leader coming back) writes the run's journal: same content, a
+    // new revision, so that the leader's next write names a revision that is no longer the last.
+    let js = async_nats::jetstream::new(f.client.clone());
+    let runs = js.get_key_value("herd-runs").await.unwrap();
+    let entry = eventually(
+        Duration::from_secs(10),
+        "the journal in herd-runs",
+        || async { runs.entry(run.as_str()).await.ok().flatten() },
+    )
+    .await;
+    runs.put(run.as_str(), entry.value.clone()).await.unwrap();
+    announce("failure: run's journal rewritten in herd-runs behind the leader's back");
+    // The first repetition's exit makes the leader save the journal: refused, it steps down.
+    eventually(
+        Duration::from_secs(15),
+        "the leader to step down",
+        || async {
+            let log = f.coordinator.log();
+            (log.contains("a write was refused") && log.contains("no longer leads")).then_some(())
+        },
+    )
+    .await;
+    // Whichever coordinator takes the lease next leads in a new term, from the journal as the
+    // bucket holds it.
+    let (new, term) = eventually(Duration::from_secs(20), "a new leadership", || async {
+        leads(&f).await.filter(|l| l.1 > old_term)
+    })
+    .await;
+    announce(&format!("{new} leads in term {term} (was {old_term})"));
+    let r = f
+        .wait_run(
+            &run,
+            &[RunState::Completed, RunState::Failed],
+            Duration::from_secs(40),
+        )
+        .await;
+    assert_eq!(r.state, RunState::Completed, "{r:#?}");
+    assert_started_once(&f.running_events(&run).await, &r);
+    only_answers(&f, &new).await;
+}
