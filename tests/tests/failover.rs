@@ -30,6 +30,18 @@ async fn fleet_with_standby(tag: &str, agents: &[&str]) -> (Fleet, Herdd) {
         30.0,
         COORDINATOR_TOML,
     );
+    standing_by(&standby).await;
+    announce(&format!(
+        "topology: nats-server {}, leader {leader}, standby {}, agents {:?}, lease {LEASE_S} s",
+        f.nats.url(),
+        name(&standby),
+        f.agents.iter().map(|a| &a.node_id).collect::<Vec<_>>()
+    ));
+    (f, standby)
+}
+
+/// Waits until `standby` has seen the leader (and so stands by, its registry warming).
+async fn standing_by(standby: &Herdd) {
     eventually(
         Duration::from_secs(10),
         "the standby to see the leader",
@@ -41,13 +53,6 @@ async fn fleet_with_standby(tag: &str, agents: &[&str]) -> (Fleet, Herdd) {
         },
     )
     .await;
-    announce(&format!(
-        "topology: nats-server {}, leader {leader}, standby {}, agents {:?}, lease {LEASE_S} s",
-        f.nats.url(),
-        name(&standby),
-        f.agents.iter().map(|a| &a.node_id).collect::<Vec<_>>()
-    ));
-    (f, standby)
 }
 
 /// A coordinator's name in the lease: node id and process id.
@@ -339,17 +344,7 @@ async fn a_standby_s_registry_is_warm_the_moment_it_leads() {
     let f = Fleet::start_with("fw", &["a"], 10.0, 60.0, "", "lease_s = 1.0\n").await;
     let standby =
         Fleet::start_coordinator_with(&f.nats, "fw-standby", 10.0, 60.0, "lease_s = 1.0\n");
-    eventually(
-        Duration::from_secs(10),
-        "the standby to see the leader",
-        || async {
-            standby
-                .log()
-                .contains("another coordinator leads")
-                .then_some(())
-        },
-    )
-    .await;
+    standing_by(&standby).await;
     let v = herd_tests::node_call(
         &f.client,
         "fw-a",

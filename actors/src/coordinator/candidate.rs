@@ -127,8 +127,8 @@ impl Candidate {
                     ) {
                         Ok(l) => act.election.on_read(
                             Some(Observed {
+                                term: l.term_at(entry.revision),
                                 holder: l.coordinator,
-                                term: if l.term == 0 { entry.revision } else { l.term },
                                 revision: entry.revision,
                             }),
                             now,
@@ -275,7 +275,9 @@ impl Candidate {
         if let Some(coordinator) = self.coordinator.take() {
             coordinator.do_send(Depose);
         }
-        self.stand_by();
+        if why != StepDown::Leaving {
+            self.stand_by();
+        }
     }
 
     /// Keeps a registry warm from heartbeats while another coordinator leads.

@@ -94,6 +94,18 @@ pub struct Leadership {
     pub since_ms: u64,
 }
 
+impl Leadership {
+    /// The leadership's term, for this value read from an entry at `revision`: the entry that
+    /// won the lease holds 0, its revision being the term.
+    pub fn term_at(&self, revision: u64) -> u64 {
+        if self.term == 0 {
+            revision
+        } else {
+            self.term
+        }
+    }
+}
+
 /// `cluster.workloads` request.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct WorkloadsQuery {
@@ -277,6 +289,18 @@ mod tests {
             assert_eq!(wire.as_str(), Some(liveness.as_str()));
             assert_eq!(NodeLiveness::parse(liveness.as_str()), Some(liveness));
         }
+    }
+
+    #[test]
+    fn the_entry_that_won_the_lease_has_its_revision_as_term() {
+        let won = Leadership {
+            coordinator: "c:1".into(),
+            term: 0,
+            since_ms: 0,
+        };
+        assert_eq!(won.term_at(41), 41);
+        let renewed = Leadership { term: 41, ..won };
+        assert_eq!(renewed.term_at(57), 41);
     }
 
     #[test]
