@@ -372,6 +372,20 @@ impl Coordinator {
         );
     }
 
+    /// Announced once this coordinator answers: a client that hears it can ask at once.
+    fn announce_leadership(&self) {
+        let event = ClusterEvent {
+            leader: Some(self.leadership.clone()),
+            ..ClusterEvent::new(ClusterEventKind::Leader, now_ms())
+        };
+        publish_msgpack(
+            &self.client,
+            self.subjects.cluster_event(ClusterEventKind::Leader),
+            &event,
+            "a leader event",
+        );
+    }
+
     fn announce_run(&self, run_id: &RunId, state: RunState) {
         let Some(j) = self.runs.get(run_id) else {
             return;
@@ -492,6 +506,7 @@ impl Actor for Coordinator {
                 };
                 ctx.add_stream(futures::stream::select_all(subs));
                 act.restored(restored, ctx);
+                act.announce_leadership();
             }),
         );
         ctx.run_interval(self.tick, |act, ctx| {

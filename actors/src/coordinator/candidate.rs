@@ -12,12 +12,12 @@ use crate::cores::election::{
 };
 use crate::cores::registry::RegistryConfig;
 use crate::edges::clock::now_ms;
-use crate::edges::nats::{kv_stream_config, publish_msgpack};
+use crate::edges::nats::kv_stream_config;
 use actix::prelude::*;
 use async_nats::jetstream;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{ClusterEvent, ClusterEventKind, Leadership, Subjects, LEADER_BUCKET, LEADER_KEY};
+use herd_bus::{Leadership, Subjects, LEADER_BUCKET, LEADER_KEY};
 use herd_nats::ensure_stream;
 use std::time::Duration;
 
@@ -229,16 +229,6 @@ impl Candidate {
             since_ms: now_ms(),
         };
         tracing::info!(term, "this coordinator leads");
-        let event = ClusterEvent {
-            leader: Some(leadership.clone()),
-            ..ClusterEvent::new(ClusterEventKind::Leader, leadership.since_ms)
-        };
-        publish_msgpack(
-            &self.client,
-            self.subjects.cluster_event(ClusterEventKind::Leader),
-            &event,
-            "a leader event",
-        );
         self.leadership = Some(leadership.clone());
         // The standby's warm registry goes to the coordinator.
         let handover = self.standby.take().map(|s| s.send(Handover));
