@@ -450,3 +450,79 @@ async fn a_journal_written_behind_the_leader_s_back_refuses_its_next_write_and_i
     assert_started_once(&f.running_events(&run).await, &r);
     only_answers(&f, &new).await;
 }
+
+#[tokio::test]
+async fn a_node_lost_while_no_one_leads_loses_its_task_when_the_standby_takes_over() {
+    // A 5 s lease and a node lost after 2 s of silence: the standby's registry sees fl-a lost
+    // while no coordinator leads, and the change reaches the run once the standby leads.
+    let toml = "lease_s = 5.0\n";
+    let f = Fleet::start_with("fl", &["a", "b"], HB, 2.0, "", toml).await;
+    let standby = Fleet::start_coordinator_with(&f.nats, "fl-standby", HB, 2.0, toml);
+    standing_by(&standby).await;
+    let run = submit(
+        &f,
+        json!({
+            "workload": {"command": ["sleep", "8"]},
+            "targets": {"nodes": ["fl-a", "fl-b"]},
+            "repetitions": 1
+        }),
+    )
+    .await;
+    eventually(Duration::from_secs(20), "both tasks running", || async {
+        let r = f.run_record(&run).await;
+        r.tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Running)
+            .then_some(())
+    })
+    .await;
+    f.agents[0].signal(Signal::SIGSTOP);
+    f.coordinator.signal(Signal::SIGKILL);
+    let t0 = Instant::now();
+    announce("failure: SIGSTOP of fl-a's herdd and SIGKILL of the leader at once (lease 5 s, lost after 2 s)");
+    let (took, _) = led_by(&f, &name(&standby), t0).await;
+    announce(&format!("the standby led {took:.2?} later"));
+    let r = eventually(Duration::from_secs(5), "fl-a's task lost", || async {
+        let r = f.run_record(&run).await;
+        let a = r.tasks.iter().find(|t| t.node_id.as_str() == "fl-a")?;
+        (a.status == TaskStatus::Lost).then_some(r)
+    })
+    .await;
+    let log = standby.log();
+    assert!(
+        log.contains("to=\"lost\"") || log.contains("to=lost"),
+        "the standby announced no lost node: {log}"
+    );
+    assert!(
+        r.tasks
+            .iter()
+            .any(|t| t.node_id.as_str() == "fl-b" && t.status != TaskStatus::Lost),
+        "{r:#?}"
+    );
+    f.agents[0].signal(Signal::SIGCONT);
+    announce("healed: SIGCONT of fl-a's herdd");
+    let r = f
+        .wait_run(
+            &run,
+            &[RunState::Completed, RunState::Failed],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        r.state,
+        RunState::Failed,
+        "a lost task fails the run: {r:#?}"
+    );
+    // fl-a's sleep ran on under its supervisor while herdd was frozen; it ends by itself.
+    eventually(Duration::from_secs(15), "fl-a's task to end", || async {
+        let v = f
+            .call(
+                "herd.v1.node.fl-a.workload.list",
+                json!({"run_id": run, "state": "running"}),
+            )
+            .await;
+        (v["data"]["workloads"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    f.nothing_left(&run).await;
+}

@@ -51,6 +51,9 @@ pub struct Coordinator {
     superseded: Recipient<Superseded>,
     guard: LeaseGuard,
     replicas: usize,
+    /// Since when no heartbeat has reached this coordinator: its start, or the moment a
+    /// standby registry handed over. Heartbeats flow again once the buckets are restored.
+    deaf_since_ms: u64,
     /// Dropped with the actor: the lifecycle-event consumer stops with it.
     _events: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -85,57 +88,9 @@ impl Coordinator {
             superseded: mandate.superseded,
             guard: mandate.guard,
             replicas: mandate.replicas,
+            deaf_since_ms: now_ms(),
             _events: None,
         }
-    }
-
-    /// Takes what the buckets held, resumes the runs, and follows lifecycle events.
-    fn restored(&mut self, restored: Restored, ctx: &mut Context<Self>) {
-        let Restored { store, nodes, runs } = restored;
-        tracing::info!(
-            nodes = nodes.len(),
-            runs = runs.len(),
-            "coordinator restored its records"
-        );
-        for r in &nodes {
-            self.pending.unheard(&r.node_id);
-        }
-        // Each record written once at the revision read, so that a deposed leader's write at
-        // a revision it read before cannot land any more.
-        for r in &nodes {
-            self.save_node(&store, r);
-        }
-        // What the registry learnt while standing by is announced and saved now.
-        let learnt = self.registry.differences(&nodes);
-        self.registry.restore(nodes, now_ms());
-        self.store = Some(store);
-        self.apply(learnt, ctx);
-        for record in runs {
-            let id = record.run_id.clone();
-            let (journal, fx) = RunJournal::resume(record, now_ms());
-            if matches!(journal.state(), RunState::Running | RunState::Stopping) {
-                tracing::info!(run = %id, "resuming run");
-            }
-            self.runs.insert(id.clone(), journal);
-            self.apply_run(&id, fx, ctx);
-            let _ = self.save_run(&id, ctx);
-        }
-        self.queue.restore(self.runs.values().map(|j| &j.record));
-        if !self.queue.is_empty() {
-            tracing::info!(queued = self.queue.len(), "runs still queued");
-        }
-        let addr = ctx.address();
-        let (guard, stopped) = tokio::sync::oneshot::channel();
-        self._events = Some(guard);
-        actix::spawn(store::follow_events(
-            self.client.clone(),
-            self.subjects.clone(),
-            stopped,
-            move |m| {
-                addr.do_send(LifecycleEvent(m));
-                addr.connected()
-            },
-        ));
     }
 
     /// Announces and saves liveness changes; a lost node's run tasks are lost.
@@ -602,4 +557,5 @@ impl Handler<Depose> for Coordinator {
 
 mod admission;
 mod serving;
+mod takeover;
 use serving::Serving;

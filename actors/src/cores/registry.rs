@@ -186,6 +186,18 @@ impl NodeRegistry {
         }
     }
 
+    /// The coordinator heard no heartbeat from `from_ms` to `to_ms` (it was taking over and
+    /// restoring its buckets): that time is not the nodes' silence. Each clock moves on by the
+    /// gap, so a node that beats on is not judged stale or lost for the coordinator's own
+    /// deafness, and one that was already silent keeps the silence it had before.
+    pub fn unheard(&mut self, from_ms: u64, to_ms: u64) {
+        let gap = to_ms.saturating_sub(from_ms);
+        for e in self.nodes.values_mut() {
+            let seen = e.record.last_seen_ms;
+            e.record.last_seen_ms = (seen + gap).min(to_ms.max(seen));
+        }
+    }
+
     /// What this registry knows that `records` (the durable ones) do not: each node whose
     /// liveness differs, or that they lack, as a change to announce and save. A standby's
     /// registry, taken over by a new leader, learnt these while no one could announce them.
@@ -280,6 +292,33 @@ mod tests {
 
     fn to(changes: &[Change]) -> Vec<NodeLiveness> {
         changes.iter().map(|c| c.to).collect()
+    }
+
+    #[test]
+    fn time_the_coordinator_did_not_listen_is_not_a_nodes_silence() {
+        let mut r = reg();
+        r.on_heartbeat(hb("a", 1, 0), 0);
+        r.on_heartbeat(hb("b", 1, 0), 0);
+        r.on_heartbeat(hb("b", 2, 0), 2500);
+        // Deaf from 2.8 s to 40 s (a slow restore): a stays 2.8 s silent, b 0.3 s, as before.
+        r.unheard(2800, 40_000);
+        assert!(r.tick(40_000).is_empty(), "no node judged for the gap");
+        assert_eq!(
+            to(&r.tick(40_200)),
+            [Stale],
+            "a: 3 intervals of its own missed"
+        );
+        assert_eq!(to(&r.tick(42_700)), [Stale], "b");
+        assert!(r.tick(47_199).is_empty());
+        assert_eq!(to(&r.tick(47_200)), [Lost], "a: 10 s of its own silence");
+        // A node heard after the gap began keeps its clock.
+        let mut r = reg();
+        r.on_heartbeat(hb("c", 1, 0), 5000);
+        r.unheard(3000, 4000);
+        assert_eq!(
+            r.get(&NodeId::new("c").unwrap()).unwrap().last_seen_ms,
+            5000
+        );
     }
 
     #[test]
