@@ -9,16 +9,21 @@ pub async fn ensure_stream(
     config: stream::Config,
 ) -> Result<stream::Stream, String> {
     let (name, replicas) = (config.name.clone(), config.num_replicas.max(1));
-    let mut stream = js.get_or_create_stream(config).await.map_err(|e| {
-        if replicas > 1 {
-            format!(
+    let mut stream = js
+        .get_or_create_stream(config)
+        .await
+        .map_err(|e| match e.kind() {
+            // A cluster that lost a server, or is electing a leader, answers late: no hint about
+            // its size, which may well be right.
+            jetstream::context::CreateStreamErrorKind::TimedOut => {
+                format!("cannot create stream {name}: {e}; a JetStream server may be down or busy")
+            }
+            _ if replicas > 1 => format!(
                 "cannot create stream {name} with {replicas} replicas (nats.replicas): {e}; \
                  a JetStream cluster of at least {replicas} servers is needed"
-            )
-        } else {
-            format!("cannot create stream {name}: {e}")
-        }
-    })?;
+            ),
+            _ => format!("cannot create stream {name}: {e}"),
+        })?;
     if let Ok(info) = stream.info().await {
         let has = info.config.num_replicas.max(1);
         if has < replicas {
