@@ -453,16 +453,16 @@ async fn a_journal_written_behind_the_leader_s_back_refuses_its_next_write_and_i
 
 #[tokio::test]
 async fn a_node_lost_while_no_one_leads_loses_its_task_when_the_standby_takes_over() {
-    // A 5 s lease and a node lost after 2 s of silence: the standby's registry sees fl-a lost
+    // A 7 s lease and a node lost after 3 s of silence: the standby's registry sees fl-a lost
     // while no coordinator leads, and the change reaches the run once the standby leads.
-    let toml = "lease_s = 5.0\n";
-    let f = Fleet::start_with("fl", &["a", "b"], HB, 2.0, "", toml).await;
-    let standby = Fleet::start_coordinator_with(&f.nats, "fl-standby", HB, 2.0, toml);
+    let toml = "lease_s = 7.0\n";
+    let f = Fleet::start_with("fl", &["a", "b"], HB, 3.0, "", toml).await;
+    let standby = Fleet::start_coordinator_with(&f.nats, "fl-standby", HB, 3.0, toml);
     standing_by(&standby).await;
     let run = submit(
         &f,
         json!({
-            "workload": {"command": ["sleep", "8"]},
+            "workload": {"command": ["sleep", "10"]},
             "targets": {"nodes": ["fl-a", "fl-b"]},
             "repetitions": 1
         }),
@@ -479,7 +479,7 @@ async fn a_node_lost_while_no_one_leads_loses_its_task_when_the_standby_takes_ov
     f.agents[0].signal(Signal::SIGSTOP);
     f.coordinator.signal(Signal::SIGKILL);
     let t0 = Instant::now();
-    announce("failure: SIGSTOP of fl-a's herdd and SIGKILL of the leader at once (lease 5 s, lost after 2 s)");
+    announce("failure: SIGSTOP of fl-a's herdd and SIGKILL of the leader at once (lease 7 s, lost after 3 s)");
     let (took, _) = led_by(&f, &name(&standby), t0).await;
     announce(&format!("the standby led {took:.2?} later"));
     let r = eventually(Duration::from_secs(5), "fl-a's task lost", || async {

@@ -148,10 +148,14 @@ pub async fn open_bucket<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| format!("cannot open the {bucket} bucket: {e}"))?;
     let mut values = Vec::new();
-    let mut keys = store.keys().await.map_err(|e| e.to_string())?;
+    // A key or an entry that cannot be read fails the whole open (the caller tries again): a
+    // restore missing a record would lose a run or a node without a word.
+    let unreadable = |e: &dyn std::fmt::Display| format!("cannot read the {bucket} bucket: {e}");
+    let mut keys = store.keys().await.map_err(|e| unreadable(&e))?;
     while let Some(key) = keys.next().await {
-        let Ok(key) = key else { continue };
-        let Ok(Some(entry)) = store.entry(&key).await else {
+        let key = key.map_err(|e| unreadable(&e))?;
+        // None: deleted since the listing.
+        let Some(entry) = store.entry(&key).await.map_err(|e| unreadable(&e))? else {
             continue;
         };
         if entry.operation != kv::Operation::Put {
