@@ -26,8 +26,11 @@ impl Coordinator {
         // Opening the buckets can take long after a NATS server died; the nodes were not
         // silent for that, this coordinator was deaf.
         let deaf_ms = now.saturating_sub(self.deaf_since_ms);
-        if deaf_ms > self.tick.as_millis() as u64 {
-            tracing::info!(deaf_ms, "heartbeats not followed while taking over");
+        if deaf_ms >= 5000 {
+            tracing::info!(
+                deaf_ms,
+                "the buckets took long to open; the nodes' silence is counted from now"
+            );
         }
         self.registry.unheard(self.deaf_since_ms, now);
         self.store = Some(store);
