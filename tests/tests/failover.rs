@@ -83,6 +83,11 @@ async fn only_answers(f: &Fleet, who: &str) {
     }
 }
 
+/// A run of `command` on `nodes`, `reps` times each.
+fn spec(command: Value, nodes: &[&str], reps: u32) -> Value {
+    json!({"workload": {"command": command}, "targets": {"nodes": nodes}, "repetitions": reps})
+}
+
 async fn submit(f: &Fleet, spec: Value) -> String {
     let v = f.cluster("run.submit", spec.clone()).await;
     assert_eq!(v["ok"], true, "{spec} → {v}");
@@ -130,15 +135,7 @@ async fn a_standby_leads_within_two_leases_of_the_leader_s_kill_and_the_run_comp
         .await
         .unwrap();
     f.client.flush().await.unwrap();
-    let run = submit(
-        &f,
-        json!({
-            "workload": {"command": ["sleep", "1"]},
-            "targets": {"nodes": ["fk-a", "fk-b"]},
-            "repetitions": 3
-        }),
-    )
-    .await;
+    let run = submit(&f, spec(json!(["sleep", "1"]), &["fk-a", "fk-b"], 3)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     f.coordinator.signal(Signal::SIGKILL);
     let killed = Instant::now();
@@ -250,15 +247,7 @@ async fn a_frozen_leader_is_replaced_and_acts_no_more_once_thawed() {
         took <= Duration::from_secs_f64(2.0 * LEASE_S),
         "took {took:?}"
     );
-    let run = submit(
-        &f,
-        json!({
-            "workload": {"command": ["sleep", "0.5"]},
-            "targets": {"nodes": ["ff-a"]},
-            "repetitions": 2
-        }),
-    )
-    .await;
+    let run = submit(&f, spec(json!(["sleep", "0.5"]), &["ff-a"], 2)).await;
     f.coordinator.signal(Signal::SIGCONT);
     announce("healed: SIGCONT of the old leader");
     eventually(
@@ -401,15 +390,7 @@ async fn a_standby_s_registry_is_warm_the_moment_it_leads() {
 async fn a_journal_written_behind_the_leader_s_back_refuses_its_next_write_and_it_steps_down() {
     let (f, _standby) = fleet_with_standby("fc", &["a"]).await;
     let (_, old_term) = leads(&f).await.unwrap();
-    let run = submit(
-        &f,
-        json!({
-            "workload": {"command": ["sleep", "1.5"]},
-            "targets": {"nodes": ["fc-a"]},
-            "repetitions": 2
-        }),
-    )
-    .await;
+    let run = submit(&f, spec(json!(["sleep", "1.5"]), &["fc-a"], 2)).await;
     // Another writer (a deposed leader coming back) writes the run's journal: same content, a
     // new revision, so that the leader's next write names a revision that is no longer the last.
     let js = async_nats::jetstream::new(f.client.clone());
@@ -459,15 +440,7 @@ async fn a_node_lost_while_no_one_leads_loses_its_task_when_the_standby_takes_ov
     let f = Fleet::start_with("fl", &["a", "b"], HB, 3.0, "", toml).await;
     let standby = Fleet::start_coordinator_with(&f.nats, "fl-standby", HB, 3.0, toml);
     standing_by(&standby).await;
-    let run = submit(
-        &f,
-        json!({
-            "workload": {"command": ["sleep", "10"]},
-            "targets": {"nodes": ["fl-a", "fl-b"]},
-            "repetitions": 1
-        }),
-    )
-    .await;
+    let run = submit(&f, spec(json!(["sleep", "10"]), &["fl-a", "fl-b"], 1)).await;
     eventually(Duration::from_secs(20), "both tasks running", || async {
         let r = f.run_record(&run).await;
         r.tasks
