@@ -410,3 +410,81 @@ async fn bad_run_specs_are_refused_naming_the_problem_and_nothing_starts() {
     let missing = f.cluster("run.get", json!({"run_id": "nope"})).await;
     assert_eq!(missing["error"]["code"], "not_found");
 }
+
+#[tokio::test]
+async fn a_start_left_unanswered_by_a_node_that_is_then_lost_makes_its_task_lost_not_failed() {
+    // rn-a is frozen before the run is submitted: its start goes unanswered (5 s), after the
+    // stop has already failed naming it (1 s), and before it is lost (7 s). The start may have
+    // been acted on for all the coordinator knows: the task is LOST with its node, not FAILED on
+    // a guess.
+    let f = Fleet::start("rn", &["a", "b"], HB, 7.0).await;
+    f.agents[0].signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
+    announce("failure: SIGSTOP of rn-a's herdd, then a run on rn-a and rn-b, stopped at once");
+    let run = submit(
+        &f,
+        json!({
+            "workload": {"command": ["sleep", "60"]},
+            "targets": {"nodes": ["rn-a", "rn-b"]},
+            "repetitions": 1,
+            "stop_timeout_s": 1.0
+        }),
+    )
+    .await;
+    f.cluster("run.stop", json!({"run_id": run})).await;
+    let r = wait_state(
+        &f,
+        &run,
+        &[RunState::Stopped, RunState::StopFailed],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(r.state, RunState::StopFailed, "{r:#?}");
+    let a_task = |r: &RunRecord| {
+        r.tasks
+            .iter()
+            .find(|t| t.node_id.as_str() == "rn-a")
+            .map(|t| (t.status, t.error.clone()))
+            .unwrap()
+    };
+    let r = eventually(Duration::from_secs(20), "rn-a's task settled", || async {
+        let r = get(&f, &run).await;
+        (a_task(&r).0 != TaskStatus::Running).then_some(r)
+    })
+    .await;
+    announce(&format!(
+        "rn-a's task {:?} {:.2?} after the freeze",
+        a_task(&r),
+        frozen.elapsed()
+    ));
+    assert_eq!(a_task(&r).0, TaskStatus::Lost, "{r:#?}");
+    assert!(
+        frozen.elapsed() >= Duration::from_secs(6),
+        "settled by the start's timeout, not the node's loss"
+    );
+    let log = f.coordinator.log();
+    assert!(log.contains("a start got no answer"), "{log}");
+    // Thawed, rn-a reads what it was sent in order: the start, then the stop, which ends the
+    // workload as soon as it runs.
+    f.agents[0].signal(Signal::SIGCONT);
+    eventually(
+        Duration::from_secs(15),
+        "nothing of the run left",
+        || async {
+            for state in ["running", "starting", "pending"] {
+                let v = f
+                    .call(
+                        "herd.v1.node.rn-a.workload.list",
+                        json!({"run_id": run, "state": state}),
+                    )
+                    .await;
+                if v["data"]["workloads"].as_array().map(|w| w.len()) != Some(0) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    f.nothing_left(&run).await;
+}

@@ -276,57 +276,6 @@ impl Coordinator {
         }
     }
 
-    fn start_task(
-        &mut self,
-        run_id: &RunId,
-        node: NodeId,
-        spec: WorkloadSpec,
-        ctx: &mut Context<Self>,
-    ) {
-        let Some(workload) = spec.workload_id.clone() else {
-            return;
-        };
-        let nodes = self.nodes.clone();
-        let start = async move { nodes.start(&node, &spec).await.map_err(|e| (node, e)) };
-        let run = run_id.clone();
-        ctx.spawn(start.into_actor(self).map(move |res, act, ctx| {
-            if let Err((node, error)) = res {
-                tracing::warn!(%run, %node, %error, "a task did not start");
-                act.pending.forget(&node, &workload);
-                act.on_run(&run, ctx, |j| {
-                    j.on_start_failed(&node, &workload, error, now_ms())
-                });
-            }
-        }));
-    }
-
-    /// After a restart: a task settled meanwhile is recorded, one still running will send
-    /// its events, one its node never got is started (idempotently).
-    fn reconcile_task(
-        &mut self,
-        run_id: &RunId,
-        node: NodeId,
-        spec: WorkloadSpec,
-        ctx: &mut Context<Self>,
-    ) {
-        let Some(workload) = spec.workload_id.clone() else {
-            return;
-        };
-        let nodes = self.nodes.clone();
-        let get = async move { (nodes.get(&node, &workload).await, node) };
-        let run = run_id.clone();
-        ctx.spawn(
-            get.into_actor(self)
-                .map(move |(res, node), act, ctx| match res {
-                    Ok(status) if status.state.is_terminal() => {
-                        act.on_run(&run, ctx, |j| j.on_task_status(&node, &status, now_ms()));
-                    }
-                    Ok(_) => {}
-                    Err(_) => act.start_task(&run, node, spec, ctx),
-                }),
-        );
-    }
-
     /// Announced once this coordinator answers: a client that hears it can ask at once.
     fn announce_leadership(&self) {
         let event = ClusterEvent {
@@ -558,4 +507,5 @@ impl Handler<Depose> for Coordinator {
 mod admission;
 mod serving;
 mod takeover;
+mod tasks;
 use serving::Serving;

@@ -1,7 +1,7 @@
 //! The requests the coordinator makes to nodes (`herd.v1.node.<node>.*`), in MessagePack; an
 //! error reply, or none in time, is its text.
 
-use crate::edges::nats::request_msgpack;
+use crate::edges::nats::{request_msgpack, try_request_msgpack, RequestError};
 use herd_bus::{
     Accepted, Ack, NodeId, NodeVerb, RunId, StopRequest, Subjects, WorkloadFilter, WorkloadGet,
     WorkloadId, WorkloadList, WorkloadSpec, WorkloadStatus,
@@ -18,10 +18,15 @@ impl NodeClient {
         NodeClient { client, subjects }
     }
 
-    /// `workload.start`: idempotent for the same workload id and spec.
-    pub async fn start(&self, node: &NodeId, spec: &WorkloadSpec) -> Result<Accepted, String> {
+    /// `workload.start`: idempotent for the same workload id and spec, so one that got no
+    /// answer can be sent again.
+    pub async fn start(
+        &self,
+        node: &NodeId,
+        spec: &WorkloadSpec,
+    ) -> Result<Accepted, RequestError> {
         let subject = self.subjects.node_command(node, NodeVerb::WorkloadStart);
-        request_msgpack(&self.client, subject, spec).await
+        try_request_msgpack(&self.client, subject, spec).await
     }
 
     /// `workload.get`.

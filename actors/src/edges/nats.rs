@@ -96,17 +96,48 @@ pub async fn request_msgpack<Q: Serialize, R: serde::de::DeserializeOwned>(
     subject: String,
     req: &Q,
 ) -> Result<R, String> {
-    let payload = codec::encode(req, Encoding::MsgPack).map_err(|e| e.to_string())?;
+    try_request_msgpack(client, subject, req)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Why a request got no result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestError {
+    /// No reply in time, or no one to take the request: it may have been acted on or not.
+    NoAnswer(String),
+    /// An error reply, or a reply that cannot be read: the request was answered and refused.
+    Refused(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::NoAnswer(e) | RequestError::Refused(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Like [`request_msgpack`], telling a request that got no answer from one refused.
+pub async fn try_request_msgpack<Q: Serialize, R: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: String,
+    req: &Q,
+) -> Result<R, RequestError> {
+    let payload =
+        codec::encode(req, Encoding::MsgPack).map_err(|e| RequestError::Refused(e.to_string()))?;
     let msg = tokio::time::timeout(
         Duration::from_secs(5),
         client.request(subject.clone(), payload.into()),
     )
     .await
-    .map_err(|_| format!("no answer on {subject}"))?
-    .map_err(|e| format!("{subject}: {e}"))?;
+    .map_err(|_| RequestError::NoAnswer(format!("no answer on {subject}")))?
+    .map_err(|e| RequestError::NoAnswer(format!("{subject}: {e}")))?;
     let reply: Reply<R> = codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default())
-        .map_err(|e| e.to_string())?;
-    reply.into_result().map_err(|e| e.to_string())
+        .map_err(|e| RequestError::Refused(e.to_string()))?;
+    reply
+        .into_result()
+        .map_err(|e| RequestError::Refused(e.to_string()))
 }
 
 /// A value read from a KV bucket, with the revision a compare-and-set write must name.

@@ -477,3 +477,26 @@ fn uploaded_results_are_recorded_in_their_task_whatever_its_status() {
         .is_empty());
     assert_eq!(j.record.tasks[1].results, None);
 }
+
+#[test]
+fn a_start_is_wanted_while_the_run_runs_and_its_task_waits_on_it() {
+    let (mut j, _) = RunJournal::new(RunId::new("r20").unwrap(), spec(2), &[n("a"), n("b")], 0);
+    assert!(
+        j.wants_start(&n("a"), &wid(&j, "a", 1)),
+        "sent, not yet settled"
+    );
+    assert!(!j.wants_start(&n("a"), &wid(&j, "a", 2)), "not sent yet");
+    assert!(!j.wants_start(&n("b"), &wid(&j, "a", 1)), "another node's");
+    ev(&mut j, "a", 1, WorkloadState::Exited, Some(0), 5);
+    assert!(!j.wants_start(&n("a"), &wid(&j, "a", 1)), "settled");
+    j.on_node_lost(&n("b"), 6);
+    assert!(
+        !j.wants_start(&n("b"), &wid(&j, "b", 1)),
+        "lost with its node"
+    );
+    j.on_stop(7);
+    assert!(
+        !j.wants_start(&n("a"), &wid(&j, "a", 2)),
+        "no start once the run stops"
+    );
+}
