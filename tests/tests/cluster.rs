@@ -126,11 +126,12 @@ async fn the_leader_killed_mid_stop_leaves_the_run_stopped() {
         Duration::from_secs(20),
         "every first task running",
         || async {
+            // Started: its node's running event is in (RUNNING alone means the start was sent).
             let r = run_record(&c, &run).await?;
             let running = r
                 .tasks
                 .iter()
-                .filter(|t| t.status == TaskStatus::Running)
+                .filter(|t| t.status == TaskStatus::Running && t.started_at_ms.is_some())
                 .count();
             (running == 3).then_some(())
         },
@@ -232,11 +233,13 @@ async fn a_node_cut_off_goes_stale_then_lost_fails_the_stop_and_comes_back_witho
     let mut spec = three_nodes(json!(["sleep", "30"]), 1);
     spec["stop_timeout_s"] = json!(3.0);
     let run = submit(&c, spec).await;
+    // Every task started, by its node's running event: node2 is cut off with its task running,
+    // not before its start reached it.
     eventually(Duration::from_secs(20), "every task running", || async {
         let r = run_record(&c, &run).await?;
         r.tasks
             .iter()
-            .all(|t| t.status == TaskStatus::Running)
+            .all(|t| t.status == TaskStatus::Running && t.started_at_ms.is_some())
             .then_some(())
     })
     .await;
