@@ -113,6 +113,20 @@ async fn next_leader_event(sub: &mut async_nats::Subscriber) -> ClusterEvent {
     codec::decode(&m.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap()
 }
 
+/// Waits up to `within_s` for run `run` to settle; it completed, each task started once.
+async fn completes_each_task_started_once(f: &Fleet, run: &str, within_s: u64) -> RunRecord {
+    let r = f
+        .wait_run(
+            run,
+            &[RunState::Completed, RunState::Failed],
+            Duration::from_secs(within_s),
+        )
+        .await;
+    assert_eq!(r.state, RunState::Completed, "{r:#?}");
+    assert_started_once(&f.running_events(run).await, &r);
+    r
+}
+
 fn assert_started_once(starts: &std::collections::HashMap<String, u32>, r: &RunRecord) {
     assert_eq!(starts.len(), r.tasks.len(), "{starts:?}");
     assert!(starts.values().all(|n| *n == 1), "{starts:?}");
@@ -156,16 +170,8 @@ async fn a_standby_leads_within_two_leases_of_the_leader_s_kill_and_the_run_comp
         Some(new.as_str())
     );
     assert_eq!(event.leader.as_ref().map(|l| l.term), Some(term));
-    let r = f
-        .wait_run(
-            &run,
-            &[RunState::Completed, RunState::Failed],
-            Duration::from_secs(40),
-        )
-        .await;
-    assert_eq!(r.state, RunState::Completed, "{r:#?}");
+    let r = completes_each_task_started_once(&f, &run, 40).await;
     assert!(r.tasks.iter().all(|t| t.status == TaskStatus::Completed));
-    assert_started_once(&f.running_events(&run).await, &r);
     only_answers(&f, &new).await;
     let (out, _) = herdctl(&f.nats.url(), &["nodes"]).await;
     assert!(
@@ -261,15 +267,7 @@ async fn a_frozen_leader_is_replaced_and_acts_no_more_once_thawed() {
         },
     )
     .await;
-    let r = f
-        .wait_run(
-            &run,
-            &[RunState::Completed, RunState::Failed],
-            Duration::from_secs(30),
-        )
-        .await;
-    assert_eq!(r.state, RunState::Completed, "{r:#?}");
-    assert_started_once(&f.running_events(&run).await, &r);
+    completes_each_task_started_once(&f, &run, 30).await;
     only_answers(&f, &new).await;
     assert!(
         !standby.log().contains("no longer leads"),
@@ -420,15 +418,7 @@ async fn a_journal_written_behind_the_leader_s_back_refuses_its_next_write_and_i
     })
     .await;
     announce(&format!("{new} leads in term {term} (was {old_term})"));
-    let r = f
-        .wait_run(
-            &run,
-            &[RunState::Completed, RunState::Failed],
-            Duration::from_secs(40),
-        )
-        .await;
-    assert_eq!(r.state, RunState::Completed, "{r:#?}");
-    assert_started_once(&f.running_events(&run).await, &r);
+    completes_each_task_started_once(&f, &run, 40).await;
     only_answers(&f, &new).await;
 }
 

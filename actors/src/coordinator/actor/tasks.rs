@@ -1,15 +1,11 @@
-//! Starting a run's tasks on their nodes. A start refused fails its task. One that got no
-//! answer may well have been acted on (the reply lost as the node was cut off, say): it is sent
-//! again while the run still waits on it (starts are idempotent), and otherwise the task is
-//! left to its node's events and liveness (`LOST` once the node is lost), never failed on a
-//! guess.
+//! Starting a run's tasks on their nodes. A start refused fails its task; what to do about one
+//! that got no answer, the journal decides ([`UnansweredStart`]).
 
 use super::*;
+use crate::cores::run::UnansweredStart;
 use crate::edges::nats::RequestError;
 use herd_bus::WorkloadId;
 
-/// Starts that an up node leaves unanswered before its task fails.
-const UNANSWERED_STARTS: u32 = 3;
 const START_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
 impl Coordinator {
@@ -46,27 +42,30 @@ impl Coordinator {
                         act.start_failed(&run, &node, &workload, error, ctx)
                     }
                     Err(RequestError::NoAnswer(error)) => {
-                        if !act.wants_start(&run, &node, &workload) {
-                            tracing::info!(%run, %node, %error, "a start got no answer; its task is left to the node's events and liveness");
-                            return;
-                        }
-                        // A stale node's silence is its liveness' to judge: only an up node's
-                        // counts against the task.
                         let up = act
                             .registry
                             .get(&node)
                             .is_some_and(|r| r.liveness == NodeLiveness::Up);
-                        let unanswered = unanswered + u32::from(up);
-                        if unanswered >= UNANSWERED_STARTS {
-                            let error = format!("{error} ({unanswered} times, the node up)");
-                            return act.start_failed(&run, &node, &workload, error, ctx);
-                        }
-                        tracing::warn!(%run, %node, %error, "a start got no answer; sending it again");
-                        ctx.run_later(START_AGAIN_AFTER, move |act, ctx| {
-                            if act.wants_start(&run, &node, &workload) {
-                                act.send_start(run, node, spec, unanswered, ctx);
-                            }
+                        let next = act.runs.get(&run).map_or(UnansweredStart::Leave, |j| {
+                            j.on_start_unanswered(&node, &workload, up, unanswered)
                         });
+                        match next {
+                            UnansweredStart::Leave => {
+                                tracing::info!(%run, %node, %error, "a start got no answer; its task is left to the node's events and liveness");
+                            }
+                            UnansweredStart::Fail { unanswered } => {
+                                let error = format!("{error} ({unanswered} times, the node up)");
+                                act.start_failed(&run, &node, &workload, error, ctx);
+                            }
+                            UnansweredStart::Again { unanswered } => {
+                                tracing::warn!(%run, %node, %error, "a start got no answer; sending it again");
+                                ctx.run_later(START_AGAIN_AFTER, move |act, ctx| {
+                                    if act.wants_start(&run, &node, &workload) {
+                                        act.send_start(run, node, spec, unanswered, ctx);
+                                    }
+                                });
+                            }
+                        }
                     }
                 }),
         );

@@ -434,16 +434,6 @@ impl RunJournal {
         vec![RunEffect::Persist]
     }
 
-    /// Whether the run still waits on its node starting this task: a start request that got
-    /// no answer is then sent again (it is idempotent). Once the run is stopping or settled,
-    /// or the task settled (its node lost, say), no start goes out any more.
-    pub fn wants_start(&self, node: &NodeId, workload: &WorkloadId) -> bool {
-        self.record.state == RunState::Running
-            && self
-                .task_index(node, workload)
-                .is_some_and(|i| self.record.tasks[i].status == TaskStatus::Running)
-    }
-
     /// A start request was refused (or never answered, however often it was sent).
     pub fn on_start_failed(
         &mut self,
@@ -568,6 +558,8 @@ mod campaign;
 #[cfg(test)]
 mod campaign_tests;
 mod queued;
+mod starting;
 mod stopping;
+pub use starting::UnansweredStart;
 #[cfg(test)]
 mod tests;

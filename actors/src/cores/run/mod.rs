@@ -14,7 +14,7 @@ pub mod queue;
 pub mod stop;
 pub mod summary;
 
-pub use journal::{catalog, RunEffect, RunJournal, DEFAULT_STOP_TIMEOUT_S};
+pub use journal::{catalog, RunEffect, RunJournal, UnansweredStart, DEFAULT_STOP_TIMEOUT_S};
 pub use plan::{plan, task_workload_id, PlanError};
 pub use queue::{hold_starts, Admission, RunQueue};
 pub use stop::{StopProtocol, StopVerdict};

@@ -500,3 +500,29 @@ fn a_start_is_wanted_while_the_run_runs_and_its_task_waits_on_it() {
         "no start once the run stops"
     );
 }
+
+#[test]
+fn an_unanswered_start_is_sent_again_counted_only_while_its_node_is_up() {
+    use super::starting::UnansweredStart::*;
+    let (mut j, _) = RunJournal::new(RunId::new("r21").unwrap(), spec(1), &[n("a"), n("b")], 0);
+    let a = wid(&j, "a", 1);
+    assert_eq!(
+        j.on_start_unanswered(&n("a"), &a, true, 0),
+        Again { unanswered: 1 }
+    );
+    assert_eq!(
+        j.on_start_unanswered(&n("a"), &a, false, 1),
+        Again { unanswered: 1 },
+        "a stale node's silence is not counted"
+    );
+    assert_eq!(
+        j.on_start_unanswered(&n("a"), &a, true, 2),
+        Fail { unanswered: 3 }
+    );
+    j.on_stop(5);
+    assert_eq!(
+        j.on_start_unanswered(&n("a"), &a, true, 2),
+        Leave,
+        "stopping: left to the node's events and liveness"
+    );
+}
