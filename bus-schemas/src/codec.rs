@@ -180,15 +180,39 @@ fn decode_msgpack_valid<T: DeserializeOwned>(bytes: &[u8], limits: &DecodeLimits
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
     de.set_max_depth(limits.max_depth);
     let value = T::deserialize(&mut de).ok()?;
-    // Nothing may follow: reading another value must hit the end of the slice.
-    match serde::de::IgnoredAny::deserialize(&mut de) {
+    at_end(&mut de).then_some(value)
+}
+
+/// Nothing may follow a value: reading another one must hit the end of the slice.
+fn at_end(de: &mut rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'_, [u8]>>) -> bool {
+    matches!(
+        serde::de::IgnoredAny::deserialize(de),
         Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
-            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
-        {
-            Some(value)
+            if e.kind() == std::io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// Like [`decode`], into `place`: a MessagePack payload is decoded into the strings and vectors
+/// `place` already holds (serde's in-place decoding), so that a value replaced at a high rate
+/// (a heartbeat in the coordinator) costs no allocation and no free once its buffers are large
+/// enough. On success `place` holds exactly what [`decode`] returns; on an error it holds
+/// something unspecified, to be overwritten or dropped, never used.
+pub fn decode_into<T: DeserializeOwned>(
+    bytes: &[u8],
+    encoding: Encoding,
+    limits: &DecodeLimits,
+    place: &mut T,
+) -> Result<(), CodecError> {
+    if encoding == Encoding::MsgPack && bytes.len() <= limits.max_bytes {
+        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+        de.set_max_depth(limits.max_depth);
+        if T::deserialize_in_place(&mut de, place).is_ok() && at_end(&mut de) {
+            return Ok(());
         }
-        _ => None,
     }
+    // Not MessagePack, or not valid: decoded as a new value (which says what was wrong).
+    *place = decode(bytes, encoding, limits)?;
+    Ok(())
 }
 
 /// Like [`decode`], but an empty (or all-blank) payload is `T::default()`: requests such as ping
@@ -364,5 +388,78 @@ mod tests {
         assert_eq!(e, Empty {});
         let e: Empty = decode_request(b" \n", Encoding::Json, &limits()).unwrap();
         assert_eq!(e, Empty {});
+    }
+
+    /// Heartbeats of every shape, each decoded into a place that held another: the place ends
+    /// up equal to a fresh decode, whatever it held (longer or shorter lists, fields present
+    /// there and absent here).
+    #[test]
+    fn decodes_into_a_used_value_exactly_as_anew() {
+        use crate::fixtures::heartbeat;
+        use crate::messages::{Allocation, Heartbeat};
+        let mut bare = heartbeat(0);
+        bare.labels.clear();
+        bare.capacity.gpus.clear();
+        bare.version.clear();
+        let mut allocated = heartbeat(3);
+        allocated.allocation = Some(Allocation {
+            allocatable_cpus: 2.0,
+            gpus_free: vec!["GPU-5c1d".into()],
+            ..Allocation::default()
+        });
+        allocated.workloads[1].run_id = None;
+        allocated.workloads[2].cpu_percent = None;
+        let shapes = [heartbeat(100), bare, allocated, heartbeat(1), heartbeat(10)];
+        for held in &shapes {
+            for next in &shapes {
+                let bytes = encode(next, Encoding::MsgPack).unwrap();
+                let mut place: Heartbeat = held.clone();
+                decode_into(&bytes, Encoding::MsgPack, &limits(), &mut place).unwrap();
+                assert_eq!(place, *next);
+                let fresh: Heartbeat = decode(&bytes, Encoding::MsgPack, &limits()).unwrap();
+                assert_eq!(place, fresh);
+            }
+        }
+        // JSON is decoded anew.
+        let json = encode(&shapes[2], Encoding::Json).unwrap();
+        let mut place = shapes[0].clone();
+        decode_into(&json, Encoding::Json, &limits(), &mut place).unwrap();
+        assert_eq!(place, shapes[2]);
+    }
+
+    /// What `decode` refuses, `decode_into` refuses with the same error.
+    #[test]
+    fn decode_into_refuses_what_decode_refuses() {
+        use crate::fixtures::heartbeat;
+        use crate::messages::Heartbeat;
+        let good = encode(&heartbeat(2), Encoding::MsgPack).unwrap();
+        let mut trailing = good.clone();
+        trailing.push(0xc0);
+        // A workload id with a character no id may hold, same length as the good one.
+        let bad_id = {
+            let mut b = good.clone();
+            let at = b.windows(6).position(|w| w == b"w-0001").unwrap();
+            b[at + 1] = b'/';
+            b
+        };
+        // 100 nested one-element arrays.
+        let mut deep = vec![0x91; 100];
+        deep.push(0xc0);
+        let too_large = vec![0u8; limits().max_bytes + 1];
+        for bytes in [
+            &trailing,
+            &bad_id,
+            &deep,
+            &too_large,
+            &good[..good.len() - 3],
+        ] {
+            let mut place = heartbeat(5);
+            let into = decode_into(bytes, Encoding::MsgPack, &limits(), &mut place).unwrap_err();
+            let anew = decode::<Heartbeat>(bytes, Encoding::MsgPack, &limits()).unwrap_err();
+            assert_eq!(into.to_string(), anew.to_string());
+        }
+        let mut place = heartbeat(5);
+        let err = decode_into(&bad_id, Encoding::MsgPack, &limits(), &mut place).unwrap_err();
+        assert!(err.to_string().contains("workload id"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! Identifiers that appear inside subjects. Each must be a single NATS token.
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,9 +52,24 @@ pub fn validate_token(kind: &'static str, value: &str) -> Result<(), IdError> {
 macro_rules! token_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(into = "String")]
         pub struct $name(String);
+
+        // Validated as `new` does; decoded in place, the id's buffer is reused.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Self::new(String::deserialize(deserializer)?).map_err(de::Error::custom)
+            }
+
+            fn deserialize_in_place<D: Deserializer<'de>>(
+                deserializer: D,
+                place: &mut Self,
+            ) -> Result<(), D::Error> {
+                String::deserialize_in_place(deserializer, &mut place.0)?;
+                validate_token($kind, &place.0).map_err(de::Error::custom)
+            }
+        }
 
         impl $name {
             pub fn new(value: impl Into<String>) -> Result<Self, IdError> {

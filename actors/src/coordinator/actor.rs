@@ -8,7 +8,7 @@ use crate::coordinator::node_client::NodeClient;
 use crate::coordinator::store::{self, Restored, SaveError, Store};
 use crate::cores::pending::PendingPlacements;
 use crate::cores::placement;
-use crate::cores::registry::{Change, NodeRegistry, RegistryConfig};
+use crate::cores::registry::{Change, NodeRegistry, RegistryConfig, SpareHeartbeat};
 use crate::cores::run::{self, RunEffect, RunJournal, RunQueue};
 use crate::edges::clock::now_ms;
 use crate::edges::nats::{message_encoding, publish_msgpack};
@@ -18,7 +18,7 @@ use async_nats::jetstream;
 use async_nats::Message as NatsMessage;
 use herd_bus::codec::{self, DecodeLimits, Encoding};
 use herd_bus::{
-    ClusterEvent, ClusterEventKind, ClusterWorkloadList, ErrorBody, FitQuery, FitResult, Heartbeat,
+    ClusterEvent, ClusterEventKind, ClusterWorkloadList, ErrorBody, FitQuery, FitResult,
     Leadership, NodeEvent, NodeEventKind, NodeGet, NodeId, NodeList, NodeLiveness, NodeRecord,
     NodesQuery, ResultsEvent, RunCompare, RunComparison, RunId, RunList, RunListQuery, RunRecord,
     RunRef, RunRetried, RunRetry, RunSpec, RunState, RunStats, RunSubmitted, Subject, Subjects,
@@ -32,6 +32,8 @@ pub struct Coordinator {
     subjects: Subjects,
     nodes: NodeClient,
     registry: NodeRegistry,
+    /// The next heartbeat is decoded into the one the registry last replaced.
+    spare: SpareHeartbeat,
     limits: DecodeLimits,
     tick: Duration,
     /// Once the buckets are open.
@@ -75,6 +77,7 @@ impl Coordinator {
                 .warm
                 .take()
                 .unwrap_or_else(|| NodeRegistry::new(config)),
+            spare: SpareHeartbeat::default(),
             limits,
             tick,
             store: None,
@@ -152,14 +155,16 @@ impl Coordinator {
     }
 
     fn on_heartbeat(&mut self, msg: &NatsMessage, node: &NodeId, ctx: &mut Context<Self>) {
-        match codec::decode::<Heartbeat>(&msg.payload, Encoding::MsgPack, &self.limits) {
-            Ok(hb) if hb.node_id != *node => self.malformed(
-                msg.subject.as_str(),
-                format!("it names node {}", hb.node_id),
-            ),
+        match self.spare.decode(&msg.payload, &self.limits) {
+            Ok(hb) if hb.node_id != *node => {
+                let why = format!("it names node {}", hb.node_id);
+                self.spare.keep(Some(hb));
+                self.malformed(msg.subject.as_str(), why)
+            }
             Ok(hb) => {
                 self.pending.on_heartbeat(&hb);
-                let changes = self.registry.on_heartbeat(hb, now_ms());
+                let (changes, previous) = self.registry.ingest(hb, now_ms());
+                self.spare.keep(previous);
                 self.apply(changes, ctx);
                 // Queued runs are tried on the tick, not here: a try places over the whole
                 // fleet, and per heartbeat that would cost fleet size squared each interval.

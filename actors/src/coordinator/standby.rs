@@ -3,12 +3,12 @@
 //! liveness and last inventory without waiting for the next heartbeats. It announces nothing
 //! and saves nothing: only the leader does.
 
-use crate::cores::registry::{NodeRegistry, RegistryConfig};
+use crate::cores::registry::{NodeRegistry, RegistryConfig, SpareHeartbeat};
 use crate::edges::clock::now_ms;
 use actix::prelude::*;
 use async_nats::Message as NatsMessage;
-use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{Heartbeat, Subject, Subjects};
+use herd_bus::codec::DecodeLimits;
+use herd_bus::{Subject, Subjects};
 use std::time::Duration;
 
 pub struct WarmRegistry {
@@ -17,6 +17,7 @@ pub struct WarmRegistry {
     limits: DecodeLimits,
     tick: Duration,
     registry: Option<NodeRegistry>,
+    spare: SpareHeartbeat,
 }
 
 impl WarmRegistry {
@@ -33,6 +34,7 @@ impl WarmRegistry {
             limits,
             tick,
             registry: Some(NodeRegistry::new(config)),
+            spare: SpareHeartbeat::default(),
         }
     }
 }
@@ -67,9 +69,12 @@ impl StreamHandler<NatsMessage> for WarmRegistry {
             return;
         };
         // Malformed heartbeats are the leader's to count and log.
-        if let Ok(hb) = codec::decode::<Heartbeat>(&msg.payload, Encoding::MsgPack, &self.limits) {
+        if let Ok(hb) = self.spare.decode(&msg.payload, &self.limits) {
             if hb.node_id == node {
-                registry.on_heartbeat(hb, now_ms());
+                let (_, previous) = registry.ingest(hb, now_ms());
+                self.spare.keep(previous);
+            } else {
+                self.spare.keep(Some(hb));
             }
         }
     }
