@@ -3,8 +3,12 @@
 //! once the server is back.
 
 use herd_bus::codec::{self, DecodeLimits, Encoding};
-use herd_bus::{NodeEvent, NodeEventKind};
-use herd_tests::{connect, eventually, wait_for_node, Herdd, HerddOptions, NatsServer};
+use herd_bus::{NodeEvent, NodeEventKind, WorkloadEvent, WorkloadState};
+use herd_tests::{
+    announce, connect, eventually, node_call, wait_for_node, Herdd, HerddOptions, NatsServer,
+};
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 async fn events_in_stream(url: &str) -> Vec<(String, NodeEvent)> {
@@ -99,4 +103,86 @@ async fn events_published_while_nats_is_down_arrive_after_it_returns() {
         !state.path().join("outbox.msgpack").exists(),
         "nothing left to send"
     );
+}
+
+/// Workload events in HERD_EVENTS, in stream order.
+async fn workload_events_in_stream(url: &str) -> Vec<WorkloadEvent> {
+    let client = connect(url).await;
+    let js = async_nats::jetstream::new(client);
+    let Ok(mut stream) = js.get_stream("HERD_EVENTS").await else {
+        return vec![];
+    };
+    let count = stream.info().await.unwrap().state.messages;
+    let mut events = Vec::new();
+    for seq in 1..=count {
+        let msg = stream.get_raw_message(seq).await.unwrap();
+        if msg.subject.contains(".workload.") {
+            events.push(
+                codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap(),
+            );
+        }
+    }
+    events
+}
+
+/// herdd publishes events a window at a time before their acknowledgements: a burst of starts
+/// must still land once each, every workload's events in the order they happened.
+#[tokio::test]
+async fn a_burst_of_starts_lands_once_each_in_lifecycle_order() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let mut herdd = Herdd::start_with(HerddOptions::new("burst-node", url.clone()));
+    let client = connect(&url).await;
+    wait_for_node(&client, "burst-node").await;
+    let n = 48;
+    let replies = futures::future::join_all((0..n).map(|i| {
+        node_call(
+            &client,
+            "burst-node",
+            "workload.start",
+            json!({"workload_id": format!("b{i:02}"), "command": ["true"]}),
+        )
+    }))
+    .await;
+    for r in &replies {
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let events = eventually(
+        Duration::from_secs(30),
+        "every exit in the stream",
+        || async {
+            let e = workload_events_in_stream(&url).await;
+            (e.iter()
+                .filter(|e| e.state == WorkloadState::Exited)
+                .count()
+                == n)
+                .then_some(e)
+        },
+    )
+    .await;
+
+    let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "an event stored twice");
+    let mut per_workload: HashMap<String, Vec<WorkloadState>> = HashMap::new();
+    for e in &events {
+        per_workload
+            .entry(e.workload_id.to_string())
+            .or_default()
+            .push(e.state);
+    }
+    assert_eq!(per_workload.len(), n);
+    let lifecycle = [
+        WorkloadState::Pending,
+        WorkloadState::Starting,
+        WorkloadState::Running,
+        WorkloadState::Exited,
+    ];
+    for (workload, states) in &per_workload {
+        assert_eq!(states, &lifecycle, "{workload}'s events in stream order");
+    }
+    announce(&format!(
+        "{} workload events of {n} concurrent starts stored once each, in lifecycle order",
+        events.len()
+    ));
+    assert!(herdd.terminate(Duration::from_secs(10)).unwrap().success());
 }
