@@ -11,7 +11,9 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-async fn events_in_stream(url: &str) -> Vec<(String, NodeEvent)> {
+/// Every message in HERD_EVENTS whose subject contains `part` ("" for all), in stream order: its subject and
+/// its payload decoded as `T`.
+async fn stream_events<T: serde::de::DeserializeOwned>(url: &str, part: &str) -> Vec<(String, T)> {
     let client = connect(url).await;
     let js = async_nats::jetstream::new(client);
     let Ok(mut stream) = js.get_stream("HERD_EVENTS").await else {
@@ -21,11 +23,17 @@ async fn events_in_stream(url: &str) -> Vec<(String, NodeEvent)> {
     let mut events = Vec::new();
     for seq in 1..=count {
         let msg = stream.get_raw_message(seq).await.unwrap();
-        let event: NodeEvent =
-            codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
-        events.push((msg.subject.to_string(), event));
+        if msg.subject.contains(part) {
+            let event: T =
+                codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap();
+            events.push((msg.subject.to_string(), event));
+        }
     }
     events
+}
+
+async fn events_in_stream(url: &str) -> Vec<(String, NodeEvent)> {
+    stream_events(url, "").await
 }
 
 #[tokio::test]
@@ -107,26 +115,12 @@ async fn events_published_while_nats_is_down_arrive_after_it_returns() {
 
 /// Workload events in HERD_EVENTS, in stream order.
 async fn workload_events_in_stream(url: &str) -> Vec<WorkloadEvent> {
-    let client = connect(url).await;
-    let js = async_nats::jetstream::new(client);
-    let Ok(mut stream) = js.get_stream("HERD_EVENTS").await else {
-        return vec![];
-    };
-    let count = stream.info().await.unwrap().state.messages;
-    let mut events = Vec::new();
-    for seq in 1..=count {
-        let msg = stream.get_raw_message(seq).await.unwrap();
-        if msg.subject.contains(".workload.") {
-            events.push(
-                codec::decode(&msg.payload, Encoding::MsgPack, &DecodeLimits::default()).unwrap(),
-            );
-        }
-    }
-    events
+    let events = stream_events(url, ".workload.").await;
+    events.into_iter().map(|(_, e)| e).collect()
 }
 
-/// herdd publishes events a window at a time before their acknowledgements: a burst of starts
-/// must still land once each, every workload's events in the order they happened.
+/// A burst of starts makes events faster than JetStream acknowledges them: each must still land
+/// once, every workload's events in the order they happened.
 #[tokio::test]
 async fn a_burst_of_starts_lands_once_each_in_lifecycle_order() {
     let nats = NatsServer::start();
