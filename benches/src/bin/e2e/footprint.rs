@@ -46,20 +46,6 @@ async fn start_sleepers(client: &async_nats::Client, ids: std::ops::Range<usize>
     Ok(())
 }
 
-/// A process's RSS in bytes, split: anonymous memory, and pages mapped from files.
-fn rss_split(pid: u32) -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = |key: &str| -> Result<u64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|v| v * 1024)
-            .with_context(|| format!("{key} in /proc/{pid}/status"))
-    };
-    Ok((kb("RssAnon:")?, kb("RssFile:")?))
-}
-
 /// herdd's footprint: idle, then with 100 workloads sampled every second, then 1000; herdd's
 /// own tick beside criterion's for the same N (`means`, from target/criterion).
 pub(crate) async fn footprint(r: &mut Report, means: &BTreeMap<String, f64>) -> Result<()> {
@@ -76,7 +62,7 @@ pub(crate) async fn footprint(r: &mut Report, means: &BTreeMap<String, f64>) -> 
     wait_for_node(&client, "footprint").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (idle_cpu, idle_rss) = usage_over(herdd.pid(), Duration::from_secs(10)).await?;
-    let (idle_anon, idle_file) = rss_split(herdd.pid())?;
+    let [idle_anon, idle_file] = status_bytes(herdd.pid(), ["RssAnon:", "RssFile:"])?;
     start_sleepers(&client, 0..100).await?;
     let mut telemetry = client
         .subscribe(subjects().telemetry(&node_id("footprint")))

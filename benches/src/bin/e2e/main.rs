@@ -90,13 +90,24 @@ fn cpu_and_rss(pid: u32) -> Result<(f64, u64)> {
     let utime: f64 = fields[11].parse()?;
     let stime: f64 = fields[12].parse()?;
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    // A zombie has no VmRSS: its CPU still counts.
+    let [rss] = status_bytes(pid, ["VmRSS:"]).unwrap_or([0]);
+    Ok(((utime + stime) / ticks, rss))
+}
+
+/// Sizes from /proc/<pid>/status (`VmRSS:`, `RssAnon:`, …; given there in kB), in bytes.
+fn status_bytes<const N: usize>(pid: u32, keys: [&str; N]) -> Result<[u64; N]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    Ok(((utime + stime) / ticks, rss_kb * 1024))
+    let mut out = [0; N];
+    for (slot, key) in out.iter_mut().zip(keys) {
+        *slot = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .with_context(|| format!("{key} in /proc/{pid}/status"))?
+            * 1024;
+    }
+    Ok(out)
 }
 
 /// CPU % of one core and the RSS at the end, over `window`.
