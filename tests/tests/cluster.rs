@@ -173,6 +173,7 @@ async fn one_nats_server_killed_during_a_run_loses_no_lifecycle_event() {
         Duration::from_secs(60),
     )
     .await;
+    let settled = killed.elapsed();
     assert_eq!(r.state, RunState::Completed, "{r:#?}");
     // Each task's workload has exactly one running and one exited event, on its own node.
     let events = run_events(&c.client, &run).await;
@@ -215,7 +216,8 @@ async fn one_nats_server_killed_during_a_run_loses_no_lifecycle_event() {
         }
     }
     announce(&format!(
-        "{} lifecycle events of 15 tasks, each running and exited once; telemetry from {after:?} after the kill",
+        "run completed {:.1} s after the kill; {} lifecycle events of 15 tasks, each running and exited once; telemetry from {after:?} after the kill",
+        settled.as_secs_f64(),
         events.len()
     ));
 }

@@ -48,53 +48,41 @@ pub enum SaveError {
 }
 
 impl Store {
-    /// Opens (or creates) both buckets with `replicas` and reads them; tries again until
-    /// JetStream answers.
+    /// Opens (or creates) both buckets with `replicas` and reads them, side by side; each tries
+    /// again until JetStream answers (one read is not redone for the other's failure).
     pub async fn open(
         client: async_nats::Client,
         limits: DecodeLimits,
         replicas: usize,
     ) -> Restored {
-        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
-        loop {
-            let nodes = open_bucket::<NodeRecord>(
-                client.clone(),
-                kv_stream_config(
-                    NODES_BUCKET,
-                    "herd coordinator: last known state of every node",
-                    replicas,
-                ),
-                limits,
-            )
-            .await;
-            let runs = open_bucket::<RunRecord>(
-                client.clone(),
-                kv_stream_config(
-                    RUNS_BUCKET,
-                    "herd coordinator: the journal of every run",
-                    replicas,
-                ),
-                limits,
-            )
-            .await;
-            match (nodes, runs) {
-                (Ok((nodes_kv, nodes)), Ok((runs_kv, runs))) => {
-                    let (nodes_bucket, nodes) = Bucket::restored(nodes_kv, nodes);
-                    let (runs_bucket, runs) = Bucket::restored(runs_kv, runs);
-                    return Restored {
-                        store: Store {
-                            nodes: nodes_bucket,
-                            runs: runs_bucket,
-                        },
-                        nodes,
-                        runs,
-                    };
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(error = %e, "coordinator buckets not ready; retrying");
-                    tokio::time::sleep(backoff.failed()).await;
-                }
-            }
+        let nodes = open_until_read::<NodeRecord>(
+            client.clone(),
+            kv_stream_config(
+                NODES_BUCKET,
+                "herd coordinator: last known state of every node",
+                replicas,
+            ),
+            limits,
+        );
+        let runs = open_until_read::<RunRecord>(
+            client,
+            kv_stream_config(
+                RUNS_BUCKET,
+                "herd coordinator: the journal of every run",
+                replicas,
+            ),
+            limits,
+        );
+        let ((nodes_kv, nodes), (runs_kv, runs)) = tokio::join!(nodes, runs);
+        let (nodes_bucket, nodes) = Bucket::restored(nodes_kv, nodes);
+        let (runs_bucket, runs) = Bucket::restored(runs_kv, runs);
+        Restored {
+            store: Store {
+                nodes: nodes_bucket,
+                runs: runs_bucket,
+            },
+            nodes,
+            runs,
         }
     }
 
@@ -110,6 +98,24 @@ impl Store {
     /// Saves a run's journal.
     pub fn save_run(&self, record: &RunRecord) -> impl Future<Output = Result<(), SaveError>> {
         self.runs.save(record.run_id.to_string(), record)
+    }
+}
+
+/// [`open_bucket`], again and again until it reads the bucket.
+async fn open_until_read<T: serde::de::DeserializeOwned>(
+    client: async_nats::Client,
+    config: jetstream::stream::Config,
+    limits: DecodeLimits,
+) -> (kv::Store, Vec<Stored<T>>) {
+    let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+    loop {
+        match open_bucket::<T>(client.clone(), config.clone(), limits).await {
+            Ok(opened) => return opened,
+            Err(e) => {
+                tracing::warn!(error = %e, "coordinator buckets not ready; retrying");
+                tokio::time::sleep(backoff.failed()).await;
+            }
+        }
     }
 }
 
@@ -178,6 +184,14 @@ pub const EVENTS_CONSUMER: &str = "herd-coordinator";
 /// An event not acknowledged in this time is delivered again (acks follow the journal's save,
 /// milliseconds after delivery).
 const EVENTS_ACK_WAIT: Duration = Duration::from_secs(10);
+/// Each pull of the consumer waits this long for events, the server sending a heartbeat this
+/// often while it has none. A pull lost with a server (the consumer's leader was on it; the
+/// connection, elsewhere, never broke) shows as two missed heartbeats: the consumer is then
+/// looked up again and pulled from anew, seconds after, not half a minute.
+const EVENTS_PULL_EXPIRES: Duration = Duration::from_secs(10);
+const EVENTS_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a request to find the stream and its consumer waits (it is retried).
+const EVENTS_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -209,7 +223,8 @@ async fn follow(
     subjects: Subjects,
     mut deliver: impl FnMut(jetstream::Message) -> bool,
 ) {
-    let js = jetstream::new(client);
+    let mut js = jetstream::new(client);
+    js.set_timeout(EVENTS_REQUEST_TIMEOUT);
     let mut seen = Seen::Nothing;
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {
@@ -224,7 +239,7 @@ async fn follow(
                             }
                         }
                         Err(e) => {
-                            tracing::debug!(error = %e, "lifecycle events interrupted");
+                            tracing::info!(error = %e, "lifecycle events interrupted; pulling anew");
                             break;
                         }
                     }
@@ -309,6 +324,9 @@ async fn consume(
         .await
         .map_err(|e| format!("consumer {EVENTS_CONSUMER} on {name}: {e}"))?;
     consumer
+        .stream()
+        .expires(EVENTS_PULL_EXPIRES)
+        .heartbeat(EVENTS_HEARTBEAT)
         .messages()
         .await
         .map_err(|e| format!("consumer {EVENTS_CONSUMER} on {name}: {e}"))

@@ -165,19 +165,27 @@ pub fn kv_stream_config(bucket: &str, description: &str, replicas: usize) -> str
     }
 }
 
-/// Opens (or creates) a KV bucket and reads every value in it, with its revision.
+/// How long one request of [`open_bucket`] waits. Short, so that a caller retrying soon gets
+/// through: right after a JetStream server is lost, a request to a stream whose leader was on
+/// it (or a consumer placed on it) goes unanswered until the connection's request timeout, and
+/// the new leader is elected within seconds.
+const OPEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens (or creates) a KV bucket and reads every value in it, with its revision. Each request
+/// of the open waits [`OPEN_REQUEST_TIMEOUT`]; the store returned writes with the connection's
+/// request timeout (a write that timed out but was stored would fail its next compare-and-set).
 pub async fn open_bucket<T: serde::de::DeserializeOwned>(
     client: async_nats::Client,
     config: stream::Config,
     limits: DecodeLimits,
 ) -> Result<(kv::Store, Vec<Stored<T>>), String> {
     let js = jetstream::new(client);
+    let mut quick = js.clone();
+    quick.set_timeout(OPEN_REQUEST_TIMEOUT);
     let bucket = config.name.trim_start_matches("KV_").to_string();
-    herd_nats::ensure_stream(&js, config).await?;
-    let store = js
-        .get_key_value(&bucket)
-        .await
-        .map_err(|e| format!("cannot open the {bucket} bucket: {e}"))?;
+    herd_nats::ensure_stream(&quick, config).await?;
+    let opened = |e: &dyn std::fmt::Display| format!("cannot open the {bucket} bucket: {e}");
+    let store = quick.get_key_value(&bucket).await.map_err(|e| opened(&e))?;
     let mut values = Vec::new();
     // A key or an entry that cannot be read fails the whole open (the caller tries again): a
     // restore missing a record would lose a run or a node without a word.
@@ -201,5 +209,6 @@ pub async fn open_bucket<T: serde::de::DeserializeOwned>(
             Err(e) => tracing::warn!(%bucket, %key, error = %e, "ignoring an unreadable record"),
         }
     }
+    let store = js.get_key_value(&bucket).await.map_err(|e| opened(&e))?;
     Ok((store, values))
 }
