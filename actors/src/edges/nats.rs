@@ -186,27 +186,40 @@ pub async fn open_bucket<T: serde::de::DeserializeOwned>(
     herd_nats::ensure_stream(&quick, config).await?;
     let opened = |e: &dyn std::fmt::Display| format!("cannot open the {bucket} bucket: {e}");
     let store = quick.get_key_value(&bucket).await.map_err(|e| opened(&e))?;
-    let mut values = Vec::new();
-    // A key or an entry that cannot be read fails the whole open (the caller tries again): a
-    // restore missing a record would lose a run or a node without a word.
+    // One consumer delivers the last entry of every key, values included, in stream order (not
+    // a listing and a request per key: 20,000 node records took 3.2 s that way). A message
+    // that cannot be read, or a pause past the request timeout, fails the whole open (the caller
+    // tries again): a restore missing a record would lose a run or a node without a word.
     let unreadable = |e: &dyn std::fmt::Display| format!("cannot read the {bucket} bucket: {e}");
-    let mut keys = store.keys().await.map_err(|e| unreadable(&e))?;
-    while let Some(key) = keys.next().await {
-        let key = key.map_err(|e| unreadable(&e))?;
-        // None: deleted since the listing.
-        let Some(entry) = store.entry(&key).await.map_err(|e| unreadable(&e))? else {
-            continue;
-        };
-        if entry.operation != kv::Operation::Put {
-            continue;
-        }
-        match codec::decode::<T>(&entry.value, Encoding::MsgPack, &limits) {
-            Ok(value) => values.push(Stored {
-                key,
-                revision: entry.revision,
-                value,
-            }),
-            Err(e) => tracing::warn!(%bucket, %key, error = %e, "ignoring an unreadable record"),
+    let mut values = Vec::new();
+    // The stream's message count as get_key_value just read it: none, and no entry would come.
+    if store.status().await.map_err(|e| unreadable(&e))?.values() > 0 {
+        let mut entries = store
+            .watch_with_history(">")
+            .await
+            .map_err(|e| unreadable(&e))?;
+        loop {
+            let entry = tokio::time::timeout(OPEN_REQUEST_TIMEOUT, entries.next())
+                .await
+                .map_err(|_| unreadable(&"no entry within the request timeout"))?
+                .ok_or_else(|| unreadable(&"the consumer ended"))?
+                .map_err(|e| unreadable(&e))?;
+            let last = entry.delta == 0;
+            if entry.operation == kv::Operation::Put {
+                match codec::decode::<T>(&entry.value, Encoding::MsgPack, &limits) {
+                    Ok(value) => values.push(Stored {
+                        key: entry.key,
+                        revision: entry.revision,
+                        value,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(%bucket, key = %entry.key, error = %e, "ignoring an unreadable record")
+                    }
+                }
+            }
+            if last {
+                break;
+            }
         }
     }
     let store = js.get_key_value(&bucket).await.map_err(|e| opened(&e))?;
