@@ -71,7 +71,7 @@ pub fn run_id() -> RunId {
 }
 
 pub fn labels() -> Labels {
-    BTreeMap::from([("rack".to_string(), "r1".to_string())])
+    Labels::from([("rack".to_string(), "r1".to_string())])
 }
 
 pub fn node_info() -> NodeInfo {
@@ -359,7 +359,7 @@ fixtures! {
         node_id: Some(node_id()),
         run_id: None,
         state: Some(WorkloadState::Running),
-        labels: BTreeMap::new(),
+        labels: Labels::new(),
     }, "request of cluster.workloads";
     "ClusterWorkloadList": ClusterWorkloadList = ClusterWorkloadList { workloads: vec![ClusterWorkload {
         node_id: node_id(),

@@ -101,7 +101,7 @@ impl Bus {
             hostname: self.identity.hostname.clone(),
             started_at_ms: self.identity.started_at_ms,
             uptime_s: self.identity.started.elapsed().as_secs_f64(),
-            labels: self.identity.labels.clone(),
+            labels: self.identity.labels.clone().into(),
             roles: self.identity.roles.clone(),
             state: self.status.state(),
             cgroup: self.cgroup.clone(),

@@ -115,7 +115,7 @@ impl HeartbeatActor {
                         started_at_ms: act.identity.started_at_ms,
                         version: herd_bus::HERD_VERSION.to_string(),
                         uptime_s: act.identity.started.elapsed().as_secs_f64(),
-                        labels: act.identity.labels.clone(),
+                        labels: act.identity.labels.clone().into(),
                         roles: act.identity.roles.clone(),
                         state,
                         capacity,

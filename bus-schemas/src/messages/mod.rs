@@ -13,6 +13,7 @@
 //! `herd_bus::messages::NodeInfo` and `herd_bus::messages::node::NodeInfo` are one type.
 
 pub mod cluster;
+mod labels;
 pub mod node;
 pub mod results;
 pub mod run;
@@ -28,9 +29,7 @@ pub use suite::*;
 pub use telemetry::*;
 pub use workload::*;
 
-use std::collections::BTreeMap;
-
-pub type Labels = BTreeMap<String, String>;
+pub use labels::Labels;
 
 fn is_false(b: &bool) -> bool {
     !*b
