@@ -7,7 +7,7 @@
 //! [`SaveError::Superseded`] instead of overwriting its state.
 
 use crate::cores::backoff::Backoff;
-use crate::edges::nats::{kv_stream_config, open_bucket, Stored};
+use crate::edges::nats::{kv_stream_config, open_bucket, Stored, RETRIED_REQUEST_TIMEOUT};
 use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, consumer, kv};
 use futures::{Future, StreamExt};
@@ -190,8 +190,6 @@ const EVENTS_ACK_WAIT: Duration = Duration::from_secs(10);
 /// looked up again and pulled from anew, seconds after, not half a minute.
 const EVENTS_PULL_EXPIRES: Duration = Duration::from_secs(10);
 const EVENTS_HEARTBEAT: Duration = Duration::from_secs(2);
-/// How long a request to find the stream and its consumer waits (it is retried).
-const EVENTS_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -224,7 +222,7 @@ async fn follow(
     mut deliver: impl FnMut(jetstream::Message) -> bool,
 ) {
     let mut js = jetstream::new(client);
-    js.set_timeout(EVENTS_REQUEST_TIMEOUT);
+    js.set_timeout(RETRIED_REQUEST_TIMEOUT);
     let mut seen = Seen::Nothing;
     let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
     loop {

@@ -165,14 +165,14 @@ pub fn kv_stream_config(bucket: &str, description: &str, replicas: usize) -> str
     }
 }
 
-/// How long one request of [`open_bucket`] waits. Short, so that a caller retrying soon gets
-/// through: right after a JetStream server is lost, a request to a stream whose leader was on
-/// it (or a consumer placed on it) goes unanswered until the connection's request timeout, and
-/// the new leader is elected within seconds.
-const OPEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a JetStream request waits when its caller retries it (opening a bucket, finding a
+/// stream's consumer). Short, so that a retry soon gets through: right after a JetStream server
+/// is lost, a request to a stream whose leader was on it (or a consumer placed on it) goes
+/// unanswered until the timeout, and the new leader is elected within seconds.
+pub const RETRIED_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Opens (or creates) a KV bucket and reads every value in it, with its revision. Each request
-/// of the open waits [`OPEN_REQUEST_TIMEOUT`]; the store returned writes with the connection's
+/// of the open waits [`RETRIED_REQUEST_TIMEOUT`]; the store returned writes with the connection's
 /// request timeout (a write that timed out but was stored would fail its next compare-and-set).
 pub async fn open_bucket<T: serde::de::DeserializeOwned>(
     client: async_nats::Client,
@@ -181,7 +181,7 @@ pub async fn open_bucket<T: serde::de::DeserializeOwned>(
 ) -> Result<(kv::Store, Vec<Stored<T>>), String> {
     let js = jetstream::new(client);
     let mut quick = js.clone();
-    quick.set_timeout(OPEN_REQUEST_TIMEOUT);
+    quick.set_timeout(RETRIED_REQUEST_TIMEOUT);
     let bucket = config.name.trim_start_matches("KV_").to_string();
     herd_nats::ensure_stream(&quick, config).await?;
     let opened = |e: &dyn std::fmt::Display| format!("cannot open the {bucket} bucket: {e}");
@@ -199,7 +199,7 @@ pub async fn open_bucket<T: serde::de::DeserializeOwned>(
             .await
             .map_err(|e| unreadable(&e))?;
         loop {
-            let entry = tokio::time::timeout(OPEN_REQUEST_TIMEOUT, entries.next())
+            let entry = tokio::time::timeout(RETRIED_REQUEST_TIMEOUT, entries.next())
                 .await
                 .map_err(|_| unreadable(&"no entry within the request timeout"))?
                 .ok_or_else(|| unreadable(&"the consumer ended"))?

@@ -92,64 +92,47 @@ impl<'de> Visitor<'de> for InPlace<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let place = self.0;
+        let place = &mut self.0 .0;
+        // How many entries, from the first, equal the ones at the same position in `place`;
+        // then the first that differs, or the end of what arrived.
         let mut same = 0usize;
-        let mut old = place.0.iter();
-        // While every entry so far equals the one at the same position in `place`.
-        let mut new = loop {
-            let Some((k, v)) = old.next() else {
-                break None;
-            };
+        let mut differs = None;
+        let mut ended = false;
+        for (k, v) in place.iter() {
             let Some(key) = map.next_key_seed(Same(k))? else {
-                break None;
+                ended = true;
+                break;
             };
             let value = map.next_value_seed(Same(v))?;
             if key.is_none() && value.is_none() {
                 same += 1;
                 continue;
             }
-            // The first difference: the equal entries before it, then this one.
-            let mut new: BTreeMap<String, String> = place
-                .0
-                .iter()
-                .take(same)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let key = key.unwrap_or_else(|| k.clone());
-            let value = value.unwrap_or_else(|| v.clone());
-            new.insert(key, value);
-            break Some(new);
-        };
-        if new.is_none() && same < place.0.len() {
-            // Fewer entries than before: the equal ones only.
-            new = Some(
-                place
-                    .0
-                    .iter()
-                    .take(same)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            );
+            differs = Some((
+                key.unwrap_or_else(|| k.clone()),
+                value.unwrap_or_else(|| v.clone()),
+            ));
+            break;
         }
-        match new {
-            // As many entries as before, each equal: nothing to do unless more follow.
-            None => {
-                if let Some((k, v)) = map.next_entry::<String, String>()? {
-                    let mut more = std::mem::take(&mut place.0);
-                    more.insert(k, v);
-                    while let Some((k, v)) = map.next_entry::<String, String>()? {
-                        more.insert(k, v);
-                    }
-                    place.0 = more;
-                }
+        if same == place.len() {
+            // Every entry as before: only what follows (if anything) is added.
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                place.insert(k, v);
             }
-            Some(mut new) => {
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    new.insert(k, v);
-                }
-                place.0 = new;
+            return Ok(());
+        }
+        let mut new: BTreeMap<String, String> = place
+            .iter()
+            .take(same)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        new.extend(differs);
+        if !ended {
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                new.insert(k, v);
             }
         }
+        *place = new;
         Ok(())
     }
 }
