@@ -96,8 +96,8 @@ pub enum Placement {
     /// Created inside its cgroup v2 directory by `clone3(CLONE_INTO_CGROUP)`: none of its
     /// instructions ran outside it.
     CloneIntoCgroup,
-    /// Forked, then joined its cgroup(s) by writing to `cgroup.procs` before exec: cgroup v1,
-    /// or a kernel (< 5.7) or sandbox without clone3.
+    /// Forked, then joined its cgroup(s) before exec (v1: each hierarchy's `tasks`; v2: its
+    /// `cgroup.procs`): cgroup v1, or a kernel (< 5.7) or sandbox without clone3.
     JoinBeforeExec,
     /// No cgroup (herd's none backend): its own session only.
     NoCgroup,

@@ -1,13 +1,16 @@
 //! Starting the workload in its cgroup. With one cgroup2 directory the workload is born in it
 //! ([`crate::clone3`]); otherwise (cgroup v1: one `cgroup.procs` per hierarchy; a kernel or a
-//! sandbox without clone3) std's `Command` forks it and the child joins the cgroup before exec.
+//! sandbox without clone3) std's `Command` forks it and the child joins the cgroup before exec
+//! (on v1 through each hierarchy's `tasks` file: see [`open_join_file`]).
 
 use crate::clone3::{self, ChildStdio, CloneError, ExecPlan};
 use crate::SHIM_IGNORES;
 use crate::{Placement, ShimLaunch};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::ExitStatus;
 
 /// The started workload's main process, a child of the shim.
@@ -61,17 +64,6 @@ pub(crate) struct Spawned {
 /// Starts `launch` in the cgroup whose `cgroup.procs` files it names. The error is the
 /// shim's answer without its `err `.
 pub(crate) fn spawn(launch: &ShimLaunch) -> Result<Spawned, String> {
-    let procs = launch
-        .cgroup_procs
-        .iter()
-        .map(|p| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(p)
-                .map(OwnedFd::from)
-                .map_err(|e| format!("cannot open the cgroup ({}): {e}", p.display()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let cannot_start =
         |e: std::io::Error| format!("cannot start {}: {e}", launch.program.display());
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from);
@@ -104,6 +96,11 @@ pub(crate) fn spawn(launch: &ShimLaunch) -> Result<Spawned, String> {
         }
     }
 
+    let procs = launch
+        .cgroup_procs
+        .iter()
+        .map(|p| open_join_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let placement = if procs.is_empty() {
         Placement::NoCgroup
     } else {
@@ -136,8 +133,32 @@ pub(crate) fn spawn(launch: &ShimLaunch) -> Result<Spawned, String> {
     Ok(started(Workload::Command(child), placement))
 }
 
+/// The file a forked child writes `0` to to join the cgroup of `procs` (a `cgroup.procs`),
+/// opened for writing: on cgroup v1 the `tasks` file beside it. Between fork and exec the child
+/// has one thread, so moving that thread moves the process, and the kernel moves the calling
+/// thread without the global lock that moving a process through `cgroup.procs` takes
+/// (`cgroup_threadgroup_rwsem`, whose write side waits for an RCU grace period unless the
+/// hierarchy is mounted with `favordynmods`: measured here, 0.19 ms at the p90 for five
+/// hierarchies through `tasks`, 13 ms through `cgroup.procs`). cgroup v2 has no `tasks` file.
+fn open_join_file(procs: &Path) -> Result<OwnedFd, String> {
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .map(OwnedFd::from)
+    };
+    let tasks = procs
+        .parent()
+        .filter(|_| procs.file_name() == Some(OsStr::new("cgroup.procs")))
+        .map(|dir| dir.join("tasks"));
+    if let Some(fd) = tasks.and_then(|t| open(&t).ok()) {
+        return Ok(fd);
+    }
+    open(procs).map_err(|e| format!("cannot open the cgroup ({}): {e}", procs.display()))
+}
+
 /// In the forked child, before exec: join the cgroup (write `0` to each pre-opened
-/// `cgroup.procs`), start a new session, restore the signals the shim ignores and empty the
+/// file, see [`open_join_file`]), start a new session, restore the signals the shim ignores and empty the
 /// signal mask (std's Command keeps the parent's), then drop to the workload's user.
 #[allow(unsafe_code)]
 fn enter_in_child(
@@ -165,5 +186,34 @@ fn enter_in_child(
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written_by(dir: &Path, files: &[&str]) -> Vec<String> {
+        for f in files {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let fd = open_join_file(&dir.join("cgroup.procs")).unwrap();
+        nix::unistd::write(&fd, b"0").unwrap();
+        files
+            .iter()
+            .filter(|f| std::fs::read_to_string(dir.join(f)).unwrap() == "0")
+            .map(|f| f.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_v1_hierarchy_is_joined_through_tasks_a_v2_directory_through_cgroup_procs() {
+        let v1 = tempfile::tempdir().unwrap();
+        assert_eq!(written_by(v1.path(), &["cgroup.procs", "tasks"]), ["tasks"]);
+        let v2 = tempfile::tempdir().unwrap();
+        assert_eq!(written_by(v2.path(), &["cgroup.procs"]), ["cgroup.procs"]);
+        let gone = tempfile::tempdir().unwrap();
+        let err = open_join_file(&gone.path().join("cgroup.procs")).unwrap_err();
+        assert!(err.starts_with("cannot open the cgroup ("), "{err}");
     }
 }
