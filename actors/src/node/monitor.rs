@@ -22,13 +22,13 @@ struct Tracked {
     run_id: Option<RunId>,
     started: Instant,
     prev: Option<(f64, CgroupSample)>,
+    /// The last cpu % and memory working set, for heartbeats (none before the first tick).
+    last: Option<(Option<f64>, u64)>,
 }
 
 /// The workloads being sampled and their previous readings; no I/O but the cgroup reads.
 pub struct Collector {
     node_id: NodeId,
-    /// Each workload's last cpu % and memory working set, for heartbeats.
-    last: BTreeMap<WorkloadId, (Option<f64>, u64)>,
     tracked: BTreeMap<WorkloadId, Tracked>,
     seq: u64,
     epoch: Instant,
@@ -45,7 +45,6 @@ impl Collector {
     pub fn new(node_id: NodeId) -> Collector {
         Collector {
             node_id,
-            last: BTreeMap::new(),
             tracked: BTreeMap::new(),
             seq: 0,
             epoch: Instant::now(),
@@ -78,17 +77,25 @@ impl Collector {
                 run_id,
                 started: Instant::now(),
                 prev: None,
+                last: None,
             },
         );
     }
 
     pub fn untrack(&mut self, workload_id: &WorkloadId) {
         self.tracked.remove(workload_id);
-        self.last.remove(workload_id);
         self.gpu_use
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(workload_id);
+    }
+
+    /// Each tracked workload's last cpu % and memory working set (those sampled at least once).
+    pub fn last_samples(&self) -> BTreeMap<WorkloadId, (Option<f64>, u64)> {
+        self.tracked
+            .iter()
+            .filter_map(|(id, t)| Some((id.clone(), t.last?)))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,13 +163,7 @@ impl Collector {
                 }
                 Err(e) => sample.error = Some(e.to_string()),
             }
-            let last = (sample.cpu_percent, sample.memory_working_set);
-            match self.last.get_mut(id) {
-                Some(v) => *v = last,
-                None => {
-                    self.last.insert(id.clone(), last);
-                }
-            }
+            t.last = Some((sample.cpu_percent, sample.memory_working_set));
             samples.push(sample);
         }
         self.seq += 1;
@@ -382,6 +383,6 @@ pub struct LastSamples;
 impl Handler<LastSamples> for ProcessMonitor {
     type Result = MessageResult<LastSamples>;
     fn handle(&mut self, _: LastSamples, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.collector.last.clone())
+        MessageResult(self.collector.last_samples())
     }
 }

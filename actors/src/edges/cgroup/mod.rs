@@ -207,7 +207,11 @@ impl KeptFile {
         }
     }
 
-    /// The file's text, read into `buf`.
+    /// The file's text, read into `buf`. A short read is the end: a cgroup file is a kernel
+    /// seq_file that hands its whole text to a read that has room for it, and a second read
+    /// at a later offset would make the kernel generate the whole text again to find that
+    /// there is nothing after it (measured: that second read cost as much as the first, and
+    /// memory.stat's is the dearest read of a tick).
     pub(crate) fn read<'b>(&self, buf: &'b mut [u8; READ_BUF]) -> Result<&'b str, CgroupError> {
         use std::os::unix::fs::FileExt;
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -217,8 +221,12 @@ impl KeptFile {
         let file = guard.as_ref().expect("opened");
         let mut n = 0;
         while n < buf.len() {
+            let room = buf.len() - n;
             match file.read_at(&mut buf[n..], n as u64) {
-                Ok(0) => break,
+                Ok(k) if k < room => {
+                    n += k;
+                    break;
+                }
                 Ok(k) => n += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
