@@ -205,8 +205,8 @@ async fn main() -> Result<()> {
             "--criterion" => criterion = args.next().context("--criterion DIR")?.into(),
             "--out" => out = args.next().context("--out FILE")?.into(),
             "--command" => command = args.next().context("--command TEXT")?,
-            // For working on one part: start, throughput, footprint, coordinator, failover or
-            // docker; no report is written.
+            // For working on one part: start, throughput, footprint, tick, coordinator,
+            // failover or docker; no report is written.
             "--only" => only = Some(args.next().context("--only PART")?),
             other => bail!("unknown argument {other}"),
         }
@@ -233,6 +233,14 @@ async fn main() -> Result<()> {
             "coordinator" => coordinator(&mut r).await?,
             "docker" => docker(&mut r).await?,
             "failover" => failover(&mut r).await?,
+            "tick" => {
+                for n in [100, 1000] {
+                    let t = tokio::task::spawn_blocking(move || tick::tick_breakdown(n)).await?;
+                    for line in tick::lines(&t) {
+                        r.line(line);
+                    }
+                }
+            }
             other => bail!("unknown part {other}"),
         }
         println!("{}", r.body);
