@@ -157,9 +157,9 @@ fn open_join_file(procs: &Path) -> Result<OwnedFd, String> {
     open(procs).map_err(|e| format!("cannot open the cgroup ({}): {e}", procs.display()))
 }
 
-/// In the forked child, before exec: join the cgroup (write `0` to each pre-opened
-/// file, see [`open_join_file`]), start a new session, restore the signals the shim ignores and empty the
-/// signal mask (std's Command keeps the parent's), then drop to the workload's user.
+/// In the forked child, before exec: join the cgroup (write `0` to each pre-opened file, see
+/// [`open_join_file`]), start a new session, restore the signals the shim ignores and empty
+/// the signal mask (std's Command keeps the parent's), then drop to the workload's user.
 #[allow(unsafe_code)]
 fn enter_in_child(
     cmd: &mut std::process::Command,

@@ -161,12 +161,7 @@ pub(crate) async fn footprint(r: &mut Report, means: &BTreeMap<String, f64>) -> 
         .unwrap_or(0);
     eprintln!("e2e: stopping {n} workloads");
     drop(herdd); // SIGTERM: it stops its workloads.
-                 // With herdd and its workloads gone: the tick taken apart, in this process, at each N.
-    for n in [100, 1000] {
-        let t = tokio::task::spawn_blocking(move || super::tick::tick_breakdown(n)).await?;
-        for line in super::tick::lines(&t) {
-            r.line(line);
-        }
-    }
-    Ok(())
+
+    // With herdd and its workloads gone.
+    super::tick::breakdowns(r).await
 }

@@ -233,14 +233,7 @@ async fn main() -> Result<()> {
             "coordinator" => coordinator(&mut r).await?,
             "docker" => docker(&mut r).await?,
             "failover" => failover(&mut r).await?,
-            "tick" => {
-                for n in [100, 1000] {
-                    let t = tokio::task::spawn_blocking(move || tick::tick_breakdown(n)).await?;
-                    for line in tick::lines(&t) {
-                        r.line(line);
-                    }
-                }
-            }
+            "tick" => tick::breakdowns(&mut r).await?,
             other => bail!("unknown part {other}"),
         }
         println!("{}", r.body);

@@ -198,8 +198,8 @@ pub(crate) async fn start_latency(r: &mut Report) -> Result<()> {
         r.line(
             "On cgroup v1 the workload joins its cgroups between fork and exec by writing `0` to \
              each hierarchy's `tasks` (the `shim_spawned` stage; a write to `cgroup.procs` would \
-             take the kernel's global lock, whose write side waits for an RCU grace period). On cgroup v2 \
-             herd-shim creates it inside its cgroup with `clone3(CLONE_INTO_CGROUP)` instead; \
+             take the kernel's global lock, whose write side waits for an RCU grace period). On \
+             cgroup v2 herd-shim creates it inside its cgroup with `clone3(CLONE_INTO_CGROUP)` instead; \
              this script measures on the machine it runs on, so that figure needs a cgroup v2 \
              host (the VM lane's guests run under TCG emulation, too slow for a latency \
              figure).\n",

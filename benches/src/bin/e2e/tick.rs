@@ -2,7 +2,7 @@
 //! back and once a second, and the kernel's share, file by file (each cgroup file read from
 //! offset 0 on a descriptor kept open, as herd reads them).
 
-use super::percentile;
+use super::{percentile, Report};
 use herd_actors::edges::cgroup::CgroupVersion;
 use herd_actors::node::monitor::{Collector, FULL_EVERY};
 use std::os::unix::fs::FileExt;
@@ -47,7 +47,7 @@ fn median_us(mut v: Vec<f64>) -> f64 {
     percentile(&v, 0.5)
 }
 
-pub(crate) fn tick_breakdown(n: usize) -> Tick {
+fn tick_breakdown(n: usize) -> Tick {
     let workloads = herd_benches::IdleWorkloads::start(n);
     let mut collector = Collector::new(herd_bus::NodeId::new("bench").expect("a node id"));
     for (id, cgroup) in workloads.samplers() {
@@ -136,8 +136,20 @@ pub(crate) fn tick_breakdown(n: usize) -> Tick {
     }
 }
 
+/// The tick taken apart at N = 100 and 1000, in this process (with no herdd sampling the same
+/// cgroups), added to the report.
+pub(crate) async fn breakdowns(r: &mut Report) -> anyhow::Result<()> {
+    for n in [100, 1000] {
+        let t = tokio::task::spawn_blocking(move || tick_breakdown(n)).await?;
+        for line in lines(&t) {
+            r.line(line);
+        }
+    }
+    Ok(())
+}
+
 /// The tick's breakdown as report lines.
-pub(crate) fn lines(t: &Tick) -> Vec<String> {
+fn lines(t: &Tick) -> Vec<String> {
     let mut out = vec![format!(
         "Breakdown of a tick over {} idle workloads (this process, same run): `Collector::collect` \
          back to back as criterion runs it, median {:.0} µs; once a second as herdd runs it, \
