@@ -5,8 +5,10 @@
 //! its request's encoding. Untrusted bytes are decoded under [`DecodeLimits`]: a size cap checked
 //! before anything is parsed, and a nesting depth limit.
 
-use serde::de::{Deserialize, DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+mod msgpack;
 
 pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
 pub const CONTENT_TYPE_MSGPACK: &str = "application/msgpack";
@@ -174,22 +176,12 @@ pub fn decode<T: DeserializeOwned>(
     }
 }
 
-/// The value in `bytes` when they hold exactly one valid MessagePack `T` within the depth limit;
-/// `None` otherwise (and [`decode`] finds out why).
+/// The value in `bytes` when they hold exactly one valid MessagePack `T` within the depth limit,
+/// read by [`msgpack::SliceReader`]; `None` otherwise (and [`decode`] asks rmp-serde why).
 fn decode_msgpack_valid<T: DeserializeOwned>(bytes: &[u8], limits: &DecodeLimits) -> Option<T> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    de.set_max_depth(limits.max_depth);
-    let value = T::deserialize(&mut de).ok()?;
-    at_end(&mut de).then_some(value)
-}
-
-/// Nothing may follow a value: reading another one must hit the end of the slice.
-fn at_end(de: &mut rmp_serde::Deserializer<rmp_serde::decode::ReadRefReader<'_, [u8]>>) -> bool {
-    matches!(
-        serde::de::IgnoredAny::deserialize(de),
-        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
-            if e.kind() == std::io::ErrorKind::UnexpectedEof
-    )
+    let mut reader = msgpack::SliceReader::new(bytes, limits.max_depth);
+    let value = T::deserialize(&mut reader).ok()?;
+    reader.at_end().then_some(value)
 }
 
 /// Like [`decode`], into `place`: a MessagePack payload is decoded into the strings and vectors
@@ -204,9 +196,8 @@ pub fn decode_into<T: DeserializeOwned>(
     place: &mut T,
 ) -> Result<(), CodecError> {
     if encoding == Encoding::MsgPack && bytes.len() <= limits.max_bytes {
-        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-        de.set_max_depth(limits.max_depth);
-        if T::deserialize_in_place(&mut de, place).is_ok() && at_end(&mut de) {
+        let mut reader = msgpack::SliceReader::new(bytes, limits.max_depth);
+        if T::deserialize_in_place(&mut reader, place).is_ok() && reader.at_end() {
             return Ok(());
         }
     }
