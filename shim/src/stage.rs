@@ -1,19 +1,29 @@
 //! A start's stages, timed across herdd and its shims for `scripts/bench`'s breakdown: when
 //! `HERD_START_TRACE` names a file, [`stage`] appends `<CLOCK_MONOTONIC ns> <pid> <stage>` to
 //! it, one line per call (one append, so lines of several processes do not interleave). The
-//! shim inherits the variable from herdd. Unset (the normal case), a call costs one load.
+//! shim inherits the variable from herdd (the open file is not: it is opened close-on-exec).
+//! Unset (the normal case), a call costs one load.
 
+use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The environment variable naming the trace file.
 pub const START_TRACE_ENV: &str = "HERD_START_TRACE";
 
-fn target() -> Option<&'static PathBuf> {
-    static TARGET: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// The trace file, opened for appending at the first stage of this process and kept open: a
+/// stage costs one write, not an open and a close besides (which the traced start would pay).
+fn target() -> Option<&'static File> {
+    static TARGET: OnceLock<Option<File>> = OnceLock::new();
     TARGET
-        .get_or_init(|| std::env::var_os(START_TRACE_ENV).map(PathBuf::from))
+        .get_or_init(|| {
+            let path = std::env::var_os(START_TRACE_ENV)?;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .ok()
+        })
         .as_ref()
 }
 
@@ -31,17 +41,17 @@ pub fn now_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// Opens the trace file now, when tracing is on: a spare shim does so before it waits, so that
+/// its first stage does not pay for the open.
+pub fn open() {
+    let _ = target();
+}
+
 /// Records that this process reached `name` (a short word, no spaces), when tracing is on.
 pub fn stage(name: &str) {
-    let Some(path) = target() else { return };
+    let Some(mut file) = target() else { return };
     let line = format!("{} {} {name}\n", now_ns(), std::process::id());
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-    {
-        let _ = f.write_all(line.as_bytes());
-    }
+    let _ = file.write_all(line.as_bytes());
 }
 
 /// One parsed trace line.

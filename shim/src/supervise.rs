@@ -43,6 +43,7 @@ pub fn main(dir: &Path) -> i32 {
 /// does. An empty stdin (herdd ended, or dropped the spare) ends it quietly with 0.
 pub fn spare_main() -> i32 {
     use std::os::unix::ffi::OsStringExt;
+    crate::stage::open();
     let mut dir = Vec::new();
     if std::io::stdin().lock().read_to_end(&mut dir).is_err() || dir.is_empty() {
         return 0;
