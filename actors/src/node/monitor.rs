@@ -5,7 +5,7 @@
 use crate::cores::backoff::Backoff;
 use crate::cores::workload::rates::rates;
 use crate::cores::workload::resources::GpuUse;
-use crate::edges::cgroup::{CgroupSample, WorkloadCgroup};
+use crate::edges::cgroup::{CgroupError, CgroupSample, ReadBuf, WorkloadCgroup};
 use crate::edges::clock::now_ms;
 use actix::prelude::*;
 use async_nats::jetstream::{self, stream};
@@ -26,10 +26,20 @@ struct Tracked {
     last: Option<(Option<f64>, u64)>,
 }
 
+/// One workload's reading in a tick, as its cgroup files are read.
+struct Reading {
+    full: bool,
+    sample: CgroupSample,
+    /// Whether another step follows, or why the reading failed.
+    more: Result<bool, CgroupError>,
+}
+
 /// The workloads being sampled and their previous readings; no I/O but the cgroup reads.
 pub struct Collector {
     node_id: NodeId,
     tracked: BTreeMap<WorkloadId, Tracked>,
+    /// Each workload's reading in the tick under way (kept between ticks for its room).
+    reads: Vec<Reading>,
     seq: u64,
     epoch: Instant,
     gpus: Option<crate::edges::gpu::Nvml>,
@@ -46,6 +56,7 @@ impl Collector {
         Collector {
             node_id,
             tracked: BTreeMap::new(),
+            reads: Vec::new(),
             seq: 0,
             epoch: Instant::now(),
             gpus: None,
@@ -102,7 +113,9 @@ impl Collector {
         self.tracked.is_empty()
     }
 
-    /// Samples every tracked workload once; a failing sample carries its error.
+    /// Samples every tracked workload once; a failing sample carries its error. The cgroup
+    /// files are read one kind at a time over all workloads
+    /// ([`WorkloadCgroup::sample_step`]), then each workload's sample is made.
     pub fn collect(&mut self) -> TelemetryBatch {
         let start = Instant::now();
         let gpu_processes = self
@@ -110,9 +123,37 @@ impl Collector {
             .as_mut()
             .map(|g| g.processes())
             .unwrap_or_default();
+        // memory.stat and the limit every FULL_EVERY ticks; the counters every tick.
+        let full_tick = self.seq.is_multiple_of(FULL_EVERY);
+        let now = self.epoch.elapsed().as_secs_f64();
+        let mut reads = std::mem::take(&mut self.reads);
+        reads.extend(self.tracked.values().map(|t| match &t.prev {
+            Some((_, prev)) if !full_tick => Reading {
+                full: false,
+                sample: *prev,
+                more: Ok(true),
+            },
+            _ => Reading {
+                full: true,
+                sample: CgroupSample::default(),
+                more: Ok(true),
+            },
+        }));
+        let mut buf = ReadBuf::default();
+        for step in 0.. {
+            let mut more = false;
+            for (t, r) in self.tracked.values().zip(reads.iter_mut()) {
+                if matches!(r.more, Ok(true)) {
+                    r.more = t.cgroup.sample_step(step, r.full, &mut r.sample, &mut buf);
+                    more |= matches!(r.more, Ok(true));
+                }
+            }
+            if !more {
+                break;
+            }
+        }
         let mut samples = Vec::with_capacity(self.tracked.len());
-        for (id, t) in self.tracked.iter_mut() {
-            let now = self.epoch.elapsed().as_secs_f64();
+        for ((id, t), read) in self.tracked.iter_mut().zip(reads.drain(..)) {
             let mut sample = WorkloadSample {
                 workload_id: id.clone(),
                 run_id: t.run_id.clone(),
@@ -129,14 +170,7 @@ impl Collector {
                 gpus: vec![],
                 error: None,
             };
-            // memory.stat and the limit every FULL_EVERY ticks; the counters every tick.
-            let raw = match &t.prev {
-                Some((_, prev)) if !self.seq.is_multiple_of(FULL_EVERY) => {
-                    t.cgroup.sample_counters(prev)
-                }
-                _ => t.cgroup.sample(),
-            };
-            match raw {
+            match read.more.map(|_| read.sample) {
                 Ok(raw) => {
                     let r = rates(t.prev.as_ref().map(|(t0, p)| (*t0, p)), (now, &raw));
                     sample.cpu_percent = r.cpu_percent;
@@ -166,6 +200,7 @@ impl Collector {
             t.last = Some((sample.cpu_percent, sample.memory_working_set));
             samples.push(sample);
         }
+        self.reads = reads;
         self.seq += 1;
         let took = start.elapsed();
         crate::edges::metrics::metrics()

@@ -299,45 +299,45 @@ impl WorkloadCgroup for V1Cgroup {
     }
 
     fn sample(&self) -> Result<CgroupSample, CgroupError> {
-        let f = &self.files;
-        let mut buf = [0u8; READ_BUF];
-        let limit = f
-            .memory_limit
-            .read_u64(&mut buf)?
-            .filter(|l| *l < V1_UNLIMITED);
-        let stat = f.memory_stat.read(&mut buf)?;
-        let inactive = keyed_value(stat, "total_inactive_file")
-            .or_else(|| keyed_value(stat, "inactive_file"))
-            .unwrap_or(0);
-        let oom_kills = keyed_value(f.oom_control.read(&mut buf)?, "oom_kill").unwrap_or(0);
-        self.sample_counters(&CgroupSample {
-            memory_limit: limit,
-            memory_inactive_file: inactive,
-            oom_kills,
-            ..Default::default()
-        })
+        sample_by_steps(self, true, CgroupSample::default())
     }
 
     fn sample_counters(&self, prev: &CgroupSample) -> Result<CgroupSample, CgroupError> {
+        sample_by_steps(self, false, *prev)
+    }
+
+    /// The counters (cpu, memory usage, pids, io), then with `full` the limit, memory.stat's
+    /// inactive file memory and the OOM kill count.
+    fn sample_step(
+        &self,
+        step: usize,
+        full: bool,
+        s: &mut CgroupSample,
+        buf: &mut ReadBuf,
+    ) -> Result<bool, CgroupError> {
         let f = &self.files;
-        let mut buf = [0u8; READ_BUF];
-        let usage_ns = f.cpuacct_usage.read_u64(&mut buf)?.unwrap_or(0);
-        let memory_current = f.memory_usage.read_u64(&mut buf)?.unwrap_or(0);
-        let pids = f.pids_current.read_u64(&mut buf)?.unwrap_or(0);
-        let (io_read_bytes, io_write_bytes) = match &f.blkio {
-            Some(b) => b.read(&mut buf).map(blkio_bytes).unwrap_or((0, 0)),
-            None => (0, 0),
-        };
-        Ok(CgroupSample {
-            cpu_usage_us: usage_ns / 1000,
-            memory_current,
-            memory_inactive_file: prev.memory_inactive_file,
-            memory_limit: prev.memory_limit,
-            pids,
-            io_read_bytes,
-            io_write_bytes,
-            oom_kills: prev.oom_kills,
-        })
+        let buf = &mut buf.0;
+        match step {
+            0 => s.cpu_usage_us = f.cpuacct_usage.read_u64(buf)?.unwrap_or(0) / 1000,
+            1 => s.memory_current = f.memory_usage.read_u64(buf)?.unwrap_or(0),
+            2 => s.pids = f.pids_current.read_u64(buf)?.unwrap_or(0),
+            3 => {
+                (s.io_read_bytes, s.io_write_bytes) = match &f.blkio {
+                    Some(b) => b.read(buf).map(blkio_bytes).unwrap_or((0, 0)),
+                    None => (0, 0),
+                }
+            }
+            4 => s.memory_limit = f.memory_limit.read_u64(buf)?.filter(|l| *l < V1_UNLIMITED),
+            5 => {
+                let stat = f.memory_stat.read(buf)?;
+                s.memory_inactive_file = keyed_value(stat, "total_inactive_file")
+                    .or_else(|| keyed_value(stat, "inactive_file"))
+                    .unwrap_or(0);
+            }
+            6 => s.oom_kills = keyed_value(f.oom_control.read(buf)?, "oom_kill").unwrap_or(0),
+            _ => return Ok(false),
+        }
+        Ok(step + 1 < if full { 7 } else { 4 })
     }
 
     fn final_counters(&self) -> Result<FinalCounters, CgroupError> {

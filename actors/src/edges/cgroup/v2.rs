@@ -300,38 +300,41 @@ impl WorkloadCgroup for V2Cgroup {
     }
 
     fn sample(&self) -> Result<CgroupSample, CgroupError> {
-        let f = &self.files;
-        let mut buf = [0u8; READ_BUF];
-        let memory_limit = f.memory_max.read_u64(&mut buf)?;
-        let memory_inactive_file =
-            keyed_value(f.memory_stat.read(&mut buf)?, "inactive_file").unwrap_or(0);
-        let oom_kills = keyed_value(f.memory_events.read(&mut buf)?, "oom_kill").unwrap_or(0);
-        self.sample_counters(&CgroupSample {
-            memory_limit,
-            memory_inactive_file,
-            oom_kills,
-            ..Default::default()
-        })
+        sample_by_steps(self, true, CgroupSample::default())
     }
 
     fn sample_counters(&self, prev: &CgroupSample) -> Result<CgroupSample, CgroupError> {
+        sample_by_steps(self, false, *prev)
+    }
+
+    /// The counters (cpu, memory usage, pids, io), then with `full` the limit, memory.stat's
+    /// inactive file memory and the OOM kill count.
+    fn sample_step(
+        &self,
+        step: usize,
+        full: bool,
+        s: &mut CgroupSample,
+        buf: &mut ReadBuf,
+    ) -> Result<bool, CgroupError> {
         let f = &self.files;
-        let mut buf = [0u8; READ_BUF];
-        let (io_read_bytes, io_write_bytes) =
-            f.io_stat.read(&mut buf).map(io_bytes).unwrap_or((0, 0));
-        let cpu_usage_us = keyed_value(f.cpu_stat.read(&mut buf)?, "usage_usec").unwrap_or(0);
-        let memory_current = f.memory_current.read_u64(&mut buf)?.unwrap_or(0);
-        let pids = f.pids_current.read_u64(&mut buf)?.unwrap_or(0);
-        Ok(CgroupSample {
-            cpu_usage_us,
-            memory_current,
-            memory_inactive_file: prev.memory_inactive_file,
-            memory_limit: prev.memory_limit,
-            pids,
-            io_read_bytes,
-            io_write_bytes,
-            oom_kills: prev.oom_kills,
-        })
+        let buf = &mut buf.0;
+        match step {
+            0 => s.cpu_usage_us = keyed_value(f.cpu_stat.read(buf)?, "usage_usec").unwrap_or(0),
+            1 => s.memory_current = f.memory_current.read_u64(buf)?.unwrap_or(0),
+            2 => s.pids = f.pids_current.read_u64(buf)?.unwrap_or(0),
+            3 => {
+                (s.io_read_bytes, s.io_write_bytes) =
+                    f.io_stat.read(buf).map(io_bytes).unwrap_or((0, 0))
+            }
+            4 => s.memory_limit = f.memory_max.read_u64(buf)?,
+            5 => {
+                s.memory_inactive_file =
+                    keyed_value(f.memory_stat.read(buf)?, "inactive_file").unwrap_or(0)
+            }
+            6 => s.oom_kills = keyed_value(f.memory_events.read(buf)?, "oom_kill").unwrap_or(0),
+            _ => return Ok(false),
+        }
+        Ok(step + 1 < if full { 7 } else { 4 })
     }
 
     fn final_counters(&self) -> Result<FinalCounters, CgroupError> {
