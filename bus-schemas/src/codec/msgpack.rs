@@ -183,24 +183,25 @@ impl<'de> SliceReader<'de> {
     }
 
     fn seq<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value> {
-        self.enter()?;
-        let mut access = Elements {
-            reader: self,
-            left: len,
-        };
-        let value = visitor.visit_seq(&mut access)?;
-        let left = access.left;
-        self.depth += 1;
-        (left == 0).then_some(value).ok_or(Invalid)
+        self.elements(len, visitor, false)
     }
 
     fn map<V: Visitor<'de>>(&mut self, len: usize, visitor: V) -> Result<V::Value> {
+        self.elements(len, visitor, true)
+    }
+
+    /// A container's `len` elements (entries, for a map); the visitor must take them all.
+    fn elements<V: Visitor<'de>>(&mut self, len: usize, visitor: V, map: bool) -> Result<V::Value> {
         self.enter()?;
         let mut access = Elements {
             reader: self,
             left: len,
         };
-        let value = visitor.visit_map(&mut access)?;
+        let value = if map {
+            visitor.visit_map(&mut access)?
+        } else {
+            visitor.visit_seq(&mut access)?
+        };
         let left = access.left;
         self.depth += 1;
         (left == 0).then_some(value).ok_or(Invalid)
@@ -233,11 +234,8 @@ impl<'de> de::MapAccess<'de> for Elements<'_, 'de> {
     type Error = Invalid;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        self.left -= 1;
-        seed.deserialize(&mut *self.reader).map(Some)
+        // An entry counts as one element, taken with its key.
+        de::SeqAccess::next_element_seed(self, seed)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
@@ -303,6 +301,19 @@ impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
         }
         self.reader.any(visitor, false, false)
     }
+}
+
+/// Booleans and numbers, as rmp-serde reads them: whatever scalar the marker holds goes to the
+/// visitor, which converts it or refuses it.
+macro_rules! scalars {
+    ($($method:ident)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+                let marker = self.byte()?;
+                self.scalar(marker, visitor)
+            }
+        )*
+    };
 }
 
 impl<'de> de::Deserializer<'de> for &mut SliceReader<'de> {
@@ -428,49 +439,10 @@ impl<'de> de::Deserializer<'de> for &mut SliceReader<'de> {
         bytes byte_buf unit map str string char ignored_any
     }
 
-    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let marker = self.byte()?;
-        self.scalar(marker, visitor)
-    }
-
-    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
-    }
-
-    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_bool(visitor)
+    scalars! {
+        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f32
+        deserialize_f64
     }
 }
 

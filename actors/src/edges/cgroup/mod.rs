@@ -130,21 +130,17 @@ pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
     fn set_leader(&self, _pid: u32) {}
     fn pids(&self) -> Vec<i32>;
     fn sample(&self) -> Result<CgroupSample, CgroupError>;
-    /// Like `sample`, re-reading only the counters that move every tick (cpu, memory usage,
-    /// pids, io); the slow-moving fields (inactive file memory from the costly memory.stat,
-    /// the memory limit, the OOM kill count) are `prev`'s. The monitor re-reads everything
-    /// every few ticks; a workload's exit reads a full sample, so its OOM kill is never missed.
-    fn sample_counters(&self, prev: &CgroupSample) -> Result<CgroupSample, CgroupError> {
-        let _ = prev;
-        self.sample()
-    }
-    /// Reads step `step` of a sample into `into` (one cgroup file; with `full`, the slow-moving
-    /// fields too, as [`WorkloadCgroup::sample`] reads them) and says whether another step
-    /// follows. `into` starts as the previous sample (or the default for a full one). The
-    /// monitor takes step 0 of every workload, then step 1, and so on: each kind of file is
-    /// read over all workloads back to back, which the kernel does faster than each
-    /// workload's files in turn once many cgroups no longer fit the CPU's caches (measured in
-    /// docs/BENCHMARKS.md, the tick's breakdown). By default the whole sample is step 0.
+    /// Reads step `step` of a sample into `into` (one cgroup file) and says whether another
+    /// step follows. Without `full`, only the counters that move every tick (cpu, memory
+    /// usage, pids, io); the slow-moving fields (inactive file memory from the costly
+    /// memory.stat, the memory limit, the OOM kill count) stay as `into` holds them, the
+    /// previous sample's. The monitor reads everything every few ticks; a workload's exit
+    /// reads a full sample, so its OOM kill is never missed.
+    ///
+    /// The monitor takes step 0 of every workload, then step 1, and so on: each kind of file
+    /// is read over all workloads in turn, which the kernel does a little faster than each
+    /// workload's files in turn (measured in docs/BENCHMARKS.md, the tick's breakdown). By
+    /// default the whole sample is step 0.
     fn sample_step(
         &self,
         step: usize,
@@ -152,13 +148,9 @@ pub trait WorkloadCgroup: Send + Sync + std::fmt::Debug {
         into: &mut CgroupSample,
         buf: &mut ReadBuf,
     ) -> Result<bool, CgroupError> {
-        let _ = buf;
+        let _ = (full, buf);
         if step == 0 {
-            *into = if full {
-                self.sample()?
-            } else {
-                self.sample_counters(into)?
-            };
+            *into = self.sample()?;
         }
         Ok(false)
     }
@@ -232,17 +224,13 @@ impl Default for ReadBuf {
     }
 }
 
-/// A whole sample, step by step ([`WorkloadCgroup::sample_step`]): `full`, or the counters
-/// over `prev`. For a backend whose `sample` and `sample_counters` are its steps.
-pub(crate) fn sample_by_steps(
-    cgroup: &dyn WorkloadCgroup,
-    full: bool,
-    prev: CgroupSample,
-) -> Result<CgroupSample, CgroupError> {
+/// A full sample read step by step ([`WorkloadCgroup::sample_step`]): `sample` of a backend
+/// whose steps are its reads.
+pub(crate) fn sample_by_steps(cgroup: &dyn WorkloadCgroup) -> Result<CgroupSample, CgroupError> {
     let mut buf = ReadBuf::default();
-    let mut sample = prev;
+    let mut sample = CgroupSample::default();
     let mut step = 0;
-    while cgroup.sample_step(step, full, &mut sample, &mut buf)? {
+    while cgroup.sample_step(step, true, &mut sample, &mut buf)? {
         step += 1;
     }
     Ok(sample)

@@ -300,11 +300,7 @@ impl WorkloadCgroup for V2Cgroup {
     }
 
     fn sample(&self) -> Result<CgroupSample, CgroupError> {
-        sample_by_steps(self, true, CgroupSample::default())
-    }
-
-    fn sample_counters(&self, prev: &CgroupSample) -> Result<CgroupSample, CgroupError> {
-        sample_by_steps(self, false, *prev)
+        sample_by_steps(self)
     }
 
     /// The counters (cpu, memory usage, pids, io), then with `full` the limit, memory.stat's
