@@ -224,6 +224,16 @@ impl Default for ReadBuf {
     }
 }
 
+/// How many steps v1's and v2's `sample_step` take: the counters (cpu, memory usage, pids, io)
+/// are steps 0 to 3; a full sample goes on with the limit, memory.stat and the OOM count.
+const COUNTER_STEPS: usize = 4;
+const FULL_STEPS: usize = 7;
+
+/// Whether another step follows `step` in a sample read by v1's or v2's steps.
+pub(crate) fn step_follows(step: usize, full: bool) -> bool {
+    step + 1 < if full { FULL_STEPS } else { COUNTER_STEPS }
+}
+
 /// A full sample read step by step ([`WorkloadCgroup::sample_step`]): `sample` of a backend
 /// whose steps are its reads.
 pub(crate) fn sample_by_steps(cgroup: &dyn WorkloadCgroup) -> Result<CgroupSample, CgroupError> {

@@ -333,7 +333,7 @@ impl WorkloadCgroup for V1Cgroup {
             6 => s.oom_kills = keyed_value(f.oom_control.read(buf)?, "oom_kill").unwrap_or(0),
             _ => return Ok(false),
         }
-        Ok(step + 1 < if full { 7 } else { 4 })
+        Ok(step_follows(step, full))
     }
 
     fn final_counters(&self) -> Result<FinalCounters, CgroupError> {
