@@ -156,14 +156,20 @@ async fn limit_files_hold_exactly_the_requested_values() {
         assert_eq!(got, want, "{file}");
     }
     // The process is in the cgroup, as the unprivileged default user (the reply accepts the
-    // workload; its supervisor starts it a moment later).
+    // workload; its supervisor starts it a moment later). On v1 the child joins the cgroup as
+    // root and drops to the default user just before exec, so wait until it runs `sleep`.
+    let execed = |pids: &[i32]| {
+        pids.len() == 1
+            && std::fs::read(format!("/proc/{}/cmdline", pids[0]))
+                .is_ok_and(|c| c.starts_with(b"sleep\0"))
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut pids = n.procs("lim1");
-    while pids.is_empty() && std::time::Instant::now() < deadline {
+    while !execed(&pids) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         pids = n.procs("lim1");
     }
-    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert!(execed(&pids), "{pids:?}");
     let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
