@@ -129,6 +129,13 @@ async fn starts_fit_until_the_allocatable_cpu_is_handed_out() {
         },
     )
     .await;
+    // Running before herdd stops: one accepted but not yet started would be lost at the
+    // restart below (and reported lost), not re-adopted.
+    herd_tests::eventually(Duration::from_secs(10), "the new one runs", || async {
+        let s = call(&client, node, "workload.get", json!({"workload_id": again})).await;
+        (s["data"]["state"] == "running").then_some(())
+    })
+    .await;
     ids[0] = again;
 
     // A restarted herdd re-adopts the four running ones and still counts them.
@@ -207,7 +214,10 @@ async fn pinned_cores_and_declared_gpus_go_to_one_workload_each() {
             || async {
                 let status = call(&client, node, "workload.get", json!({"workload_id": id})).await;
                 let dir = status["data"]["work_dir"].as_str()?.to_string();
-                let seen = std::fs::read_to_string(format!("{dir}/gpus")).ok()?;
+                // Complete once echo's line is there (the shell creates the file first).
+                let seen = std::fs::read_to_string(format!("{dir}/gpus"))
+                    .ok()
+                    .filter(|s| s.ends_with('\n'))?;
                 let assigned = status["data"]["assigned"]["gpus"][0].as_str()?.to_string();
                 Some((assigned, seen.trim().to_string()))
             },
