@@ -2,12 +2,36 @@
 
 use std::time::{Duration, Instant};
 
+/// A client of the test server at `url`. A connection that fails (refused, reset) is tried
+/// again for up to 5 s, the first failure announced; then it panics with the server's log.
 pub async fn connect(url: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for attempt in 1.. {
+        let error = match async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+        {
+            Ok(client) => return client,
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            let log = url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .and_then(crate::nats::log_on_port)
+                .unwrap_or_else(|| "(not a server of this test process)".into());
+            panic!("connect to {url}: {error} (attempt {attempt}); nats-server's log:\n{log}");
+        }
+        if attempt == 1 {
+            crate::announce(&format!(
+                "connect to {url}: {error}; trying again for up to 5 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    unreachable!("the attempts are unbounded")
 }
 
 /// A JSON request on `herd.v1.node.<node>.<verb>`; the JSON reply. Panics without one.

@@ -2,10 +2,10 @@
 
 use crate::process::{signal, wait_child};
 use crate::{announce, free_port};
-use std::net::{SocketAddr, TcpStream};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 fn nats_server_bin() -> PathBuf {
@@ -40,6 +40,9 @@ pub fn nats_version() -> String {
 
 /// Larger than the 1 MiB default, so tests can send payloads past herdd's own cap.
 pub const TEST_MAX_PAYLOAD: usize = 4 * 1024 * 1024;
+
+/// What nats-server logs once its client listener is bound.
+const LISTENING: &str = "Listening for client connections on";
 
 pub struct NatsServer {
     child: Option<Child>,
@@ -104,6 +107,8 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
+        // The log is appended to across restarts: count what earlier runs wrote.
+        let listened_before = self.log().matches(LISTENING).count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -119,15 +124,34 @@ impl NatsServer {
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        logs()
+            .lock()
+            .unwrap()
+            .insert(self.port, self.dir.path().join("nats.log"));
+        // Ready once this server's own log says it listens: a connection alone could reach
+        // another process that took the port meanwhile (then this one's bind fails).
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        loop {
+            let log = self.log();
+            if log.matches(LISTENING).count() > listened_before {
+                break;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!(
+                    "nats-server on 127.0.0.1:{} exited ({status}) before listening:\n{log}",
+                    self.port
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not listen on {addr}:\n{}",
-                self.log()
+                "nats-server did not listen on 127.0.0.1:{} within 15 s:\n{log}",
+                self.port
             );
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -158,8 +182,21 @@ impl NatsServer {
     }
 }
 
+/// Each running test server's log by port, for a client that cannot connect to say why.
+fn logs() -> &'static Mutex<HashMap<u16, PathBuf>> {
+    static LOGS: OnceLock<Mutex<HashMap<u16, PathBuf>>> = OnceLock::new();
+    LOGS.get_or_init(Default::default)
+}
+
+/// The log of the test server on `port`, where one of this process runs there.
+pub fn log_on_port(port: u16) -> Option<String> {
+    let path = logs().lock().unwrap().get(&port).cloned()?;
+    std::fs::read_to_string(path).ok()
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
+        logs().lock().unwrap().remove(&self.port);
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
