@@ -3,35 +3,36 @@
 use std::time::{Duration, Instant};
 
 /// A client of the test server at `url`. A connection that fails (refused, reset) is tried
-/// again for up to 5 s, the first failure announced; then it panics with the server's log.
+/// again for up to 5 s; the first failure is announced with the server's log as it stands.
 pub async fn connect(url: &str) -> async_nats::Client {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for attempt in 1.. {
-        let error = match async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-        {
-            Ok(client) => return client,
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            let log = url
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .and_then(crate::nats::log_on_port)
-                .unwrap_or_else(|| "(not a server of this test process)".into());
-            panic!("connect to {url}: {error} (attempt {attempt}); nats-server's log:\n{log}");
-        }
-        if attempt == 1 {
-            crate::announce(&format!(
-                "connect to {url}: {error}; trying again for up to 5 s"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    unreachable!("the attempts are unbounded")
+    let failures = &std::cell::Cell::new(0u32);
+    eventually(
+        Duration::from_secs(5),
+        &format!("a connection to {url}"),
+        move || async move {
+            let error = match async_nats::ConnectOptions::new()
+                .connection_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await
+            {
+                Ok(client) => return Some(client),
+                Err(e) => e,
+            };
+            if failures.replace(failures.get() + 1) == 0 {
+                let log = url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .and_then(crate::nats::log_on_port)
+                    .unwrap_or_else(|| "(not a server of this test process)".into());
+                crate::announce(&format!(
+                    "connect to {url}: {error}; trying again for up to 5 s; nats-server's log:\n{log}"
+                ));
+            }
+            None
+        },
+    )
+    .await
 }
 
 /// A JSON request on `herd.v1.node.<node>.<verb>`; the JSON reply. Panics without one.

@@ -40,6 +40,8 @@ pub struct Collector {
     tracked: BTreeMap<WorkloadId, Tracked>,
     /// Each workload's reading in the tick under way (kept between ticks for its room).
     reads: Vec<Reading>,
+    /// Room to read one cgroup file into, reused from file to file and tick to tick.
+    buf: Box<ReadBuf>,
     seq: u64,
     epoch: Instant,
     gpus: Option<crate::edges::gpu::Nvml>,
@@ -57,6 +59,7 @@ impl Collector {
             node_id,
             tracked: BTreeMap::new(),
             reads: Vec::new(),
+            buf: Box::default(),
             seq: 0,
             epoch: Instant::now(),
             gpus: None,
@@ -139,12 +142,13 @@ impl Collector {
                 more: Ok(true),
             },
         }));
-        let mut buf = ReadBuf::default();
         for step in 0.. {
             let mut more = false;
             for (t, r) in self.tracked.values().zip(reads.iter_mut()) {
                 if matches!(r.more, Ok(true)) {
-                    r.more = t.cgroup.sample_step(step, r.full, &mut r.sample, &mut buf);
+                    r.more = t
+                        .cgroup
+                        .sample_step(step, r.full, &mut r.sample, &mut self.buf);
                     more |= matches!(r.more, Ok(true));
                 }
             }

@@ -144,23 +144,11 @@ impl<'de> SliceReader<'de> {
         }
         match marker {
             0x90..=0x9f => self.seq(usize::from(marker & 0x0f), visitor),
-            0xdc => {
-                let len = self.len16()?;
-                self.seq(len, visitor)
-            }
-            0xdd => {
-                let len = self.len32()?;
-                self.seq(len, visitor)
-            }
+            0xdc => self.len16().and_then(|len| self.seq(len, visitor)),
+            0xdd => self.len32().and_then(|len| self.seq(len, visitor)),
             0x80..=0x8f => self.map(usize::from(marker & 0x0f), visitor),
-            0xde => {
-                let len = self.len16()?;
-                self.map(len, visitor)
-            }
-            0xdf => {
-                let len = self.len32()?;
-                self.map(len, visitor)
-            }
+            0xde => self.len16().and_then(|len| self.map(len, visitor)),
+            0xdf => self.len32().and_then(|len| self.map(len, visitor)),
             0xc4..=0xc6 if bytes => {
                 let len = match marker {
                     0xc4 => self.len8()?,
