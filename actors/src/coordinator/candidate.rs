@@ -189,7 +189,13 @@ impl Candidate {
                     tracing::debug!(error = %e, "cannot create the leader key");
                     Err(WriteRefused::Unreachable)
                 }
-                Err(_) => Err(WriteRefused::Unreachable),
+                Err(_) => {
+                    tracing::info!(
+                        ?timeout,
+                        "creating the leader key timed out; the next read tells if it was stored"
+                    );
+                    Err(WriteRefused::Unreachable)
+                }
             };
             let fx = act.election.on_created(res, sent, act.now());
             act.perform(fx, ctx);
@@ -197,7 +203,20 @@ impl Candidate {
     }
 
     fn renew(&mut self, term: u64, revision: u64, ctx: &mut Context<Self>) {
-        let Some(key) = self.key.clone() else { return };
+        let Some(key) = self.key.clone() else {
+            let now = self.now();
+            let fx = self
+                .election
+                .on_renewed(Err(WriteRefused::Unreachable), now, now);
+            return self.perform(fx, ctx);
+        };
+        if self.leadership.is_none() {
+            tracing::info!(
+                term,
+                revision,
+                "the leader key holds this coordinator's own entry (a write answered too late); claiming it back"
+            );
+        }
         let (value, sent, timeout) = (self.lease_value(term), self.now(), self.request_timeout());
         let update = async move {
             tokio::time::timeout(timeout, key.update(LEADER_KEY, value, revision)).await
@@ -213,7 +232,7 @@ impl Candidate {
                     Err(WriteRefused::Unreachable)
                 }
                 Err(_) => {
-                    tracing::warn!("renewing the lead timed out");
+                    tracing::warn!(?timeout, "renewing the lead timed out");
                     Err(WriteRefused::Unreachable)
                 }
             };
@@ -262,6 +281,11 @@ impl Candidate {
     fn step_down(&mut self, term: u64, why: StepDown) {
         tracing::warn!(term, %why, "this coordinator no longer leads; standing by");
         self.leadership = None;
+        // The deposed coordinator keeps a guard that holds no more, whatever comes next: it
+        // cannot act while its Depose waits in its mailbox, even if this process leads again
+        // (in this term, when it claims its own entry back).
+        self.guard.set(None);
+        self.guard = self.guard.fresh();
         if let Some(coordinator) = self.coordinator.take() {
             coordinator.do_send(Depose);
         }

@@ -39,6 +39,15 @@ impl LeaseGuard {
         }
     }
 
+    /// A guard on the same clock that holds nothing yet, for the next leadership: the old
+    /// one's holder keeps its own, which is never set again.
+    pub(super) fn fresh(&self) -> LeaseGuard {
+        LeaseGuard {
+            epoch: self.epoch,
+            until_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// Monotonic milliseconds since this process's guard was made.
     pub(super) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64

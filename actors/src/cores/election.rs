@@ -14,6 +14,13 @@
 //!   leader cut off from NATS has stopped acting before any standby can take the key.
 //! - A standby reads the key every quarter of a lease; once the entry has expired it creates
 //!   it. A standby therefore leads within a lease and a quarter of the leader's last renew.
+//! - A write whose answer did not come in time may still have been stored. A standby that reads
+//!   its own entry (its create, or a renew, stored after all) claims it back with a renew at the
+//!   revision it read: a compare-and-set, so it succeeds only if no one else took the key
+//!   meanwhile, and it leads from that renew's send time as after any renew. Without this a
+//!   slow answer cost the fleet a whole lease with no leader. Only an entry of a term whose
+//!   coordinator found its own journal writes refused ([`Election::superseded`]) is left to
+//!   expire: someone else acted in that term.
 //!
 //! Time is `now_ms` from a monotonic clock, passed in: tests drive it by hand. Every request
 //! asked for is answered, a timeout answering as [`WriteRefused::Unreachable`] (or
@@ -125,6 +132,10 @@ pub struct Election {
     in_flight: bool,
     last_read_ms: Option<u64>,
     left: bool,
+    /// While standing by: the term of its own entry this coordinator is renewing to claim back.
+    claiming: Option<u64>,
+    /// A term in which another coordinator acted too: its entry is not claimed back.
+    gave_up: Option<u64>,
 }
 
 impl Election {
@@ -138,6 +149,8 @@ impl Election {
             in_flight: false,
             last_read_ms: None,
             left: false,
+            claiming: None,
+            gave_up: None,
         }
     }
 
@@ -235,7 +248,19 @@ impl Election {
                 vec![ElectionEffect::Create]
             }
             Some(seen) if seen.term < self.highest_term => Vec::new(),
-            // This coordinator's own lease, from before it stepped down: it expires.
+            // Its own entry, from a write whose answer came too late or never: claimed back
+            // with a compare-and-set at the revision read.
+            Some(seen) if seen.holder == self.me && self.gave_up != Some(seen.term) => {
+                self.highest_term = seen.term;
+                self.leader = None;
+                self.in_flight = true;
+                self.claiming = Some(seen.term);
+                vec![ElectionEffect::Renew {
+                    term: seen.term,
+                    revision: seen.revision,
+                }]
+            }
+            // Its own entry in a term in which someone else acted too: it expires.
             Some(seen) if seen.holder == self.me => {
                 self.highest_term = seen.term;
                 self.leader = None;
@@ -295,7 +320,7 @@ impl Election {
     ) -> Vec<ElectionEffect> {
         self.in_flight = false;
         let Role::Leader { term, .. } = self.role else {
-            return Vec::new();
+            return self.on_claimed(result, sent_ms, now_ms);
         };
         match result {
             Ok(revision) => {
@@ -325,10 +350,14 @@ impl Election {
     }
 
     /// A write of this coordinator's was refused because another one wrote since: whatever
-    /// the key says, another coordinator acts, so this one stops.
+    /// the key says, another coordinator acts, so this one stops, and does not claim this
+    /// term's entry back.
     pub fn superseded(&mut self) -> Vec<ElectionEffect> {
         match self.role {
-            Role::Leader { term, .. } => self.step_down(term, StepDown::Superseded),
+            Role::Leader { term, .. } => {
+                self.gave_up = Some(term);
+                self.step_down(term, StepDown::Superseded)
+            }
             Role::Standby => Vec::new(),
         }
     }
@@ -348,6 +377,37 @@ impl Election {
         match self.role {
             Role::Leader { revision, .. } => Some(revision),
             Role::Standby => None,
+        }
+    }
+
+    /// A standby's renew of its own entry: it leads again in that term if the renew was
+    /// stored in time to act on it.
+    fn on_claimed(
+        &mut self,
+        result: Result<u64, WriteRefused>,
+        sent_ms: u64,
+        now_ms: u64,
+    ) -> Vec<ElectionEffect> {
+        let Some(term) = self.claiming.take() else {
+            return Vec::new(); // an answer to a renew sent while it led
+        };
+        match result {
+            Ok(revision) if !self.left && now_ms < sent_ms + self.config.act_for_ms() => {
+                self.role = Role::Leader {
+                    term,
+                    revision,
+                    confirmed_sent_ms: sent_ms,
+                    last_renew_sent_ms: sent_ms,
+                };
+                self.leader = Some((self.me.clone(), term));
+                vec![ElectionEffect::Lead { term }]
+            }
+            // Stored too late to act on, or refused: the next read says what the key holds.
+            Ok(_) | Err(WriteRefused::Unreachable) => Vec::new(),
+            Err(WriteRefused::Conflict) => {
+                self.last_read_ms = None;
+                Vec::new()
+            }
         }
     }
 

@@ -360,3 +360,146 @@ fn a_leader_whose_write_was_refused_steps_down_and_waits_for_the_key_to_expire()
     );
     assert_eq!(e.leading(now), Some(2));
 }
+
+#[test]
+fn a_create_stored_after_its_answer_timed_out_is_claimed_back_at_once_in_its_term() {
+    let mut key = Key::default();
+    let mut e = Election::new("a", config());
+    assert_eq!(e.tick(0), vec![ElectionEffect::Read]);
+    assert_eq!(e.on_read(key.read(0), 0), vec![ElectionEffect::Create]);
+    // NATS stores the create, but its answer comes after the candidate stopped waiting.
+    let term = key.create("a", 10).unwrap();
+    assert_eq!(e.on_created(Err(WriteRefused::Unreachable), 0, 750), vec![]);
+    assert_eq!(e.leading(750), None);
+    // The next read finds its own entry: it renews it at the revision read.
+    assert_eq!(e.tick(800), vec![ElectionEffect::Read]);
+    let renew = e.on_read(key.read(800), 800);
+    assert_eq!(
+        renew,
+        vec![ElectionEffect::Renew {
+            term,
+            revision: term
+        }]
+    );
+    assert_eq!(e.tick(850), vec![], "one request at a time");
+    let revision = key.update("a", term, term, 900).unwrap();
+    assert_eq!(
+        e.on_renewed(Ok(revision), 800, 900),
+        vec![ElectionEffect::Lead { term }]
+    );
+    // It leads from the renew's send time, well before its first entry could have expired.
+    assert_eq!(e.leading(900), Some(term));
+    assert_eq!(e.acts_until(), Some(800 + config().act_for_ms()));
+    assert_eq!(e.leader(), Some(("a", term)));
+    // And renews on as any leader does.
+    for now in (901..5 * LEASE).step_by(50) {
+        assert_eq!(step(&mut e, &mut key, now), vec![], "at {now}");
+        assert_eq!(e.leading(now), Some(term), "at {now}");
+    }
+}
+
+#[test]
+fn a_renew_stored_after_its_answer_timed_out_costs_one_step_down_not_a_lease() {
+    let mut key = Key::default();
+    let mut e = Election::new("a", config());
+    step(&mut e, &mut key, 0);
+    let renew_at = LEASE / 3;
+    assert_eq!(
+        e.tick(renew_at),
+        vec![ElectionEffect::Renew {
+            term: 1,
+            revision: 1
+        }]
+    );
+    // Stored, but not answered in time: the leader renews again at the revision it knows.
+    key.update("a", 1, 1, renew_at + 10).unwrap();
+    assert_eq!(
+        e.on_renewed(Err(WriteRefused::Unreachable), renew_at, renew_at + 750),
+        vec![]
+    );
+    let mut now = renew_at + 750;
+    let again = e.tick(now);
+    assert_eq!(
+        again,
+        vec![ElectionEffect::Renew {
+            term: 1,
+            revision: 1
+        }]
+    );
+    // The key moved on (its own write): refused, it steps down at once, as it must not guess.
+    assert_eq!(
+        e.on_renewed(key.update("a", 1, 1, now), now, now),
+        vec![ElectionEffect::StepDown {
+            term: 1,
+            why: StepDown::Superseded
+        }]
+    );
+    assert_eq!(e.leading(now), None);
+    // It reads its own entry and claims it back in the same term, long before it expires.
+    let led = loop {
+        now += 10;
+        if step(&mut e, &mut key, now).contains(&ElectionEffect::Lead { term: 1 }) {
+            break now;
+        }
+        assert!(
+            now < renew_at + LEASE,
+            "not claimed back before its entry expired"
+        );
+    };
+    assert!(led < renew_at + 750 + LEASE / 3, "led again at {led}");
+    assert_eq!(e.leading(led), Some(1));
+}
+
+#[test]
+fn a_claim_is_a_compare_and_set_that_fails_once_another_coordinator_took_the_key() {
+    let mut key = Key::default();
+    let (mut a, mut b) = (Election::new("a", config()), Election::new("b", config()));
+    assert_eq!(a.tick(0), vec![ElectionEffect::Read]);
+    a.on_read(key.read(0), 0);
+    key.create("a", 0).unwrap();
+    a.on_created(Err(WriteRefused::Unreachable), 0, 750);
+    // a reads its own entry just before it expires; b takes the key before a's renew lands.
+    assert_eq!(a.tick(LEASE - 1), vec![ElectionEffect::Read]);
+    let claim = a.on_read(key.read(LEASE - 1), LEASE - 1);
+    assert_eq!(
+        claim,
+        vec![ElectionEffect::Renew {
+            term: 1,
+            revision: 1
+        }]
+    );
+    let mut now = LEASE;
+    while b.leading(now).is_none() {
+        step(&mut b, &mut key, now);
+        now += 10;
+    }
+    let term_b = b.leading(now).unwrap();
+    assert_eq!(
+        a.on_renewed(key.update("a", 1, 1, now), LEASE - 1, now),
+        vec![]
+    );
+    assert_eq!(a.leading(now), None);
+    // Refused, it reads again at once and follows b.
+    assert_eq!(
+        step(&mut a, &mut key, now),
+        vec![ElectionEffect::Follow {
+            holder: "b".into(),
+            term: term_b
+        }]
+    );
+}
+
+#[test]
+fn a_claim_answered_too_late_to_act_safely_is_not_taken_as_leadership() {
+    let mut key = Key::default();
+    let mut e = Election::new("a", config());
+    e.tick(0);
+    e.on_read(None, 0);
+    key.create("a", 0).unwrap();
+    e.on_created(Err(WriteRefused::Unreachable), 0, 750);
+    e.tick(800);
+    assert_eq!(e.on_read(key.read(800), 800).len(), 1);
+    let late = 800 + config().act_for_ms();
+    assert_eq!(e.on_renewed(Ok(2), 800, late), vec![]);
+    assert_eq!(e.leading(late), None);
+}
