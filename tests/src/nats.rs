@@ -167,6 +167,12 @@ impl NatsServer {
         std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
     }
 
+    /// Sends `sig` to the server (SIGSTOP and SIGCONT: a stall, every request held meanwhile).
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the server runs");
+        signal(child.id(), sig);
+    }
+
     /// Graceful stop (SIGTERM), so that JetStream's store is consistent for a restart.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -277,6 +277,72 @@ async fn a_frozen_leader_is_replaced_and_acts_no_more_once_thawed() {
     assert!(old != new);
 }
 
+/// CI once saw a failover take 6.8 s with a 2 s lease on a loaded machine: a write of the lead
+/// answered after its timeout had still been stored, and the coordinator waited for its own
+/// entry to expire. Here the server stalls (SIGSTOP) for 1 s from half a lease after a renew,
+/// so that the next renew is held past its timeout and stored once the server resumes.
+#[tokio::test]
+async fn a_renew_stored_after_its_timeout_costs_the_leader_neither_its_term_nor_a_lease() {
+    let (f, standby) = fleet_with_standby("fs", &["a"]).await;
+    let leader = name(&f.coordinator);
+    let (_, term) = eventually(Duration::from_secs(10), "the leader's term", || leads(&f)).await;
+    let subject = format!("$KV.{}.{}", herd_bus::LEADER_BUCKET, herd_bus::LEADER_KEY);
+    let mut renews = f.client.subscribe(subject).await.unwrap();
+    f.client.flush().await.unwrap();
+    let timed_out = || {
+        f.coordinator
+            .log()
+            .matches("renewing the lead timed out")
+            .count()
+    };
+    let before = timed_out();
+    let mut stalls = 0;
+    while timed_out() == before {
+        stalls += 1;
+        assert!(
+            stalls <= 10,
+            "no renew timed out in 10 stalls of the server"
+        );
+        // Whatever was queued, then the next renew as it is sent.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, renews.next()).await {}
+        tokio::time::timeout(Duration::from_secs(5), renews.next())
+            .await
+            .expect("the leader renews")
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs_f64(LEASE_S / 4.0)).await;
+        f.nats.signal(Signal::SIGSTOP);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        f.nats.signal(Signal::SIGCONT);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    announce(&format!(
+        "failure: SIGSTOP of nats-server for 1 s, {stalls} time(s), until a renew of the lead timed out"
+    ));
+    let again = eventually(
+        Duration::from_secs(10),
+        "the leader to lead again",
+        || async { leads(&f).await.filter(|l| l.0 == leader) },
+    )
+    .await;
+    assert_eq!(
+        again.1,
+        term,
+        "it led again in a new term:\n{}",
+        f.coordinator.log()
+    );
+    assert!(
+        f.coordinator.log().contains("claiming it back"),
+        "{}",
+        f.coordinator.log()
+    );
+    only_answers(&f, &leader).await;
+    assert!(
+        !standby.log().contains("this coordinator leads"),
+        "the standby led: {}",
+        standby.log()
+    );
+}
+
 #[tokio::test]
 async fn a_leader_that_shuts_down_hands_over_without_waiting_for_its_lease() {
     let (mut f, standby) = fleet_with_standby("fh", &["a"]).await;
