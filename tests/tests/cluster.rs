@@ -66,6 +66,26 @@ async fn led_by(c: &Cluster, who: &str, since: Instant) -> Duration {
     since.elapsed()
 }
 
+/// Each coordinator's log lines about the lead (elections, timeouts, restores), for a
+/// failover slower than it should be.
+fn lead_log(c: &Cluster) -> String {
+    ["coord1", "coord2"]
+        .iter()
+        .flat_map(|svc| {
+            c.logs(svc)
+                .lines()
+                .filter(|l| {
+                    ["lead", "timed out", "coordinator", "bucket"]
+                        .iter()
+                        .any(|w| l.contains(w))
+                })
+                .map(|l| format!("{svc}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn assert_started_once(starts: &std::collections::HashMap<String, u32>, r: &RunRecord) {
     assert_eq!(starts.len(), r.tasks.len(), "{starts:?}");
     assert!(starts.values().all(|n| *n == 1), "{starts:?}");
@@ -100,7 +120,8 @@ async fn the_leader_killed_mid_run_is_replaced_within_two_leases_and_every_task_
     ));
     assert!(
         took <= Duration::from_secs_f64(2.0 * LEASE_S),
-        "took {took:?}"
+        "took {took:?}; what the coordinators said about the lead:\n{}",
+        lead_log(&c)
     );
     let r = wait_run(
         &c,
