@@ -346,6 +346,7 @@ impl Candidate {
             self.replicas,
         );
         config.max_age = Duration::from_millis(self.election.config().lease_ms);
+        let within = self.open_timeout();
         let open = async move {
             let stream = ensure_stream(&js, config.clone()).await?;
             let found = stream.cached_info().config.max_age;
@@ -360,6 +361,11 @@ impl Candidate {
                 .await
                 .map_err(|e| format!("cannot open the {LEADER_BUCKET} bucket: {e}"))
         };
+        let open = async move {
+            tokio::time::timeout(within, open)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer from JetStream within {within:?}")))
+        };
         ctx.spawn(open.into_actor(self).map(|res, act, _| {
             act.opening = false;
             match res {
@@ -373,6 +379,18 @@ impl Candidate {
                 }
             }
         }));
+    }
+}
+
+impl Candidate {
+    /// How long one try to open the leader bucket may take: a lease (at least a second) at
+    /// first, a lease more after each failure, at most 10 s. A request JetStream never answers
+    /// (it was still electing its leaders when a cluster started under load) otherwise held
+    /// the standby unable to read the key for 10 s, its client's timeouts.
+    fn open_timeout(&self) -> Duration {
+        let lease =
+            Duration::from_millis(self.election.config().lease_ms).max(Duration::from_secs(1));
+        (lease * (self.open_failures + 1)).min(Duration::from_secs(10))
     }
 }
 
